@@ -1,0 +1,233 @@
+import { Actor, type ActorInit } from './actor.js';
+import { CoreErrorCode, VirqError } from './errors.js';
+import { Prng } from './prng.js';
+
+/** A scheduled event. Returned by `at`/`after` so it can be cancelled. */
+export interface ScheduledEvent {
+  readonly time: number;
+  readonly actor: Actor;
+  /** `false` once the event ran or was cancelled. */
+  readonly pending: boolean;
+}
+
+type Callback = (arg: unknown) => void;
+
+class EventNode implements ScheduledEvent {
+  constructor(
+    public time: number,
+    public seq: number,
+    public actor: Actor,
+    public fn: Callback | null,
+    public arg: unknown,
+  ) {}
+  get pending(): boolean {
+    return this.fn !== null;
+  }
+}
+
+export interface SchedulerOptions {
+  /** Seed of the run's Prng. Same seed and inputs → same run, event for event. */
+  seed?: number;
+}
+
+/**
+ * A deterministic discrete-event scheduler in virtual nanoseconds (integers).
+ *
+ * - Events at the same instant run in the order they were scheduled (FIFO by sequence).
+ * - Every event runs on an `Actor`; `current` is that actor while it runs.
+ * - Crossing between actors (a wake-up, an IPI) is always a scheduled event, never a call.
+ *
+ * Implementation: a binary min-heap on (time, seq) plus a FIFO for events scheduled for
+ * "now" (the common zero-delay hand-off), merged by sequence number so order stays exact.
+ */
+export class Scheduler {
+  private heap: EventNode[] = [];
+  private nowQueue: EventNode[] = [];
+  private nowHead = 0;
+  private seq = 0;
+  private nextPid = 1000;
+  private _now = 0;
+  private _current: Actor | undefined;
+  private readonly actors: Actor[] = [];
+  /** Number of events executed so far. */
+  executed = 0;
+  readonly prng: Prng;
+  readonly seed: number;
+
+  constructor(options: SchedulerOptions = {}) {
+    this.seed = options.seed ?? 1;
+    this.prng = new Prng(this.seed);
+  }
+
+  /** Current virtual time in nanoseconds. */
+  get now(): number {
+    return this._now;
+  }
+
+  /** The actor whose event is running (undefined between events). */
+  get current(): Actor | undefined {
+    return this._current;
+  }
+
+  /** Creates a named actor. pids are assigned in creation order, so they are deterministic. */
+  actor(init: ActorInit): Actor {
+    const a = new Actor({ name: init.name, kind: init.kind, cpu: init.cpu ?? 0, pid: init.pid ?? this.nextPid++ });
+    this.actors.push(a);
+    return a;
+  }
+
+  /** Every actor created on this scheduler, in creation order. */
+  allActors(): readonly Actor[] {
+    return this.actors;
+  }
+
+  /** Schedules `fn(arg)` on `actor` at absolute virtual time `time` (ns, integer, ≥ now). */
+  at<A>(time: number, actor: Actor, fn: (arg: A) => void, arg?: A): ScheduledEvent {
+    if (!Number.isSafeInteger(time)) {
+      throw new VirqError(CoreErrorCode.SchedulerInvalidTime, `event time must be an integer number of nanoseconds, got ${time}`);
+    }
+    if (time < this._now) {
+      throw new VirqError(CoreErrorCode.SchedulerTimeInPast, `cannot schedule at ${time} ns: virtual time is already ${this._now} ns`);
+    }
+    const node = new EventNode(time, this.seq++, actor, fn as Callback, arg);
+    if (time === this._now) this.nowQueue.push(node);
+    else this.push(node);
+    return node;
+  }
+
+  /** Schedules `fn(arg)` on `actor` after `delay` ns (rounded to an integer, ≥ 0). */
+  after<A>(delay: number, actor: Actor, fn: (arg: A) => void, arg?: A): ScheduledEvent {
+    if (!(delay >= 0) || !Number.isFinite(delay)) {
+      throw new VirqError(CoreErrorCode.SchedulerInvalidTime, `delay must be a finite number ≥ 0, got ${delay}`);
+    }
+    return this.at(this._now + Math.round(delay), actor, fn, arg);
+  }
+
+  /** Cancels a pending event; returns whether it was still pending. */
+  cancel(event: ScheduledEvent): boolean {
+    const node = event as EventNode;
+    if (node.fn === null) return false;
+    node.fn = null;
+    return true;
+  }
+
+  /** Number of events waiting (cancelled ones included until they are reached). */
+  get queued(): number {
+    return this.heap.length + this.nowQueue.length - this.nowHead;
+  }
+
+  /** Time of the next pending event, or undefined when idle. */
+  peekTime(): number | undefined {
+    if (this.nowHead < this.nowQueue.length) return this._now;
+    return this.heap.length > 0 ? this.heap[0]!.time : undefined;
+  }
+
+  /** Runs one event; returns false when nothing is left. */
+  step(): boolean {
+    for (;;) {
+      const node = this.popNext();
+      if (node === undefined) return false;
+      const fn = node.fn;
+      if (fn === null) continue;
+      node.fn = null;
+      this._now = node.time;
+      this._current = node.actor;
+      this.executed++;
+      try {
+        fn(node.arg);
+      } finally {
+        this._current = undefined;
+      }
+      return true;
+    }
+  }
+
+  /** Runs every event with time ≤ `time`, then sets the clock to `time`. Returns events run. */
+  runUntil(time: number): number {
+    if (time < this._now) {
+      throw new VirqError(CoreErrorCode.SchedulerTimeInPast, `runUntil(${time}) is before now (${this._now} ns)`);
+    }
+    const start = this.executed;
+    for (;;) {
+      const t = this.peekTime();
+      if (t === undefined || t > time) break;
+      this.step();
+    }
+    this._now = time;
+    return this.executed - start;
+  }
+
+  /**
+   * Runs until no event is left. `maxEvents` bounds a run that would never go idle (a
+   * periodic timer); reaching it throws so a livelock cannot pass silently.
+   */
+  runUntilIdle(maxEvents = 100_000_000): number {
+    const start = this.executed;
+    while (this.step()) {
+      if (this.executed - start >= maxEvents) {
+        throw new VirqError(CoreErrorCode.ArgumentInvalid, `runUntilIdle: still busy after ${maxEvents} events at ${this._now} ns`);
+      }
+    }
+    return this.executed - start;
+  }
+
+  private popNext(): EventNode | undefined {
+    const q = this.nowQueue;
+    if (this.nowHead < q.length) {
+      const head = q[this.nowHead]!;
+      const top = this.heap[0];
+      if (top !== undefined && top.time === head.time && top.seq < head.seq) return this.pop();
+      this.nowHead++;
+      if (this.nowHead === q.length) {
+        q.length = 0;
+        this.nowHead = 0;
+      }
+      return head;
+    }
+    return this.pop();
+  }
+
+  private push(node: EventNode): void {
+    const h = this.heap;
+    let i = h.length;
+    h.push(node);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      const parent = h[p]!;
+      if (parent.time < node.time || (parent.time === node.time && parent.seq < node.seq)) break;
+      h[i] = parent;
+      i = p;
+    }
+    h[i] = node;
+  }
+
+  private pop(): EventNode | undefined {
+    const h = this.heap;
+    const top = h[0];
+    if (top === undefined) return undefined;
+    const last = h.pop()!;
+    const n = h.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= n) break;
+        const r = l + 1;
+        let c = l;
+        let cn = h[l]!;
+        if (r < n) {
+          const rn = h[r]!;
+          if (rn.time < cn.time || (rn.time === cn.time && rn.seq < cn.seq)) {
+            c = r;
+            cn = rn;
+          }
+        }
+        if (last.time < cn.time || (last.time === cn.time && last.seq < cn.seq)) break;
+        h[i] = cn;
+        i = c;
+      }
+      h[i] = last;
+    }
+    return top;
+  }
+}
