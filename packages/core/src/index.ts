@@ -4,6 +4,7 @@ export { Actor, type ActorInit, type ActorKind } from './actor.js';
 export { createSimContext, type SimContext, type SimContextOptions } from './context.js';
 export { CostModel, DEFAULT_COSTS, type CostName, type CostTable } from './cost.js';
 export { CoreErrorCode, VirqError, type ErrnoName, type VirqErrorOptions } from './errors.js';
+export { KvmRoutingTable, type IoeventfdRequest, type IrqfdRequest, type VmInterruptApi } from './vm-interrupt-api.js';
 export { EVENTFD_MAX, EventFd, type EventFdOptions, type EventFdWaiter } from './eventfd.js';
 export { Histogram } from './histogram.js';
 export { Tokens, type GsiRoute, type IrqPinProvider, type IrqRouting, type VcpuInterruptTarget } from './interfaces.js';
