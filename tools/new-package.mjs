@@ -45,6 +45,6 @@ const pkg = {
 };
 const write = (f, s) => { if (!fs.existsSync(path.join(dir, f))) fs.writeFileSync(path.join(dir, f), s); };
 write('package.json', JSON.stringify(pkg, null, 2) + '\n');
-write('tsconfig.json', JSON.stringify({ extends: `${up}tsconfig.base.json`, compilerOptions: { rootDir: up.slice(0, -1), noEmit: true }, include: ['src', 'test', 'bench'] }, null, 2) + '\n');
+write('tsconfig.json', JSON.stringify({ extends: `${up}tsconfig.base.json`, compilerOptions: { rootDir: up.slice(0, -1), noEmit: true, types: ['node', 'jest'] }, include: ['src', 'test', 'bench'] }, null, 2) + '\n');
 write('tsconfig.build.json', JSON.stringify({ extends: `${up}tsconfig.base.json`, compilerOptions: { rootDir: 'src', outDir: 'dist', paths: {}, noEmit: false }, include: ['src'] }, null, 2) + '\n');
 write('jest.config.cjs', `module.exports = { ...require('${up}jest.preset.cjs'), displayName: '${name}' };\n`);

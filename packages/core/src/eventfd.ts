@@ -28,8 +28,6 @@ export interface EventFdWaiter {
   wake(fd: EventFd): void;
 }
 
-let nextFdNumber = 3;
-
 /**
  * eventfd(2) semantics over a 64-bit counter, always non-blocking (EFD_NONBLOCK): a write
  * that would block fails with EAGAIN, a read of zero fails with EAGAIN.
@@ -44,7 +42,7 @@ let nextFdNumber = 3;
  * add 1) and as a bigint only beyond 2^53.
  */
 export class EventFd {
-  /** A file-descriptor-like number for traces (not a host fd). */
+  /** A file-descriptor-like number for traces (not a host fd), allocated per scheduler so runs repeat. */
   readonly fd: number;
   readonly name: string;
   readonly semaphore: boolean;
@@ -65,7 +63,7 @@ export class EventFd {
     }
     this.small = init;
     this.semaphore = options.semaphore ?? false;
-    this.fd = nextFdNumber++;
+    this.fd = scheduler.allocFd();
     this.name = options.name ?? `eventfd:${this.fd}`;
   }
 

@@ -129,7 +129,7 @@ export class GuestMemory {
 
   /** Whether every byte of [gpa, gpa+len) is guest memory (possibly across adjacent regions). */
   isValid(gpa: number, len: number): boolean {
-    if (!Number.isInteger(gpa) || !Number.isInteger(len) || gpa < 0 || len < 0) return false;
+    if (!Number.isInteger(gpa) || !Number.isInteger(len) || gpa < 0 || len < 0 || gpa + len > GPA_LIMIT) return false;
     if (len === 0) return this.find(gpa, 0) !== undefined;
     let at = gpa;
     const end = gpa + len;

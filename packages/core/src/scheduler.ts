@@ -46,6 +46,7 @@ export class Scheduler {
   private nowHead = 0;
   private seq = 0;
   private nextPid = 1000;
+  private nextFd = 3;
   private _now = 0;
   private _current: Actor | undefined;
   private readonly actors: Actor[] = [];
@@ -74,6 +75,14 @@ export class Scheduler {
     const a = new Actor({ name: init.name, kind: init.kind, cpu: init.cpu ?? 0, pid: init.pid ?? this.nextPid++ });
     this.actors.push(a);
     return a;
+  }
+
+  /**
+   * A descriptor number for a simulated fd (eventfds in traces). Per scheduler, starting at 3
+   * as a process's first free fd would, so the same run prints the same numbers.
+   */
+  allocFd(): number {
+    return this.nextFd++;
   }
 
   /** Every actor created on this scheduler, in creation order. */

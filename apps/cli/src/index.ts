@@ -1,0 +1,1 @@
+export { HELP, runCli } from './cli.js';

@@ -1,0 +1,135 @@
+import fc from 'fast-check';
+import { Prng, Scheduler, VirqError } from '@virq/core';
+
+describe('Scheduler', () => {
+  it('runs events in time order, same-instant events in the order scheduled', () => {
+    const s = new Scheduler();
+    const a = s.actor({ name: 'a', kind: 'vcpu' });
+    const log: string[] = [];
+    s.at(20, a, () => log.push('t20-first'));
+    s.at(10, a, () => {
+      log.push('t10');
+      s.after(10, a, () => log.push('t20-third (scheduled later)'));
+      s.after(0, a, () => log.push('t10-now'));
+    });
+    s.at(20, a, () => log.push('t20-second'));
+    s.runUntilIdle();
+    expect(log).toEqual(['t10', 't10-now', 't20-first', 't20-second', 't20-third (scheduled later)']);
+  });
+
+  it('an event scheduled earlier for "now" runs before one scheduled now for now', () => {
+    const s = new Scheduler();
+    const a = s.actor({ name: 'a', kind: 'vcpu' });
+    const log: number[] = [];
+    s.at(5, a, () => {
+      log.push(1);
+      s.after(0, a, () => log.push(3));
+    });
+    s.at(5, a, () => log.push(2));
+    s.runUntilIdle();
+    expect(log).toEqual([1, 2, 3]);
+  });
+
+  it('current is the running actor; now is the event time', () => {
+    const s = new Scheduler();
+    const a = s.actor({ name: 'CPU 0/KVM', kind: 'vcpu', cpu: 1 });
+    const b = s.actor({ name: 'qemu-system-x86', kind: 'vmm-main' });
+    const seen: string[] = [];
+    s.at(7, a, () => seen.push(`${s.current?.name}@${s.now}`));
+    s.at(9, b, () => seen.push(`${s.current?.name}@${s.now}`));
+    s.runUntilIdle();
+    expect(seen).toEqual(['CPU 0/KVM@7', 'qemu-system-x86@9']);
+    expect(s.current).toBeUndefined();
+    expect(a.pid).not.toBe(b.pid);
+  });
+
+  it('runUntil stops at the bound, leaves later events, and advances the clock', () => {
+    const s = new Scheduler();
+    const a = s.actor({ name: 'a', kind: 'vcpu' });
+    const log: number[] = [];
+    for (const t of [5, 10, 15]) s.at(t, a, () => log.push(t));
+    expect(s.runUntil(10)).toBe(2);
+    expect(log).toEqual([5, 10]);
+    expect(s.now).toBe(10);
+    expect(s.queued).toBe(1);
+    s.runUntil(100);
+    expect(s.now).toBe(100);
+    expect(log).toEqual([5, 10, 15]);
+  });
+
+  it('cancelled events do not run', () => {
+    const s = new Scheduler();
+    const a = s.actor({ name: 'a', kind: 'vcpu' });
+    let ran = false;
+    const ev = s.at(3, a, () => (ran = true));
+    expect(s.cancel(ev)).toBe(true);
+    expect(s.cancel(ev)).toBe(false);
+    s.runUntilIdle();
+    expect(ran).toBe(false);
+  });
+
+  it('rejects the past and non-integer times with typed errors', () => {
+    const s = new Scheduler();
+    const a = s.actor({ name: 'a', kind: 'vcpu' });
+    s.runUntil(50);
+    expect(() => s.at(10, a, () => undefined)).toThrow(VirqError);
+    expect(() => s.at(60.5, a, () => undefined)).toThrow(expect.objectContaining({ code: 'scheduler.invalid-time' }));
+    expect(() => s.after(-1, a, () => undefined)).toThrow(expect.objectContaining({ code: 'scheduler.invalid-time' }));
+    expect(() => s.after(Number.NaN, a, () => undefined)).toThrow(VirqError);
+  });
+
+  it('runUntilIdle refuses to spin forever', () => {
+    const s = new Scheduler();
+    const a = s.actor({ name: 'timer', kind: 'device' });
+    const tick = (): void => void s.after(1, a, tick);
+    s.at(0, a, tick);
+    expect(() => s.runUntilIdle(1000)).toThrow(expect.objectContaining({ code: 'argument.invalid' }));
+  });
+
+  it('property: execution order equals a stable sort of (time, scheduling order)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 200 }), (times) => {
+        const s = new Scheduler();
+        const a = s.actor({ name: 'a', kind: 'vcpu' });
+        const ran: number[] = [];
+        times.forEach((t, i) => s.at(t, a, () => ran.push(i)));
+        s.runUntilIdle();
+        const expected = times.map((t, i) => ({ t, i })).sort((x, y) => x.t - y.t || x.i - y.i).map((x) => x.i);
+        expect(ran).toEqual(expected);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('property: same seed and inputs give the same run; events that schedule events stay ordered', () => {
+    const runOnce = (seed: number): string => {
+      const s = new Scheduler({ seed });
+      const actors = [0, 1, 2].map((i) => s.actor({ name: `w${i}`, kind: 'vcpu', cpu: i }));
+      const log: string[] = [];
+      const hop = (n: number): void => {
+        log.push(`${s.now}:${s.current!.name}:${n}`);
+        if (n > 0) s.after(s.prng.int(0, 20), actors[s.prng.int(0, 2)]!, hop, n - 1);
+      };
+      for (const a of actors) s.at(0, a, hop, 30);
+      s.runUntilIdle();
+      return log.join('\n');
+    };
+    fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 }), (seed) => expect(runOnce(seed)).toBe(runOnce(seed))), { numRuns: 20 });
+    expect(runOnce(1)).not.toBe(runOnce(2));
+  });
+});
+
+describe('Prng', () => {
+  it('is deterministic per seed and spreads over its range', () => {
+    const a = new Prng(42);
+    const b = new Prng(42);
+    const xs = Array.from({ length: 1000 }, () => a.nextU32());
+    expect(xs).toEqual(Array.from({ length: 1000 }, () => b.nextU32()));
+    const buckets = new Array(10).fill(0);
+    const p = new Prng(7);
+    for (let i = 0; i < 100_000; i++) buckets[Math.floor(p.next() * 10)]++;
+    for (const n of buckets) expect(Math.abs(n - 10_000)).toBeLessThan(600);
+    const ints = new Set(Array.from({ length: 2000 }, () => p.int(3, 6)));
+    expect([...ints].sort()).toEqual([3, 4, 5, 6]);
+  });
+});
