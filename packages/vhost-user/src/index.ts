@@ -1,0 +1,12 @@
+export { VhostUserErrorCode } from './errors.js';
+export * from './protocol.js';
+export { EMPTY, VHOST_USER_MAX_PAYLOAD, decodeHeader, decodeMessage, encodeMessage, type VhostUserHeader, type VhostUserMessage } from './message.js';
+export * from './payload.js';
+export { REQUEST_SPECS, decodeFrontendRequest, expectedFds, requestSpec, type FdRule, type FrontendRequest, type PayloadKind, type ReplyKind, type RequestSpec } from './request.js';
+export type { CallNotifier, MappedRegion, VhostUserHost } from './host.js';
+export { ADDRESS_LIMIT, VhostMemoryTable, type MappedMemoryRegion } from './memory-table.js';
+export { VhostUserVring, splitRingSizes } from './vring.js';
+export { VhostUserBackend, type VhostUserBackendEvent, type VhostUserBackendOptions, type VhostUserDeviceOps, type VhostUserHandleResult } from './vhost-user-backend.js';
+export { InProcessFd, InProcessHost, type InProcessHostOptions } from './in-process-host.js';
+export { InProcessVhostUserLink, type VhostUserChannel } from './channel.js';
+export { QEMU_PROTOCOL_FEATURES, VhostUserFrontend, type FrontendStartConfig, type FrontendVringConfig, type VhostUserFrontendOptions } from './vhost-user-frontend.js';
