@@ -1,0 +1,11 @@
+export { ActivePriorities } from './active-priorities.js';
+export { GicCpuInterface } from './cpu-interface.js';
+export { GicDistributor } from './distributor.js';
+export { GicErrorCode, GicGuestFault } from './errors.js';
+export { Gicv3, type GicDelivery, type GicVersion, type Gicv3Options } from './gic.js';
+export { GicIrq, type IrqTrigger } from './gic-irq.js';
+export { ItsCommand, ItsCommandWords, ItsError, ItsOpcode, itsErrorName, itsOpcodeName, type ItsErrorName, type ItsOpcodeName } from './its-command.js';
+export { Its, type Ite, type ItsDevice, type ItsFlavor, type ItsForwardingHooks, type ItsOptions, type TranslateResult } from './its.js';
+export { GicRedistributor } from './redistributor.js';
+export * from './registers.js';
+export { Vpe, type VlpiOutcome, type VpeListener } from './vpe.js';
