@@ -1,0 +1,25 @@
+import type { VirtqueueAddresses } from './layout.js';
+import type { RingFeatures } from './ring-features.js';
+import type { VirtioRingTrace } from './trace-events.js';
+
+/** Configuration of a driver-side queue (what Linux's vring_virtqueue is created with). */
+export interface VirtqueueDriverConfig extends VirtqueueAddresses {
+  readonly size: number;
+  /** Negotiated features: a 64-bit feature word or the ring-relevant subset. */
+  readonly features?: Partial<RingFeatures> | bigint | number;
+  readonly index?: number;
+  readonly trace?: VirtioRingTrace;
+  /**
+   * The transport's notify (Linux `vq->notify`, i.e. vp_notify writing the queue index to
+   * the notify address). Returning false marks the queue broken, as in virtqueue_notify.
+   */
+  readonly notify?: () => boolean | void;
+  /** The driver's used-buffer callback (`vq->callback`, e.g. skb_xmit_done), run by `interrupt()`. */
+  readonly callback?: () => void;
+  /**
+   * Guest memory for indirect tables (needs VIRTIO_RING_F_INDIRECT_DESC): `maxEntries`
+   * descriptors per buffer, one table per possible buffer (size × maxEntries × 16 bytes,
+   * 16-byte aligned, in one region). Without it the driver never uses indirect tables.
+   */
+  readonly indirectArea?: { readonly gpa: number; readonly maxEntries: number };
+}

@@ -1,0 +1,14 @@
+export * from './constants.js';
+export { vringNeedEvent } from './need-event.js';
+export { NO_RING_FEATURES, ringFeatures, toRingFeatures, type RingFeatures } from './ring-features.js';
+export { VirtioRingErrorCode, type VirtqueueStatus } from './errors.js';
+export { packedRingLayout, packedSizeProblem, splitAreaSizes, splitRingLayout, splitSizeProblem, type VirtqueueAddresses, type VirtqueueLayout } from './layout.js';
+export type { VirtioRingEvent, VirtioRingEventArgs, VirtioRingEventKind, VirtioRingTrace } from './trace-events.js';
+export { DescriptorChain, copyFromChain, copyToChain, type Segment } from './descriptor-chain.js';
+export { deviceFunctionNames, type DeviceFlavor, type DeviceFunctionNames, type VirtqueueDeviceConfig } from './device-config.js';
+export type { VirtqueueDriverConfig } from './driver-config.js';
+export { SplitVirtqueueDriver, type SplitDriverState } from './split-driver.js';
+export { SplitVirtqueueDevice, type SplitDeviceState } from './split-device.js';
+export { PackedVirtqueueDriver, type PackedDriverState } from './packed-driver.js';
+export { PackedVirtqueueDevice, type PackedDeviceState } from './packed-device.js';
+export { createVirtqueueDevice, createVirtqueueDriver, type VirtqueueDevice, type VirtqueueDriver } from './virtqueue.js';
