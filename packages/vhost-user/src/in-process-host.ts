@@ -83,6 +83,7 @@ export class InProcessHost implements VhostUserHost<InProcessFd> {
   close(fd: InProcessFd): void {
     if (fd.closed) {
       this.doubleCloses++;
+      if (process.env['VU_DEBUG']) console.log(new Error('double close ' + fd.name).stack);
       return;
     }
     fd.closed = true;

@@ -260,10 +260,10 @@ export class VhostUserBackend<F> {
         if (i < 0) {
           throw new VirqError(VhostUserErrorCode.MemoryTable, `REM_MEM_REG: no region with gpa 0x${r.guestPhysAddr.toString(16)}, uva 0x${r.userspaceAddr.toString(16)}, size 0x${r.memorySize.toString(16)}`, { errno: 'EINVAL' });
         }
-        for (const fd of fds) this.host.close(fd);
         const gone = this.memRegions[i]!;
         const next = this.memRegions.filter((_, j) => j !== i);
         this.remap(next, [gone.fd]);
+        for (const fd of fds) this.host.close(fd);
         return undefined;
       }
       case 'SET_LOG_BASE': {
@@ -342,24 +342,25 @@ export class VhostUserBackend<F> {
       case 'SET_VRING_KICK': {
         this.requireOwner(T);
         const v = this.vring(req.index);
+        const idx = v.index;
+        // Watch the new fd first: if it is not an eventfd the message is rejected with the
+        // ring unchanged (and the handler's error path closes the fd exactly once).
+        const stop = req.noFd ? undefined : this.host.watchKick(fds[0]!, () => this.onKick(idx));
         if (v.stopKickWatch !== undefined) v.stopKickWatch();
-        v.stopKickWatch = undefined;
         if (v.kickFd !== undefined && v.kickFd !== null) this.host.close(v.kickFd);
+        v.stopKickWatch = stop;
         v.kickFd = req.noFd ? null : fds[0]!;
         if (!this.hasFeature(VHOST_USER_F_PROTOCOL_FEATURES) && this.featuresSet) v.enabled = true;
         v.started = true;
-        if (v.kickFd !== null) {
-          const idx = v.index;
-          v.stopKickWatch = this.host.watchKick(v.kickFd, () => this.onKick(idx));
-        }
         return undefined;
       }
       case 'SET_VRING_CALL': {
         this.requireOwner(T);
         const v = this.vring(req.index);
+        const call = req.noFd ? undefined : this.host.notifier(fds[0]!);
         if (v.callFd !== undefined && v.callFd !== null) this.host.close(v.callFd);
         v.callFd = req.noFd ? null : fds[0]!;
-        v.call = v.callFd === null ? undefined : this.host.notifier(v.callFd);
+        v.call = call;
         v.signalledUsedValid = false;
         return undefined;
       }

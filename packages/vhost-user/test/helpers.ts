@@ -43,7 +43,7 @@ export interface Rig {
 
 export function makeRig(ops: Partial<VhostUserDeviceOps> = {}): Rig {
   const ctx = createSimContext({ seed: 3 });
-  const actor = ctx.scheduler.actor({ name: 'vhost-events', kind: 'iothread', cpu: 1 });
+  const actor = ctx.scheduler.actor({ name: 'vhost-events', kind: 'backend', cpu: 1 });
   const host = new InProcessHost(ctx.scheduler, { actor });
   const events = { newDevice: 0, destroyDevice: 0, kicks: [] as number[] };
   const backend = new VhostUserBackend<InProcessFd>(host, {
