@@ -29,7 +29,7 @@ export interface Delivery {
 
 export interface ExitRecord {
   readonly vcpu: number;
-  readonly reason: 'EXTERNAL_INTERRUPT' | 'HLT' | 'PREEMPTION';
+  readonly reason: 'EXTERNAL_INTERRUPT' | 'HLT' | 'EPT_MISCONFIG';
   readonly time: number;
 }
 
@@ -74,6 +74,21 @@ export class MiniVcpu implements PiVcpu {
     }
     this.state = 'blocked';
     this.kvm.sched?.vcpuPut(this, 'blocking');
+  }
+
+  /**
+   * The guest's MMIO access to an emulated register (the MSI-X table) exits to QEMU, which
+   * runs `fn` on this thread; then the vCPU re-enters (vcpu_enter_guest).
+   */
+  mmioExit(fn: () => void): void {
+    if (this.state !== 'running') {
+      fn();
+      return;
+    }
+    this.kvm.recordExit(this, 'EPT_MISCONFIG');
+    this.mode = 'outside-guest';
+    fn();
+    this.enterGuest();
   }
 
   /** The host scheduler preempts the vCPU thread: vcpu_put(preempted). */

@@ -68,6 +68,13 @@ export class Rig {
     this.msix.tableWrite(nr * Msix.ENTRY_SIZE + Msix.ENTRY_VECTOR_CTRL, 4, 0);
   }
 
+  /** The guest on vCPU `id` touches an emulated register: MMIO exit, QEMU runs `fn`, re-entry. */
+  onVcpu(id: number, fn: () => void): void {
+    const v = this.kvm.vcpu(id)!;
+    this.ctx.scheduler.after(0, v.actor, () => v.mmioExit(fn));
+    this.ctx.scheduler.runUntilIdle();
+  }
+
   /** Runs `fn` as an event on the actor (e.g. the vCPU thread that trapped the MMIO write). */
   on(actorName: string, fn: () => void): void {
     const a = this.ctx.scheduler.allActors().find((x) => x.name === actorName);
