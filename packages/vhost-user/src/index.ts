@@ -10,3 +10,5 @@ export { VhostUserBackend, type VhostUserBackendEvent, type VhostUserBackendOpti
 export { InProcessFd, InProcessHost, type InProcessHostOptions } from './in-process-host.js';
 export { InProcessVhostUserLink, type VhostUserChannel } from './channel.js';
 export { QEMU_PROTOCOL_FEATURES, VhostUserFrontend, type FrontendStartConfig, type FrontendVringConfig, type VhostUserFrontendOptions } from './vhost-user-frontend.js';
+export { callbackHandler, counterHandler, icmpEchoHandler, inetChecksum, loopbackHandler, macswapHandler, packetHandler, type PacketHandler, type PacketMode } from './packet-handler.js';
+export { VHOST_USER_NET_FEATURES, VHOST_USER_NET_PROTOCOL_FEATURES, VhostUserNetBackend, type VhostUserNetCounters, type VhostUserNetOptions } from './vhost-user-net.js';
