@@ -260,7 +260,8 @@ export class PackedVirtqueueDriver<T = unknown> {
     this.freeHead = this.next[id]!;
     this.idDescs[id] = descs;
     this.tokens[id] = token;
-    this.numAdded++;
+    // Linux counts descriptors here (slots are what the event offset is compared with).
+    this.numAdded += descs;
     const t = this.trace;
     if (t !== undefined && t.on) t.emit('vring.add', 'virtqueue_add_packed', 'virtqueue_add', { queue: this.index, head, out: outN, in: inN, availIdx: this.availIdx, indirect });
   }

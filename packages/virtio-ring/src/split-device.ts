@@ -70,6 +70,8 @@ export class SplitVirtqueueDevice {
   private signalledUsedValid = false;
   private inuse = 0;
   private pending = 0;
+  /** Buffers the pending used entries complete (more than `pending` with IN_ORDER batches). */
+  private pendingBufs = 0;
   private notification = true;
   private _status: VirtqueueStatus = 'ok';
   private _error: VirqError | undefined;
@@ -221,8 +223,20 @@ export class SplitVirtqueueDevice {
     this.usedU32[o] = id;
     this.usedU32[o + 1] = len;
     this.pending++;
+    this.pendingBufs++;
     const t = this.trace;
     if (t !== undefined && t.on) t.emit('vring.fill', this.names.fill, undefined, { queue: this.index, id, len, usedIdx: (this.usedIdx + this.pending - 1) & 0xffff });
+  }
+
+  /**
+   * VIRTIO_F_IN_ORDER batching (FACTS §1.2): one used element for the last of `count`
+   * buffers completed in order; the ones before it are implicitly used.
+   */
+  fillInOrderBatch(last: DescriptorChain | number, len: number, count: number): void {
+    if (!this.features.inOrder) throw new VirqError(VirtioRingErrorCode.BadArgument, 'fillInOrderBatch needs VIRTIO_F_IN_ORDER negotiated', { errno: 'EINVAL' });
+    if (!Number.isInteger(count) || count < 1) throw new VirqError(VirtioRingErrorCode.BadArgument, `an in-order batch has at least 1 buffer, got ${count}`, { errno: 'EINVAL' });
+    this.fill(last, len);
+    this.pendingBufs += count - 1;
   }
 
   /** Publishes every filled element (QEMU virtqueue_flush): one atomic used.idx store. */
@@ -233,8 +247,9 @@ export class SplitVirtqueueDevice {
     const nw = (old + count) & 0xffff;
     Atomics.store(this.usedU16, this.used16 + 1, nw);
     this.usedIdx = nw;
-    this.inuse = Math.max(0, this.inuse - count);
+    this.inuse = Math.max(0, this.inuse - this.pendingBufs);
     this.pending = 0;
+    this.pendingBufs = 0;
     // If signalled_used fell behind by more than this batch, its window is meaningless.
     if ((((nw - this.signalledUsed) << 16) >> 16) < ((nw - old) & 0xffff)) this.signalledUsedValid = false;
     const t = this.trace;
@@ -346,14 +361,14 @@ export class SplitVirtqueueDevice {
     this.lastAvailIdx = this.shadowAvailIdx = this.usedIdx = base;
     this.signalledUsedValid = false;
     this.inuse = 0;
-    this.pending = 0;
+    this.pending = this.pendingBufs = 0;
   }
 
   /** Back to the state after queue setup (virtio_queue_reset); clears NEEDS_RESET only if the layout maps. */
   reset(): void {
     this.lastAvailIdx = this.shadowAvailIdx = this.usedIdx = this.signalledUsed = 0;
     this.signalledUsedValid = false;
-    this.inuse = this.pending = 0;
+    this.inuse = this.pending = this.pendingBufs = 0;
     this.notification = true;
     if (this._error === undefined || (this._error.code !== VirtioRingErrorCode.BadLayout && this._error.code !== VirtioRingErrorCode.BadQueueSize)) {
       this._status = 'ok';
@@ -384,7 +399,7 @@ export class SplitVirtqueueDevice {
     this.signalledUsedValid = s.signalledUsedValid === true;
     this.inuse = s.inuse;
     this.notification = s.notification !== false;
-    this.pending = 0;
+    this.pending = this.pendingBufs = 0;
     if (s.status === 'needs-reset' && this._status === 'ok') this.fail(VirtioRingErrorCode.BadSnapshot, 'restored a queue that needed a reset', {});
   }
 
