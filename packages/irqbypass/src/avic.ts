@@ -103,7 +103,7 @@ export class AmdIommuGaRemapper implements InterruptRemapper {
     if (e.mode === 'remapped') {
       this.remapped++;
       if (this.trace.on) this.trace.emit('iommu.remap', 'amd_iommu_remap', 'amd_iommu', { index, vector: e.vector });
-      this.cpus.raise(this.cpus.cpuOfApicId(e.destApicId), e.vector);
+      this.cpus.raise(this.cpus.cpuOfApicId(e.destApicId), e.vector, this.ctx.costs.ns.hostIpi);
       return;
     }
     this.posted++;
@@ -119,7 +119,7 @@ export class AmdIommuGaRemapper implements InterruptRemapper {
     this.gaLogEntries++;
     this.gaLog.push(e.gaTag);
     if (this.trace.on) this.trace.emit('iommu.ga_log', 'iommu_poll_ga_log', 'amd_iommu', { ga_tag: e.gaTag });
-    this.cpus.raise(0, AMD_IOMMU_INT_VECTOR);
+    this.cpus.raise(0, AMD_IOMMU_INT_VECTOR, this.ctx.costs.ns.hostIpi);
   }
 
   modeOf(index: number): 'remapped' | 'posted' | 'absent' {
@@ -259,7 +259,7 @@ export class AvicPostedInterrupts implements IrqPostingBackend {
 
   /** The AVIC doorbell reaches `cpu`: a vCPU in guest mode there evaluates its IRR, no exit. */
   doorbell(cpu: number): void {
-    this.ctx.scheduler.after(this.ctx.costs.ns.hostIpi, this.cpus.actor(cpu), () => {
+    this.ctx.scheduler.after(this.ctx.costs.ns.postedInterruptNotify, this.cpus.actor(cpu), () => {
       const v = this.cpus.loadedVcpu(cpu);
       if (this.trace.on) this.trace.emit('avic.doorbell', 'hw:avic_doorbell', undefined, { cpu, vcpu: v?.vcpuId ?? -1 });
       if (v === undefined || v.mode !== 'in-guest' || v.hostCpu !== cpu) return; // picked up on the next VMRUN
