@@ -1,0 +1,50 @@
+import type { TraceEvent } from '@virq/core';
+
+/** Kinds of the events on the `virtio-pci` (VMM side) and `virtio-guest` (driver side) channels. */
+export type VirtioTraceKind =
+  // VMM side
+  | 'virtio.set_status'
+  | 'virtio.set_features'
+  | 'virtio.reset'
+  | 'virtio.error'
+  | 'virtio.notify_write'
+  | 'virtio.queue_notify'
+  | 'virtio.host_notifier_read'
+  | 'virtio.handle_output'
+  | 'virtio.notify'
+  | 'virtio.irq'
+  | 'virtio.notify_vector'
+  | 'virtio.pci_notify'
+  | 'virtio.guest_notifier_read'
+  | 'virtio.notify_config'
+  | 'virtio.isr_read'
+  | 'virtio.ioeventfd'
+  | 'virtio.irqfd'
+  | 'virtio.msi_route'
+  | 'virtio.set_guest_notifiers'
+  | 'virtio.vector_unmask'
+  | 'virtio.vector_mask'
+  | 'virtio.vector_poll'
+  | 'virtio.backend'
+  | 'vhost.op'
+  | 'net.ctrl'
+  | 'net.rx_mode'
+  | 'net.tx'
+  | 'net.rx'
+  | 'blk.request'
+  // guest side
+  | 'guest.probe'
+  | 'guest.find_vqs'
+  | 'guest.add'
+  | 'guest.kick_prepare'
+  | 'guest.notify'
+  | 'guest.interrupt'
+  | 'guest.vring_interrupt'
+  | 'guest.config_changed'
+  | 'guest.send_command'
+  | 'guest.xmit'
+  | 'guest.rx'
+  | 'guest.blk_rq'
+  | 'guest.blk_done';
+
+export type VirtioTraceEvent = TraceEvent<VirtioTraceKind>;
