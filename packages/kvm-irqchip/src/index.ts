@@ -1,0 +1,24 @@
+export { KvmErrorCode } from './errors.js';
+export { KvmVm, type KvmVmOptions, type KvmIrqchipStateJson, type UserspaceExit } from './vm.js';
+export { KvmVcpu, MP_STATE, MP_STATE_NAMES, type ExitReason, type VcpuMode, type VcpuSchedHooks, type VcpuEventsJson } from './vcpu.js';
+export { IdleGuest, type GuestModel, type GuestOp } from './guest-model.js';
+export { KvmLapic, type LapicStateJson } from './lapic.js';
+export { APIC, APIC_DEFAULT_PHYS_BASE, DM, SHORTHAND } from './lapic-registers.js';
+export type { LapicIrq, DestMap } from './lapic-irq.js';
+export { ApicMap, type ApicLogicalMode } from './apic-map.js';
+export { KvmIoapic, IOAPIC_NUM_PINS, IOAPIC_DEFAULT_BASE_ADDRESS, RTC_GSI, encodeRedirEntry, type IoapicStateJson, type RedirEntryJson } from './ioapic.js';
+export { KvmPic, PIC_FIELDS, type PicStateJson, type PicStateRaw } from './i8259.js';
+export {
+  IrqRoutingTable, KVM_MAX_IRQ_ROUTES, KVM_IRQCHIP_PIC_MASTER, KVM_IRQCHIP_PIC_SLAVE, KVM_IRQCHIP_IOAPIC, toGsiRoute,
+  type KvmRoutingEntry, type KernelRoute,
+} from './irq-routing.js';
+export {
+  KvmIrqfd, IrqfdResampler, KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, KVM_USERSPACE_IRQ_SOURCE_ID, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID,
+  type KvmIrqfdView, type IrqfdBypassHooks, type IrqAckNotifier, type KvmIrqfdArgs,
+} from './irqfd.js';
+export { IoeventfdBus, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_PIO, KVM_IOEVENTFD_FLAG_DEASSIGN, type KvmIoeventfdArgs, type Ioeventfd } from './ioeventfd.js';
+export { msiToLapicIrq } from './x86-msi.js';
+export {
+  GoldenReplayer, replayGoldenScenario, replayGoldenFile, runGoldenCli, firstDifference,
+  type GoldenScenario, type GoldenStep, type GoldenScenarioResult,
+} from './golden-replay.js';

@@ -1,0 +1,529 @@
+import type { Actor, ScheduledEvent, VcpuInterruptTarget } from '@virq/core';
+import type { GuestModel, GuestOp } from './guest-model.js';
+import { KvmLapic, type LapicBus, type LapicOwner } from './lapic.js';
+import { APIC, MSR_IA32_APICBASE } from './lapic-registers.js';
+import type { VcpuHost } from './vcpu-host.js';
+
+/** `vcpu->mode` */
+export type VcpuMode = 'outside-guest' | 'in-guest' | 'exiting-guest';
+
+/** VMX basic exit reasons virq models (SDM Appendix C names, as `kvm_exit` prints them). */
+export type ExitReason =
+  | 'EXTERNAL_INTERRUPT'
+  | 'PENDING_INTERRUPT'
+  | 'NMI_WINDOW'
+  | 'IO_INSTRUCTION'
+  | 'HLT'
+  | 'MSR_WRITE'
+  | 'APIC_ACCESS'
+  | 'EOI_INDUCED'
+  | 'EPT_MISCONFIG'
+  | 'EPT_VIOLATION';
+
+/** KVM_MP_STATE_* */
+export const MP_STATE = { RUNNABLE: 0, UNINITIALIZED: 1, INIT_RECEIVED: 2, HALTED: 3, SIPI_RECEIVED: 4 } as const;
+export const MP_STATE_NAMES: Readonly<Record<number, string>> = { 0: 'RUNNABLE', 1: 'UNINITIALIZED', 2: 'INIT_RECEIVED', 3: 'HALTED', 4: 'SIPI_RECEIVED' };
+
+/** vcpu_load / vcpu_put / blocking hooks (vmx_vcpu_pi_load / vmx_vcpu_pi_put, kvm_arch_vcpu_blocking). */
+export interface VcpuSchedHooks {
+  vcpuLoad(vcpu: KvmVcpu, hostCpu: number): void;
+  vcpuPut(vcpu: KvmVcpu, reason: 'preempted' | 'blocking' | 'exit'): void;
+}
+
+/** The parts of KVM_GET_VCPU_EVENTS interrupt delivery touches (golden `vcpu_events`). */
+export interface VcpuEventsJson {
+  cpu: number;
+  nmi_pending: number;
+  nmi_injected: number;
+  nmi_masked: number;
+  smi_pending: number;
+  smm: number;
+  latched_init: number;
+  sipi_vector: number;
+  interrupt_injected: number;
+  interrupt_nr: number;
+  exception_pending: number;
+  exception_injected: number;
+}
+
+const REQ_EVENT = 1;
+
+/**
+ * A vCPU: its LAPIC, `vcpu->mode`, requests, MP state, NMI queue, and the KVM_RUN loop
+ * (vcpu_run → vcpu_enter_guest → exits) driven by a pluggable `GuestModel`. Every exit has
+ * its VMX reason and is counted; every step charges the CostModel and emits a trace event
+ * named as the kernel function. A vCPU with no guest attached is passive: interrupts still
+ * land in its LAPIC and kicks are recorded, but nothing runs (what the golden replay needs).
+ */
+export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
+  readonly arch = 'x86' as const;
+  readonly lapic: KvmLapic;
+  mode: VcpuMode = 'outside-guest';
+  /** Inside KVM_RUN. */
+  running = false;
+  /** Blocked in kvm_vcpu_block (HLT with nothing pending). */
+  blocked = false;
+  mpState: number;
+  requests = 0;
+  nmiQueued = 0;
+  nmiPending = 0;
+  nmiInjected = false;
+  nmiMasked = false;
+  pvUnhalted = false;
+  /** Guest RFLAGS.IF. */
+  ifFlag = true;
+  irqWindowRequested = false;
+  /** Host CPU the vCPU thread runs on (vcpu->cpu). */
+  hostCpu: number;
+  readonly actor: Actor;
+  /** Exits by VMX reason. */
+  readonly exits = new Map<ExitReason, number>();
+  /** Interrupts injected (vmx_inject_irq or virtual delivery), by vector. */
+  injected = 0;
+  kicks = 0;
+  hostIpis = 0;
+  private guest: GuestModel | undefined;
+  private readonly ops: GuestOp[] = [];
+  private stepEvent: ScheduledEvent | undefined;
+  private stepEndsAt = 0;
+  private stepOp: GuestOp | undefined;
+  private kickInFlight = false;
+  private wakeInFlight = false;
+
+  constructor(
+    readonly vcpuId: number,
+    private readonly host: VcpuHost,
+    hostCpu: number,
+  ) {
+    this.hostCpu = hostCpu;
+    this.actor = host.scheduler.actor({ name: `CPU ${vcpuId}/KVM`, kind: 'vcpu', cpu: hostCpu });
+    this.mpState = host.irqchipInKernel && vcpuId !== 0 ? MP_STATE.UNINITIALIZED : MP_STATE.RUNNABLE;
+    this.lapic = new KvmLapic(this);
+  }
+
+  get isBsp(): boolean {
+    return this.vcpuId === 0;
+  }
+  get bus(): LapicBus {
+    return this.host.lapicBus;
+  }
+  get apicvActive(): boolean {
+    return this.host.apicvActive;
+  }
+  /** The APIC ID (xAPIC ID, or the x2APIC ID in x2APIC mode). */
+  get apicId(): number {
+    return this.lapic.x2apicMode ? this.lapic.x2apicId : this.lapic.xapicId;
+  }
+
+  // ---- LapicOwner ----------------------------------------------------------------
+  requestEvent(): void {
+    this.requests |= REQ_EVENT;
+    if (this.host.tracing) this.host.trace('kvm_make_request', '__apic_accept_irq', { vcpu: this.vcpuId, req: 'KVM_REQ_EVENT' });
+  }
+  queueNmi(): void {
+    this.nmiQueued++;
+    this.requests |= REQ_EVENT;
+  }
+  injectSmi(): number {
+    return this.host.smmSupported ? 0 : -25; // -ENOTTY without CONFIG_KVM_SMM
+  }
+  pvUnhalt(): void {
+    this.pvUnhalted = true;
+  }
+  deliverPosted(vector: number): void {
+    this.host.deliverPosted(this, vector);
+  }
+
+  /** kvm_vcpu_kick: wake a blocked vCPU, or IPI its host CPU when it runs in guest mode. */
+  kick(): void {
+    this.kicks++;
+    const h = this.host;
+    if (h.tracing) h.trace('kvm_vcpu_kick', '__apic_accept_irq', { vcpu: this.vcpuId, mode: this.mode, blocked: this.blocked });
+    if (this.wakeUp()) return;
+    if (this.mode === 'in-guest' && h.scheduler.current !== this.actor) {
+      this.mode = 'exiting-guest';
+      this.sendReschedIpi();
+    }
+  }
+
+  /** kvm_vcpu_wake_up: true when the vCPU was blocked. */
+  wakeUp(): boolean {
+    if (!this.blocked) return false;
+    if (this.wakeInFlight) return true;
+    this.wakeInFlight = true;
+    const h = this.host;
+    if (h.tracing) h.trace('kvm_vcpu_wake_up', 'kvm_vcpu_kick', { vcpu: this.vcpuId });
+    h.scheduler.after(h.costs.ns.threadWakeup, this.actor, () => {
+      this.wakeInFlight = false;
+      if (!this.blocked) return;
+      this.blocked = false;
+      this.actor.charge(h.costs.ns.contextSwitch);
+      if (h.tracing) h.trace('kvm_arch_vcpu_unblocking', 'kvm_vcpu_block', { vcpu: this.vcpuId });
+      h.schedHooks?.vcpuLoad(this, this.hostCpu);
+      this.enterGuest();
+    });
+    return true;
+  }
+
+  private sendReschedIpi(): void {
+    if (this.kickInFlight) return;
+    this.kickInFlight = true;
+    this.hostIpis++;
+    const h = this.host;
+    if (h.tracing) h.trace('smp_send_reschedule', 'kvm_vcpu_kick', { vcpu: this.vcpuId, cpu: this.hostCpu });
+    h.scheduler.after(h.costs.ns.hostIpi, this.actor, () => {
+      this.kickInFlight = false;
+      this.externalInterruptExit(0xfd);
+    });
+  }
+
+  /** A host interrupt arrived while this vCPU ran in guest mode: EXTERNAL_INTERRUPT exit. */
+  externalInterruptExit(hostVector: number): void {
+    if (this.mode === 'outside-guest' || !this.running) return;
+    this.preemptStep();
+    this.vmExit('EXTERNAL_INTERRUPT', 'handle_external_interrupt_irqoff', { vector: hostVector }, 0, () => undefined);
+  }
+
+  private preemptStep(): void {
+    if (this.stepEvent !== undefined && this.stepEvent.pending) {
+      this.host.scheduler.cancel(this.stepEvent);
+      const op = this.stepOp;
+      if (op !== undefined && op.op === 'compute') {
+        const left = this.stepEndsAt - this.host.scheduler.now;
+        if (left > 0) this.ops.unshift({ op: 'compute', ns: left, ...(op.fn !== undefined ? { fn: op.fn } : {}) });
+      } else if (op !== undefined) {
+        this.ops.unshift(op);
+      }
+    }
+    this.stepEvent = undefined;
+    this.stepOp = undefined;
+  }
+
+  // ---- VcpuInterruptTarget --------------------------------------------------------
+  /** kvm_cpu_has_injectable_intr: ExtINT from the PIC or a LAPIC vector above PPR. */
+  hasPendingInterrupt(): boolean {
+    return this.pendingExtInt() || this.lapic.hasInterrupt() !== -1;
+  }
+  private pendingExtInt(): boolean {
+    return this.host.picHasInterrupt() && this.lapic.acceptsPicInterrupts();
+  }
+  /** The CPU's PIR → vIRR merge: IRR bits without KVM_REQ_EVENT; taken at once in guest mode. */
+  syncPirToIrr(vectors: readonly number[]): void {
+    for (const v of vectors) this.lapic.setIrr(v);
+    if (this.mode === 'in-guest' && this.running && this.ifFlag) this.virtualInterruptDelivery();
+  }
+
+  // ---- MP state / events ------------------------------------------------------------
+  /** process_nmi */
+  processNmi(): void {
+    const limit = this.nmiMasked || this.nmiInjected ? 1 : 2;
+    this.nmiPending = Math.min(this.nmiPending + this.nmiQueued, limit);
+    this.nmiQueued = 0;
+  }
+
+  /** kvm_apic_accept_events: INIT resets the vCPU, SIPI starts an AP waiting for it. */
+  acceptEvents(): void {
+    if (this.lapic.pendingEvents === 0) return;
+    const ev = this.lapic.takePendingEvents();
+    if (ev.init) {
+      this.resetForInit();
+      this.mpState = this.isBsp ? MP_STATE.RUNNABLE : MP_STATE.INIT_RECEIVED;
+    }
+    if (ev.sipi && this.mpState === MP_STATE.INIT_RECEIVED) {
+      if (this.host.tracing) this.host.trace('kvm_vcpu_deliver_sipi_vector', 'kvm_apic_accept_events', { vcpu: this.vcpuId, vector: ev.sipiVector });
+      this.mpState = MP_STATE.RUNNABLE;
+    }
+  }
+
+  private resetForInit(): void {
+    this.nmiInjected = false;
+    this.nmiQueued = 0;
+    this.nmiPending = 0;
+    this.pvUnhalted = false;
+    this.lapic.reset(true);
+  }
+
+  /** KVM_GET_MP_STATE (processes pending INIT/SIPI first). */
+  getMpState(): number {
+    this.acceptEvents();
+    if ((this.mpState === MP_STATE.HALTED) && this.pvUnhalted) return MP_STATE.RUNNABLE;
+    return this.mpState;
+  }
+
+  /** KVM_GET_VCPU_EVENTS (interrupt-related fields). */
+  getEvents(): VcpuEventsJson {
+    this.processNmi();
+    return {
+      cpu: this.vcpuId,
+      nmi_pending: this.nmiPending,
+      nmi_injected: this.nmiInjected ? 1 : 0,
+      nmi_masked: this.nmiMasked ? 1 : 0,
+      smi_pending: 0,
+      smm: 0,
+      latched_init: this.lapic.latchedInit ? 1 : 0,
+      sipi_vector: 0,
+      interrupt_injected: 0,
+      interrupt_nr: 0,
+      exception_pending: 0,
+      exception_injected: 0,
+    };
+  }
+
+  /** KVM_SET_MSRS for the MSRs interrupt delivery cares about; returns the number written (0 or 1). */
+  setMsr(index: number, value: bigint): number {
+    if (index === MSR_IA32_APICBASE) return this.lapic.setBase(Number(value), true) === 0 ? 1 : 0;
+    if (index >= 0x800 && index <= 0x8ff) return this.lapic.msrWrite(index, value) === 0 ? 1 : 0;
+    return 0;
+  }
+
+  // ---- the run loop ------------------------------------------------------------------
+  /** Attach guest code. */
+  setGuest(guest: GuestModel | undefined): void {
+    this.guest = guest;
+  }
+
+  /** KVM_RUN: start the run loop on the vCPU thread (returns at once; the loop is scheduled). */
+  run(): void {
+    if (this.running) return;
+    if (this.guest === undefined) throw this.host.noGuestError(this.vcpuId);
+    this.running = true;
+    this.mpState = MP_STATE.RUNNABLE;
+    this.host.scheduler.after(0, this.actor, () => {
+      this.host.schedHooks?.vcpuLoad(this, this.hostCpu);
+      this.enterGuest();
+    });
+  }
+
+  /** vcpu_enter_guest: requests, event injection, then VM entry. */
+  private enterGuest(): void {
+    const h = this.host;
+    if (!this.running) return;
+    const tr = h.tracing;
+    if (tr) h.trace('vcpu_enter_guest', 'vcpu_run', { vcpu: this.vcpuId });
+    let vector = -1;
+    if (this.requests & REQ_EVENT || this.irqWindowRequested) {
+      this.requests &= ~REQ_EVENT;
+      if (tr) h.trace('kvm_check_request', 'vcpu_enter_guest', { vcpu: this.vcpuId, req: 'KVM_REQ_EVENT' });
+      this.acceptEvents();
+      vector = this.injectPendingEvent();
+    }
+    h.pirSync?.(this.vcpuId);
+    const entry = h.costs.ns.vmEntry;
+    this.actor.charge(entry);
+    this.mode = 'in-guest';
+    if (tr) h.trace('vmx_vcpu_run', 'vcpu_enter_guest', { vcpu: this.vcpuId }, entry);
+    h.scheduler.after(entry, this.actor, () => {
+      if (vector >= 0) this.beginHandler(vector);
+      else if (h.apicvActive && this.ifFlag && this.lapic.hasInterrupt() !== -1) this.virtualInterruptDelivery();
+      this.guestStep();
+    });
+  }
+
+  /** inject_pending_event: NMI, then ExtINT / LAPIC interrupt if IF allows, else an interrupt window. */
+  private injectPendingEvent(): number {
+    const h = this.host;
+    const tr = h.tracing;
+    if (tr) h.trace('inject_pending_event', 'vcpu_enter_guest', { vcpu: this.vcpuId });
+    this.processNmi();
+    if (this.nmiPending > 0 && !this.nmiMasked) {
+      this.nmiPending--;
+      if (tr) h.trace('vmx_inject_nmi', 'inject_pending_event', { vcpu: this.vcpuId });
+      this.actor.charge(h.costs.ns.injectIrq);
+      return 2;
+    }
+    const ext = this.pendingExtInt();
+    const lapicVec = ext || h.apicvActive ? -1 : this.lapic.hasInterrupt();
+    if (!ext && lapicVec === -1) {
+      this.irqWindowRequested = false;
+      return -1;
+    }
+    if (!this.ifFlag) {
+      if (!this.irqWindowRequested && tr) h.trace('vmx_enable_irq_window', 'inject_pending_event', { vcpu: this.vcpuId });
+      this.irqWindowRequested = true;
+      return -1;
+    }
+    this.irqWindowRequested = false;
+    let vector: number;
+    if (ext) vector = h.picReadIrq();
+    else {
+      vector = lapicVec;
+      this.lapic.ackInterrupt(vector);
+    }
+    if (tr) h.trace('kvm_cpu_get_interrupt', 'inject_pending_event', { vcpu: this.vcpuId, vector });
+    this.actor.charge(h.costs.ns.injectIrq);
+    if (tr) h.trace('vmx_inject_irq', 'inject_pending_event', { vcpu: this.vcpuId, vector }, h.costs.ns.injectIrq);
+    this.injected++;
+    return vector;
+  }
+
+  /** APICv virtual-interrupt delivery: the CPU takes the highest vIRR vector itself (no exit). */
+  private virtualInterruptDelivery(): void {
+    const v = this.lapic.hasInterrupt();
+    if (v === -1) return;
+    this.preemptStep();
+    this.lapic.ackInterrupt(v);
+    this.injected++;
+    if (this.host.tracing) this.host.trace('vmx_deliver_interrupt_virtual', 'vmx_vcpu_run', { vcpu: this.vcpuId, vector: v });
+    this.beginHandler(v);
+  }
+
+  private beginHandler(vector: number): void {
+    const g = this.guest!;
+    const body = g.interrupt?.(this.vcpuId, vector) ?? [{ op: 'compute', ns: this.host.costs.ns.guestHandler, fn: 'common_interrupt' } as const, { op: 'eoi' } as const];
+    if (this.host.tracing) this.host.trace('guest_interrupt', 'vmx_vcpu_run', { vcpu: this.vcpuId, vector }, undefined, this.host.guestActor(this));
+    const wasIf = this.ifFlag;
+    this.ifFlag = false;
+    const tail: GuestOp[] = wasIf ? [{ op: 'sti' }] : [];
+    this.ops.unshift(...body, ...tail);
+  }
+
+  /** Runs the guest's next operation. */
+  private guestStep(): void {
+    if (!this.running || this.mode !== 'in-guest') return;
+    const h = this.host;
+    const op = this.ops.shift() ?? this.guest!.next(this.vcpuId);
+    const ns = h.costs.ns;
+    switch (op.op) {
+      case 'compute':
+        this.stepOp = op;
+        this.stepEndsAt = h.scheduler.now + op.ns;
+        this.actor.charge(op.ns);
+        if (h.tracing && op.fn !== undefined) h.trace('guest', op.fn, { vcpu: this.vcpuId }, op.ns, h.guestActor(this));
+        this.stepEvent = h.scheduler.after(op.ns, this.actor, () => {
+          this.stepEvent = undefined;
+          this.stepOp = undefined;
+          this.guestStep();
+        });
+        return;
+      case 'sti':
+        this.ifFlag = true;
+        if (this.irqWindowRequested || (this.requests & REQ_EVENT && this.hasPendingInterrupt())) {
+          this.vmExit('PENDING_INTERRUPT', 'handle_interrupt_window', {}, 0, () => undefined);
+          return;
+        }
+        this.guestStep();
+        return;
+      case 'cli':
+        this.ifFlag = false;
+        this.guestStep();
+        return;
+      case 'eoi':
+        if (this.lapic.x2apicMode) {
+          this.vmExit('MSR_WRITE', 'handle_wrmsr', { msr: 0x80b }, ns.apicAccessEmulation, () => this.lapic.msrWrite(0x80b, 0n));
+        } else if (h.apicvActive && !h.ioapicHandlesEoi(this)) {
+          this.actor.charge(ns.guestEoiNoExit);
+          if (h.tracing) h.trace('guest', 'native_apic_mem_eoi', { vcpu: this.vcpuId, virtualized: true }, ns.guestEoiNoExit, h.guestActor(this));
+          this.lapic.setEoi();
+          this.stepEvent = h.scheduler.after(ns.guestEoiNoExit, this.actor, () => this.guestStep());
+        } else if (h.apicvActive) {
+          this.vmExit('EOI_INDUCED', 'handle_apic_eoi_induced', {}, ns.apicAccessEmulation, () => this.lapic.setEoi());
+        } else {
+          if (h.tracing) h.trace('guest', 'native_apic_mem_eoi', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
+          const addr = this.lapic.baseAddress + APIC.EOI;
+          this.vmExit('APIC_ACCESS', 'handle_apic_access', { addr }, ns.apicAccessEmulation, () => this.lapic.mmioWrite(addr, 4, 0));
+        }
+        return;
+      case 'hlt':
+        this.vmExit('HLT', 'kvm_emulate_halt', {}, 0, () => 'halt');
+        return;
+      case 'stop':
+        this.mode = 'outside-guest';
+        this.running = false;
+        h.schedHooks?.vcpuPut(this, 'exit');
+        return;
+      case 'msr-write':
+        this.vmExit('MSR_WRITE', 'handle_wrmsr', { msr: op.index }, ns.apicAccessEmulation, () => (this.setMsr(op.index, op.value), undefined));
+        return;
+      case 'mmio-write':
+      case 'mmio-read':
+      case 'pio-write':
+      case 'pio-read':
+        this.guestIo(op);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private guestIo(op: Extract<GuestOp, { op: 'mmio-write' | 'mmio-read' | 'pio-write' | 'pio-read' }>): void {
+    const h = this.host;
+    const ns = h.costs.ns;
+    if (h.tracing && op.fn !== undefined) h.trace('guest', op.fn, { vcpu: this.vcpuId }, undefined, h.guestActor(this));
+    if (op.op === 'pio-write' || op.op === 'pio-read') {
+      this.vmExit('IO_INSTRUCTION', 'handle_io', { port: op.port, len: op.len }, 0, () => {
+        const r = h.guestPio(this, op.op === 'pio-write', op.port, op.len, op.op === 'pio-write' ? op.value : 0);
+        if (op.op === 'pio-read') op.done?.(r.value);
+        if (r.toUserspace) this.chargeUserspace(ns.exitToUserspace);
+        return undefined;
+      });
+      return;
+    }
+    const addr = op.addr;
+    if (this.lapic.mmioInRange(addr) && this.lapic.hwEnabled) {
+      this.vmExit('APIC_ACCESS', 'handle_apic_access', { addr }, ns.apicAccessEmulation, () => {
+        if (op.op === 'mmio-write') this.lapic.mmioWrite(addr, op.len, op.value);
+        else op.done?.(this.lapic.mmioRead(addr, op.len));
+        return undefined;
+      });
+      return;
+    }
+    const fast = op.op === 'mmio-write' && h.fastMmioMatch(addr);
+    this.vmExit('EPT_MISCONFIG', 'handle_ept_misconfig', { addr }, fast ? 0 : ns.mmioEmulation, () => {
+      const r = h.guestMmio(this, op.op === 'mmio-write', addr, op.len, op.op === 'mmio-write' ? op.value : 0);
+      if (op.op === 'mmio-read') op.done?.(r.value);
+      if (r.toUserspace) this.chargeUserspace(ns.exitToUserspace);
+      return undefined;
+    });
+  }
+
+  private userspaceNs = 0;
+  private chargeUserspace(n: number): void {
+    this.userspaceNs += n;
+  }
+
+  /**
+   * A VM exit: count it, charge exit + handling, run the handler on the vCPU thread, then
+   * re-enter (or block, for HLT with nothing pending).
+   */
+  private vmExit(reason: ExitReason, handler: string, args: Readonly<Record<string, number | string | boolean>>, handlingNs: number, fn: () => 'halt' | undefined | number | void): void {
+    const h = this.host;
+    this.preemptStep();
+    this.mode = 'outside-guest';
+    this.exits.set(reason, (this.exits.get(reason) ?? 0) + 1);
+    const exitNs = h.costs.ns.vmExit;
+    this.actor.charge(exitNs + handlingNs);
+    if (h.tracing) {
+      h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason }, exitNs);
+      h.trace(handler, 'vmx_handle_exit', { vcpu: this.vcpuId, ...args }, handlingNs);
+    }
+    h.scheduler.after(exitNs, this.actor, () => {
+      this.userspaceNs = 0;
+      const r = fn();
+      const extra = handlingNs + this.userspaceNs;
+      if (this.userspaceNs > 0) this.actor.charge(this.userspaceNs);
+      h.scheduler.after(extra, this.actor, () => {
+        if (r === 'halt') this.halt();
+        else this.enterGuest();
+      });
+    });
+  }
+
+  /** kvm_vcpu_halt → kvm_vcpu_block unless an event is pending. */
+  private halt(): void {
+    const h = this.host;
+    if (this.hasPendingWork()) {
+      this.enterGuest();
+      return;
+    }
+    this.mpState = MP_STATE.HALTED;
+    this.blocked = true;
+    if (h.tracing) h.trace('kvm_vcpu_block', 'kvm_vcpu_halt', { vcpu: this.vcpuId });
+    h.schedHooks?.vcpuPut(this, 'blocking');
+    // A wake-up may have raced with the block decision (the request/kick handshake).
+    if (this.hasPendingWork()) this.wakeUp();
+  }
+
+  private hasPendingWork(): boolean {
+    return (this.ifFlag && this.hasPendingInterrupt()) || this.nmiQueued + this.nmiPending > 0 || this.lapic.pendingEvents !== 0 || this.pvUnhalted;
+  }
+}

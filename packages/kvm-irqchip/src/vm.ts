@@ -1,0 +1,566 @@
+import {
+  VirqError, type Actor, type CostModel, type EventFd, type GsiRoute, type IoeventfdRequest, type IrqfdRequest, type IrqPin,
+  type IrqPinProvider, type IrqRouting, type MsiMessage, type MsiSink, type Scheduler, type SimContext, type TraceChannel,
+  type VmInterruptApi,
+} from '@virq/core';
+import { ApicMap, FAST_PATH_MISS } from './apic-map.js';
+import { KvmErrorCode } from './errors.js';
+import { KvmPic, type PicHost, type PicStateJson, type PicStateRaw } from './i8259.js';
+import { IoeventfdBus, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, type KvmIoeventfdArgs } from './ioeventfd.js';
+import { IOAPIC_NUM_PINS, KvmIoapic, type IoapicHost, type IoapicStateJson } from './ioapic.js';
+import {
+  IrqRoutingTable, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_SLAVE, toGsiRoute,
+  type KernelRoute, type KvmRoutingEntry,
+} from './irq-routing.js';
+import {
+  EWOULDBLOCK, IrqfdRegistry, KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, KVM_USERSPACE_IRQ_SOURCE_ID,
+  type IrqAckNotifier, type IrqfdBypassHooks, type IrqfdHost, type KvmIrqfdArgs,
+} from './irqfd.js';
+import type { DestMap, LapicIrq } from './lapic-irq.js';
+import type { KvmLapic, LapicBus, LapicStateJson } from './lapic.js';
+import { APIC, SPIV_DIRECTED_EOI } from './lapic-registers.js';
+import { KvmVcpu, type ExitReason, type VcpuEventsJson, type VcpuSchedHooks } from './vcpu.js';
+import type { VcpuHost } from './vcpu-host.js';
+import { msiToLapicIrq } from './x86-msi.js';
+
+export interface KvmVmOptions {
+  /** Number of vCPUs (vCPU n has APIC ID n). */
+  nvcpus: number;
+  /** KVM_CREATE_IRQCHIP (the full in-kernel irqchip). Default true. */
+  irqchip?: boolean;
+  /** kvm.vector_hashing (default true, as on the golden host). */
+  vectorHashing?: boolean;
+  /** CONFIG_KVM_SMM: SMI delivery accepted. Default false (the golden host returns 0). */
+  smm?: boolean;
+  /** KVM_CAP_X2APIC_API: 32-bit MSI destinations (address_hi) and no 0xFF broadcast quirk. */
+  x2apicApi?: boolean;
+  /** Host CPU of each vCPU thread (default: vCPU n on host CPU n + 1). */
+  hostCpuOf?: (vcpuId: number) => number;
+}
+
+/** A guest access that no in-kernel device or ioeventfd claimed (KVM_EXIT_IO / KVM_EXIT_MMIO). */
+export interface UserspaceExit {
+  readonly exit: 'IO' | 'MMIO';
+  readonly write: boolean;
+  readonly addr: number;
+  readonly len: number;
+  readonly value: number;
+}
+
+/** The whole interrupt state in the golden corpus' shape (KVM_GET_IRQCHIP ×3, KVM_GET_LAPIC, events). */
+export interface KvmIrqchipStateJson {
+  pic: { master: PicStateJson | { error: string }; slave: PicStateJson | { error: string } };
+  ioapic: IoapicStateJson | { error: string };
+  lapic: (LapicStateJson | { error: string })[];
+  vcpu_events: VcpuEventsJson[];
+}
+
+type TraceArgsIn = Readonly<Record<string, number | string | boolean>>;
+
+/**
+ * A KVM VM's x86 interrupt side: the in-kernel irqchip (PIC pair, IOAPIC, one LAPIC per
+ * vCPU), GSI routing, irqfd and ioeventfd, and the vCPUs — with KVM's uapi as its API. It is
+ * the `VmInterruptApi`, `IrqRouting`, x86 `MsiSink` and `IrqPinProvider` (pins = GSIs) a
+ * machine wires devices to.
+ */
+export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvider, LapicBus, IoapicHost, PicHost, IrqfdHost, VcpuHost {
+  readonly scheduler: Scheduler;
+  readonly costs: CostModel;
+  readonly t: TraceChannel;
+  readonly pic: KvmPic | undefined;
+  readonly ioapic: KvmIoapic | undefined;
+  private readonly vcpuList: KvmVcpu[] = [];
+  readonly apicMap: ApicMap;
+  routing: IrqRoutingTable;
+  readonly irqfds: IrqfdRegistry;
+  readonly ioeventfds = new IoeventfdBus();
+  readonly ackNotifiers: IrqAckNotifier[] = [];
+  readonly maskNotifiers: ((irqchip: number, pin: number, masked: boolean) => void)[] = [];
+  /** The workqueue thread irqfd_inject and the IOAPIC's delayed work run on. */
+  readonly kworker: Actor;
+  readonly smmSupported: boolean;
+  readonly x2apicApi: boolean;
+  private apicv = false;
+  bypassHooks: IrqfdBypassHooks | undefined;
+  schedHooks: VcpuSchedHooks | undefined;
+  pirSync: ((vcpuId: number) => void) | undefined;
+  private posted: ((vcpuId: number, vector: number) => boolean) | undefined;
+  /** Userspace (QEMU) handler of exits no in-kernel device claimed; its return is a read's value. */
+  onUserspaceExit: ((vcpuId: number, exit: UserspaceExit) => number) | undefined;
+  private readonly guestActors = new Map<number, Actor>();
+  private scratchIrq: LapicIrq = { vector: 0, deliveryMode: 0, logical: false, level: true, levelTriggered: false, shorthand: 0, destId: 0, msiRedirHint: false };
+
+  constructor(ctx: SimContext, options: KvmVmOptions) {
+    if (!Number.isInteger(options.nvcpus) || options.nvcpus < 1 || options.nvcpus > 4096) {
+      throw new VirqError(KvmErrorCode.VcpuInvalid, `nvcpus must be an integer in 1..4096, got ${options.nvcpus}`, { errno: 'EINVAL' });
+    }
+    this.scheduler = ctx.scheduler;
+    this.costs = ctx.costs;
+    this.t = ctx.trace.channel('kvm-irqchip');
+    this.smmSupported = options.smm ?? false;
+    this.x2apicApi = options.x2apicApi ?? false;
+    this.kworker = this.scheduler.actor({ name: 'kworker/u:irqfd', kind: 'kernel', cpu: 0 });
+    const irqchip = options.irqchip ?? true;
+    this.pic = irqchip ? new KvmPic(this) : undefined;
+    this.ioapic = irqchip ? new KvmIoapic(this) : undefined;
+    this.routing = irqchip ? IrqRoutingTable.defaultTable() : IrqRoutingTable.build([]);
+    this.irqfds = new IrqfdRegistry(this);
+    this.apicMap = new ApicMap(() => this.lapicList, {
+      vectorHashing: options.vectorHashing ?? true,
+      x2apicFormat: () => this.x2apicApi,
+      x2apicBroadcastQuirkDisabled: () => this.x2apicApi,
+    });
+    const cpuOf = options.hostCpuOf ?? ((n: number) => n + 1);
+    for (let i = 0; i < options.nvcpus; i++) {
+      const v = new KvmVcpu(i, this, cpuOf(i));
+      this.vcpuList.push(v);
+      this.lapicList.push(v.lapic);
+    }
+    for (const v of this.vcpuList) v.lapic.reset(false);
+    this.apicMap.recalculate();
+  }
+  private readonly lapicList: KvmLapic[] = [];
+
+  // ---- tracing ------------------------------------------------------------------------------
+  get tracing(): boolean {
+    return this.t.on;
+  }
+  trace(fn: string, caller: string, args: TraceArgsIn, durNs?: number, actor?: Actor): void {
+    this.t.emit(`kvm.${fn}`, fn, caller, args, durNs, actor);
+  }
+  traceLapic(fn: string, caller: string, args: TraceArgsIn): void {
+    this.trace(fn, caller, args);
+  }
+  traceIoapic(fn: string, caller: string, args: TraceArgsIn): void {
+    this.trace(fn, caller, args);
+  }
+  tracePic(fn: string, caller: string, args: TraceArgsIn): void {
+    this.trace(fn, caller, args);
+  }
+
+  // ---- vCPUs -----------------------------------------------------------------------------
+  get irqchipInKernel(): boolean {
+    return this.ioapic !== undefined;
+  }
+  get nvcpus(): number {
+    return this.vcpuList.length;
+  }
+  vcpu(id: number): KvmVcpu | undefined {
+    return this.vcpuList[id];
+  }
+  vcpus(): readonly KvmVcpu[] {
+    return this.vcpuList;
+  }
+  lapics(): readonly KvmLapic[] {
+    return this.lapicList;
+  }
+  /** The vCPU, or a VirqError naming the valid range. */
+  vcpuOrThrow(id: number): KvmVcpu {
+    const v = this.vcpuList[id];
+    if (v === undefined) throw new VirqError(KvmErrorCode.VcpuInvalid, `no vCPU ${id}: this VM has vCPUs 0..${this.vcpuList.length - 1}`, { errno: 'EINVAL' });
+    return v;
+  }
+  guestActor(vcpu: KvmVcpu): Actor {
+    let a = this.guestActors.get(vcpu.vcpuId);
+    if (a === undefined) {
+      a = this.scheduler.actor({ name: `guest/vcpu${vcpu.vcpuId}`, kind: 'guest', cpu: vcpu.hostCpu });
+      this.guestActors.set(vcpu.vcpuId, a);
+    }
+    return a;
+  }
+  noGuestError(vcpuId: number): VirqError {
+    return new VirqError(KvmErrorCode.VcpuInvalid, `vCPU ${vcpuId} has no guest model: call setGuest() before run()`);
+  }
+  get lapicBus(): LapicBus {
+    return this;
+  }
+  /** Exits of every vCPU, by VMX reason. */
+  exitsByReason(): Map<ExitReason, number> {
+    const m = new Map<ExitReason, number>();
+    for (const v of this.vcpuList) for (const [r, n] of v.exits) m.set(r, (m.get(r) ?? 0) + n);
+    return m;
+  }
+
+  // ---- APICv / irqbypass hooks --------------------------------------------------------------
+  get apicvActive(): boolean {
+    return this.apicv;
+  }
+  /** Turns APICv (posted interrupts, virtual EOI) on or off for every vCPU. */
+  setApicv(enabled: boolean): void {
+    this.apicv = enabled;
+  }
+  /** vmx_deliver_posted_interrupt, used by __apic_accept_irq when APICv is active. */
+  setPostedInterruptDelivery(deliver: ((vcpuId: number, vector: number) => boolean) | undefined): void {
+    this.posted = deliver;
+  }
+  setIrqfdBypassHooks(hooks: IrqfdBypassHooks | undefined): void {
+    this.bypassHooks = hooks;
+  }
+  setVcpuSchedHooks(hooks: VcpuSchedHooks | undefined): void {
+    this.schedHooks = hooks;
+  }
+  setPirSync(sync: ((vcpuId: number) => void) | undefined): void {
+    this.pirSync = sync;
+  }
+  deliverPosted(vcpu: KvmVcpu, vector: number): void {
+    if (this.tracing) this.trace('vmx_deliver_posted_interrupt', '__apic_accept_irq', { vcpu: vcpu.vcpuId, vector });
+    if (this.posted !== undefined && this.posted(vcpu.vcpuId, vector)) return;
+    // No posting backend: fall back to IRR + KVM_REQ_EVENT + kick.
+    vcpu.lapic.setIrr(vector);
+    vcpu.requestEvent();
+    vcpu.kick();
+  }
+
+  /** The vCPUs an interrupt with this destination reaches (no delivery). */
+  destinationVcpus(destId: number, logical: boolean, lowestPriority: boolean, vector: number): readonly number[] {
+    const irq: LapicIrq = { vector, deliveryMode: lowestPriority ? 1 : 0, logical, level: true, levelTriggered: false, shorthand: 0, destId, msiRedirHint: false };
+    return this.apicMap.destinations(irq).map((a) => a.vcpuId);
+  }
+
+  // ---- LapicBus ------------------------------------------------------------------------------
+  markApicMapDirty(): void {
+    this.apicMap.dirty = true;
+  }
+  recalculateApicMap(): void {
+    this.apicMap.recalculate();
+  }
+  /** kvm_irq_delivery_to_apic: the hub every interrupt goes through. */
+  deliverToApic(src: KvmLapic | null, irq: LapicIrq, destMap?: DestMap): number {
+    if (this.t.on) this.trace('kvm_irq_delivery_to_apic', src === null ? 'kvm_set_irq' : 'kvm_apic_send_ipi', { dest: irq.destId, vector: irq.vector, dm: irq.deliveryMode, logical: irq.logical });
+    const r = this.apicMap.deliverFast(src, irq, destMap);
+    if (r !== FAST_PATH_MISS) return r;
+    return this.apicMap.deliverSlow(src, irq, destMap);
+  }
+  ioapicSendEoi(apic: KvmLapic, vector: number): void {
+    const io = this.ioapic;
+    if (io === undefined) return;
+    if (!io.handlesVector(apic, vector, (pin) => this.irqHasNotifier(KVM_IRQCHIP_IOAPIC, pin))) return;
+    if (this.tracing) this.trace('kvm_ioapic_update_eoi', 'kvm_ioapic_send_eoi', { vcpu: apic.vcpuId, vector });
+    io.updateEoi(apic, vector, apic.testVector(vector, APIC.TMR), (apic.getReg(APIC.SPIV) & SPIV_DIRECTED_EOI) !== 0);
+  }
+  ioapicHandlesEoi(vcpu: KvmVcpu): boolean {
+    const io = this.ioapic;
+    const v = vcpu.lapic.findHighestIsr();
+    return io !== undefined && v !== -1 && io.handlesVector(vcpu.lapic, v, (pin) => this.irqHasNotifier(KVM_IRQCHIP_IOAPIC, pin));
+  }
+  rtcEoiTrackingRestoreOne(apic: KvmLapic): void {
+    this.ioapic?.rtcEoiTrackingRestoreOne(apic);
+  }
+
+  // ---- IoapicHost / PicHost ------------------------------------------------------------------
+  /** kvm_notify_acked_irq */
+  notifyAckedIrq(irqchip: number, pin: number): void {
+    if (this.tracing) this.trace('kvm_notify_acked_irq', irqchip === KVM_IRQCHIP_IOAPIC ? 'kvm_ioapic_update_eoi_one' : 'pic_clear_isr', { irqchip, pin });
+    const gsi = this.routing.gsiOf(irqchip, pin);
+    if (gsi === -1) return;
+    for (const n of [...this.ackNotifiers]) if (n.gsi === gsi) n.irqAcked();
+  }
+  notifyIrqfdResampler(irqchip: number, pin: number): boolean {
+    const gsi = this.routing.gsiOf(irqchip, pin);
+    return gsi !== -1 && this.irqfds.notifyResampler(gsi);
+  }
+  irqHasNotifier(irqchip: number, pin: number): boolean {
+    const gsi = this.routing.gsiOf(irqchip, pin);
+    return gsi !== -1 && this.ackNotifiers.some((n) => n.gsi === gsi);
+  }
+  fireMaskNotifiers(irqchip: number, pin: number, masked: boolean): void {
+    for (const f of this.maskNotifiers) f(irqchip, pin, masked);
+  }
+  matchDest(target: KvmLapic, dest: number, logical: boolean): boolean {
+    return ApicMap.matchDest(target, null, 0, dest, logical, this.x2apicApi);
+  }
+  scheduleEoiInject(fn: () => void, delayNs: number): void {
+    this.scheduler.after(delayNs, this.kworker, fn);
+  }
+  wakeFirstAcceptingVcpu(): boolean {
+    for (const v of this.vcpuList) {
+      if (v.lapic.acceptsPicInterrupts()) {
+        v.requestEvent();
+        v.kick();
+        return true;
+      }
+    }
+    return false;
+  }
+  anyVcpuAcceptsPic(): boolean {
+    return this.vcpuList.some((v) => v.lapic.acceptsPicInterrupts());
+  }
+  picHasInterrupt(): boolean {
+    return this.pic?.hasInterrupt() ?? false;
+  }
+  picReadIrq(): number {
+    return this.pic!.readIrq();
+  }
+
+  // ---- IrqfdHost ------------------------------------------------------------------------------
+  routes(gsi: number): readonly KernelRoute[] {
+    return this.routing.routes(gsi);
+  }
+  registerAckNotifier(n: IrqAckNotifier): void {
+    this.ackNotifiers.push(n);
+  }
+  unregisterAckNotifier(n: IrqAckNotifier): void {
+    const i = this.ackNotifiers.indexOf(n);
+    if (i >= 0) this.ackNotifiers.splice(i, 1);
+  }
+  scheduleWork(fn: () => void): void {
+    this.scheduler.after(this.costs.ns.threadWakeup, this.kworker, fn);
+  }
+  /** kvm_arch_set_irq_inatomic: only MSI routes, only through the APIC map. */
+  setIrqInatomic(route: KernelRoute | undefined, _sourceId: number): number {
+    if (route === undefined || route.type !== KVM_IRQ_ROUTING_MSI || route.msi === undefined) return EWOULDBLOCK;
+    if (this.x2apicApi && (route.msi.addressHi & 0xff) !== 0) return -22;
+    const irq = msiToLapicIrq(route.msi, this.x2apicApi, this.scratchIrq);
+    if (this.t.on) this.trace('kvm_arch_set_irq_inatomic', 'irqfd_wakeup', { gsi: route.gsi, dest: irq.destId, vector: irq.vector });
+    if (this.t.on) this.trace('kvm_irq_delivery_to_apic_fast', 'kvm_arch_set_irq_inatomic', { dest: irq.destId, vector: irq.vector });
+    const r = this.apicMap.deliverFast(null, irq);
+    return r === FAST_PATH_MISS ? EWOULDBLOCK : r;
+  }
+
+  // ---- kvm_set_irq and the ioctls -------------------------------------------------------------
+  /** kvm_set_irq: every routing entry of `gsi`; the summed status (< 0 ignored, 0 coalesced, > 0 CPUs). */
+  kvmSetIrq(sourceId: number, gsi: number, level: boolean, lineStatus: boolean): number {
+    const routes = this.routing.routes(gsi);
+    if (this.t.on) this.trace('kvm_set_irq', sourceId === 0 ? 'kvm_vm_ioctl_irq_line' : 'irqfd_inject', { gsi, level, src: sourceId, entries: routes.length });
+    let ret = -1;
+    for (let i = 0; i < routes.length; i++) {
+      const r = this.routeSet(routes[i]!, sourceId, level, lineStatus);
+      if (r < 0) continue;
+      ret = r + (ret < 0 ? 0 : ret);
+    }
+    return ret;
+  }
+
+  private routeSet(e: KernelRoute, sourceId: number, level: boolean, lineStatus: boolean): number {
+    if (e.type === KVM_IRQ_ROUTING_IRQCHIP) {
+      if (e.irqchip === KVM_IRQCHIP_IOAPIC) {
+        if (this.t.on) this.trace('kvm_set_ioapic_irq', 'kvm_set_irq', { gsi: e.gsi, pin: e.pin });
+        return this.ioapic!.setIrq(e.pin, sourceId, level, lineStatus);
+      }
+      if (this.t.on) this.trace('kvm_set_pic_irq', 'kvm_set_irq', { gsi: e.gsi, pin: e.pin });
+      return this.pic!.setIrq(e.pin, sourceId, level);
+    }
+    if (e.type === KVM_IRQ_ROUTING_MSI && e.msi !== undefined) return this.kvmSetMsi(e.msi, level);
+    return -22; // HV_SINT without a SynIC
+  }
+
+  /** kvm_set_msi */
+  kvmSetMsi(msg: MsiMessage, level: boolean): number {
+    if (this.x2apicApi && (msg.addressHi & 0xff) !== 0) return -22;
+    if (!level) return -1;
+    const irq = msiToLapicIrq(msg, this.x2apicApi);
+    if (this.t.on) this.trace('kvm_set_msi_irq', 'kvm_set_msi', { dest: irq.destId, vector: irq.vector, dm: irq.deliveryMode });
+    return this.deliverToApic(null, irq);
+  }
+
+  private needIrqchip(what: string, errno: 'ENXIO' | 'EINVAL'): void {
+    if (!this.irqchipInKernel) throw new VirqError(KvmErrorCode.NoIrqchip, `${what} needs the in-kernel irqchip (KVM_CREATE_IRQCHIP)`, { errno });
+  }
+
+  /**
+   * KVM_IRQ_LINE_STATUS (`lineStatus` true, the default) or KVM_IRQ_LINE: drives `gsi` from
+   * the userspace source. Any non-zero `level` asserts. Returns the status KVM writes back.
+   */
+  irqLine(gsi: number, level: boolean | number, lineStatus = true): number {
+    this.needIrqchip('KVM_IRQ_LINE', 'ENXIO');
+    if (this.t.on) this.trace('kvm_vm_ioctl_irq_line', 'kvm_vm_ioctl', { irq: gsi, level: Number(level) });
+    return this.kvmSetIrq(KVM_USERSPACE_IRQ_SOURCE_ID, gsi >>> 0, level !== false && level !== 0, lineStatus);
+  }
+
+  /** KVM_SET_GSI_ROUTING: validates, swaps the table, updates irqfds (kvm_irq_routing_update). */
+  setGsiRouting(entries: readonly KvmRoutingEntry[], flags = 0): void {
+    this.needIrqchip('KVM_SET_GSI_ROUTING', 'EINVAL');
+    const t = IrqRoutingTable.build(entries, flags, { x2apicFormat: this.x2apicApi });
+    this.routing = t;
+    if (this.t.on) this.trace('kvm_set_irq_routing', 'kvm_vm_ioctl', { nr: entries.length });
+    this.irqfds.routingUpdate();
+  }
+
+  /** IrqRouting.routesOf: a GSI's entries as core `GsiRoute`s. */
+  routesOf(gsi: number): readonly GsiRoute[] {
+    const out: GsiRoute[] = [];
+    for (const r of this.routing.routes(gsi)) {
+      const g = toGsiRoute(r);
+      if (g !== undefined) out.push(g);
+    }
+    return out;
+  }
+
+  /** IrqRouting.setIrq: kvm_set_irq from an in-kernel source (no line-status tracking). */
+  setIrq(gsi: number, level: boolean, sourceId: number): number {
+    return this.kvmSetIrq(sourceId, gsi, level, false);
+  }
+
+  /**
+   * KVM_SIGNAL_MSI: returns kvm_set_msi's result (> 0 CPUs, 0 none reached via the APIC map,
+   * < 0 none found by the slow path — the ioctl then fails with EPERM).
+   */
+  signalMsi(msg: MsiMessage, flags = msg.requesterId !== undefined ? 1 : 0): number {
+    if (!this.irqchipInKernel || (flags & ~1) !== 0) {
+      throw new VirqError(KvmErrorCode.MsiInvalid, !this.irqchipInKernel ? 'KVM_SIGNAL_MSI needs the in-kernel irqchip' : `KVM_SIGNAL_MSI: flags 0x${flags.toString(16)}; only KVM_MSI_VALID_DEVID (1) is allowed`, { errno: 'EINVAL' });
+    }
+    if (this.t.on) this.trace('kvm_send_userspace_msi', 'kvm_vm_ioctl', { addr: msg.addressLo, data: msg.data });
+    return this.kvmSetMsi(msg, true);
+  }
+
+  /** MsiSink: an MSI write reaching the LAPIC bus (kvm_set_msi with the userspace source). */
+  deliverMsi(msg: MsiMessage): number {
+    return this.kvmSetMsi(msg, true);
+  }
+
+  /** IrqPinProvider: GSI `n` as a wire (through the routing table: PIC and/or IOAPIC pins, or an MSI). */
+  pin(n: number): IrqPin {
+    return { setLevel: (level: boolean, sourceId = 0) => void this.kvmSetIrq(sourceId, n, level, false) };
+  }
+
+  get irqfdCapable(): boolean {
+    return this.irqchipInKernel;
+  }
+  readonly ioeventfdCapable = true;
+
+  /** KVM_IRQFD (core's request shape). */
+  irqfd(request: IrqfdRequest): void {
+    this.kvmIrqfd({
+      fd: request.fd,
+      gsi: request.gsi,
+      flags: (request.deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0) | (request.resampleFd !== undefined ? KVM_IRQFD_FLAG_RESAMPLE : 0),
+      resampleFd: request.resampleFd ?? null,
+    });
+  }
+  /** KVM_IRQFD at the uapi level (raw flags; `null` fds are not eventfds). */
+  kvmIrqfd(args: KvmIrqfdArgs): void {
+    this.irqfds.irqfd(args);
+  }
+
+  /** KVM_IOEVENTFD (core's request shape). */
+  ioeventfd(request: IoeventfdRequest): void {
+    this.kvmIoeventfd({
+      fd: request.fd,
+      addr: request.addr,
+      len: request.len,
+      flags: (request.space === 'pio' ? KVM_IOEVENTFD_FLAG_PIO : 0) | (request.datamatch !== undefined ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0) | (request.deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0),
+      ...(request.datamatch !== undefined ? { datamatch: request.datamatch } : {}),
+    });
+  }
+  kvmIoeventfd(args: KvmIoeventfdArgs): void {
+    this.ioeventfds.ioeventfd(args);
+  }
+
+  // ---- guest accesses (the in-kernel devices on the buses) ------------------------------------------
+  private signalIoeventfd(fd: EventFd, caller: string): void {
+    if (this.t.on) this.trace('ioeventfd_write', caller, { fd: fd.fd });
+    if (this.t.on) this.trace('eventfd_signal', 'ioeventfd_write', { fd: fd.fd });
+    if (!fd.isClosed) fd.tryWrite(1);
+  }
+  fastMmioMatch(addr: number): boolean {
+    return this.ioeventfds.match('fast-mmio', addr, 0, 0n) !== undefined;
+  }
+  /** kernel_pio: ioeventfds, then the PIC; otherwise KVM_EXIT_IO. */
+  guestPio(vcpu: KvmVcpu, write: boolean, port: number, len: number, value: number): { value: number; toUserspace: boolean } {
+    if (this.t.on) this.trace('kvm_io_bus_write', 'kernel_pio', { port, len, write });
+    if (write) {
+      const p = this.ioeventfds.match('pio', port, len, BigInt(value >>> 0));
+      if (p !== undefined) {
+        this.signalIoeventfd(p.eventfd, '__kvm_io_bus_write');
+        return { value: 0, toUserspace: false };
+      }
+    }
+    if (this.pic !== undefined && KvmPic.claims(port)) {
+      if (write) {
+        this.pic.portWrite(port, len, value);
+        return { value: 0, toUserspace: false };
+      }
+      return { value: this.pic.portRead(port, len), toUserspace: false };
+    }
+    const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'IO', write, addr: port, len, value }) ?? 0;
+    return { value: v, toUserspace: true };
+  }
+  /** vcpu_mmio_write/read on the MMIO bus (after the vCPU's own LAPIC): ioeventfds, IOAPIC; else KVM_EXIT_MMIO. */
+  guestMmio(vcpu: KvmVcpu, write: boolean, addr: number, len: number, value: number): { value: number; toUserspace: boolean } {
+    if (this.t.on) this.trace('kvm_io_bus_write', 'vcpu_mmio_write', { addr, len, write });
+    if (write) {
+      const p = this.ioeventfds.match('fast-mmio', addr, len, 0n) ?? this.ioeventfds.match('mmio', addr, len, BigInt(value >>> 0));
+      if (p !== undefined) {
+        this.signalIoeventfd(p.eventfd, '__kvm_io_bus_write');
+        return { value: 0, toUserspace: false };
+      }
+    }
+    if (this.ioapic !== undefined && this.ioapic.inRange(addr)) {
+      if (write) {
+        this.ioapic.mmioWrite(addr, len, value);
+        return { value: 0, toUserspace: false };
+      }
+      return { value: this.ioapic.mmioRead(addr, len), toUserspace: false };
+    }
+    const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'MMIO', write, addr, len, value }) ?? 0;
+    return { value: v, toUserspace: true };
+  }
+
+  /**
+   * One guest register access done by `vcpuId` right now, as KVM handles it (LAPIC page of
+   * that vCPU first, then the buses). Returns the value read and whether it exited to
+   * userspace. Used by replays and tests that drive register accesses without a run loop.
+   */
+  guestAccess(vcpuId: number, kind: 'mmio_write' | 'mmio_read' | 'out' | 'in', addr: number, value: number, len?: number): { value: number; toUserspace: boolean } {
+    const v = this.vcpuOrThrow(vcpuId);
+    if (kind === 'out' || kind === 'in') return this.guestPio(v, kind === 'out', addr, len ?? 1, value);
+    const l = len ?? 4;
+    const lapic = v.lapic;
+    if (lapic.mmioInRange(addr) && (lapic.hwEnabled || true)) {
+      if (lapic.hwEnabled && !lapic.x2apicMode) {
+        if (kind === 'mmio_write') lapic.mmioWrite(addr, l, value);
+        else return { value: lapic.mmioRead(addr, l), toUserspace: false };
+        return { value: 0, toUserspace: false };
+      }
+      // KVM_X86_QUIRK_LAPIC_MMIO_HOLE: writes dropped, reads all ones.
+      return { value: kind === 'mmio_read' ? 0xffffffff : 0, toUserspace: false };
+    }
+    return this.guestMmio(v, kind === 'mmio_write', addr, l, value);
+  }
+
+  // ---- KVM_GET/SET_IRQCHIP, KVM_GET/SET_LAPIC ----------------------------------------------
+  /** KVM_GET_IRQCHIP: chip 0 PIC master, 1 PIC slave, 2 IOAPIC. */
+  getIrqchip(chip: number): PicStateJson | IoapicStateJson {
+    this.needIrqchip('KVM_GET_IRQCHIP', 'ENXIO');
+    if (chip === 0 || chip === 1) return this.pic!.toJson(chip);
+    if (chip === 2) return this.ioapic!.toJson();
+    throw new VirqError(KvmErrorCode.ChipInvalid, `KVM_GET_IRQCHIP: chip_id ${chip} is not 0 (PIC master), 1 (PIC slave) or 2 (IOAPIC)`, { errno: 'EINVAL' });
+  }
+
+  /** KVM_SET_IRQCHIP for a PIC (every field written, then kvm_pic_update_irq). */
+  setIrqchipPic(chip: 0 | 1, state: Partial<PicStateRaw>): void {
+    this.needIrqchip('KVM_SET_IRQCHIP', 'ENXIO');
+    this.pic!.setState(chip, state);
+  }
+
+  /** KVM_SET_IRQCHIP for the IOAPIC (redirection entries as lo/hi halves; `irr` is re-injected). */
+  setIrqchipIoapic(state: { baseAddress?: number; id?: number; ioregsel?: number; irr: number; lo: ArrayLike<number>; hi: ArrayLike<number> }): void {
+    this.needIrqchip('KVM_SET_IRQCHIP', 'ENXIO');
+    const io = this.ioapic!;
+    io.setState({ baseAddress: state.baseAddress ?? io.baseAddress, id: state.id ?? io.id, ioregsel: state.ioregsel ?? io.ioregsel, irr: state.irr, lo: state.lo, hi: state.hi });
+  }
+
+  /** Every chip's state, as KVM_GET_IRQCHIP / KVM_GET_LAPIC / KVM_GET_VCPU_EVENTS return it. */
+  getState(): KvmIrqchipStateJson {
+    const err = { error: 'KVM_GET_IRQCHIP failed: errno ENXIO' };
+    return {
+      pic: { master: this.pic?.toJson(0) ?? err, slave: this.pic?.toJson(1) ?? err },
+      ioapic: this.ioapic?.toJson() ?? err,
+      lapic: this.vcpuList.map((v) => v.lapic.toJson()),
+      vcpu_events: this.vcpuList.map((v) => v.getEvents()),
+    };
+  }
+
+  /** Pins of the IOAPIC (for tests and machines that wire devices straight to IOAPIC inputs). */
+  ioapicPin(pin: number): IrqPin {
+    if (pin < 0 || pin >= IOAPIC_NUM_PINS) throw new VirqError(KvmErrorCode.RoutingInvalid, `IOAPIC pin ${pin} is outside 0..23`);
+    return { setLevel: (level: boolean, sourceId = 0) => void this.ioapic!.setIrq(pin, sourceId, level, false) };
+  }
+  /** Pins of the PIC pair: 0–7 master, 8–15 slave. */
+  picPin(pin: number): IrqPin {
+    if (pin < 0 || pin >= 16) throw new VirqError(KvmErrorCode.RoutingInvalid, `PIC pin ${pin} is outside 0..15`);
+    return { setLevel: (level: boolean, sourceId = 0) => void this.pic!.setIrq(pin, sourceId, level) };
+  }
+}
+
+export { KVM_IRQCHIP_PIC_SLAVE };
