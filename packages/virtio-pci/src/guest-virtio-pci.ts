@@ -100,10 +100,10 @@ export class GuestVirtioPci {
 
   private barAddress(bar: number): number {
     const lo = this.access.configRead(this.bdf, PciReg.BASE_ADDRESS_0 + 4 * bar, 4);
-    if ((lo & 1) === 1) return lo & 0xfffffffc;
-    let a = lo & 0xfffffff0;
+    if ((lo & 1) === 1) return (lo & 0xfffffffc) >>> 0;
+    let a = (lo & 0xfffffff0) >>> 0;
     if ((lo & 0x6) === 0x4) a += this.access.configRead(this.bdf, PciReg.BASE_ADDRESS_0 + 4 * bar + 4, 4) * 2 ** 32;
-    return a >>> 0 === a ? a : a;
+    return a;
   }
 
   /** virtio_pci_find_capability: the first vendor cap of `cfgType` whose BAR is valid. */
@@ -205,7 +205,7 @@ export class GuestVirtioPci {
     this.msixCap = this.findMsixCap();
     if (this.msixCap !== 0) {
       const t = this.access.configRead(this.bdf, this.msixCap + Msix.TABLE, 4);
-      this.msixTable = this.barAddress(t & Msix.BIR_MASK) + (t & ~Msix.BIR_MASK);
+      this.msixTable = this.barAddress(t & Msix.BIR_MASK) + ((t & ~Msix.BIR_MASK) >>> 0);
     }
     if (this.transport === 'modern') {
       const common = this.findCap(VirtioPciCapType.COMMON_CFG);

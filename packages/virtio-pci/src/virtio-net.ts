@@ -272,12 +272,12 @@ export class VirtioNet extends VirtioDevice {
       const cls = out[0]!;
       const cmd = out[1]!;
       const payload = out.subarray(2);
+      if (this.trace.on) this.trace.emit('net.ctrl', 'virtio_net_handle_ctrl', 'virtio_queue_notify_vq', { dev: this.name, class: cls, cmd, len: payload.length });
       let status: number;
       if (cls === VirtioNetCtrl.CLASS_RX) status = this.handleRxMode(cmd, payload);
       else if (cls === VirtioNetCtrl.CLASS_MAC) status = this.handleMac(cmd, payload);
       else if (cls === VirtioNetCtrl.CLASS_MQ) status = this.handleMq(cmd, payload);
       else status = VirtioNetCtrl.ERR;
-      if (this.trace.on) this.trace.emit('net.ctrl', 'virtio_net_handle_ctrl', 'virtio_queue_notify_vq', { dev: this.name, class: cls, cmd, status });
       ring.writeToChain(elem, new Uint8Array([status]));
       ring.push(elem, 1);
       this.notify(vq);
