@@ -1,0 +1,78 @@
+// Posted vs remapped delivery of an assigned device's MSI-X interrupt to a running vCPU, in
+// the model: simulated deliveries per wall-clock second (the model's own cost), and what each
+// delivery costs in virtual time and VM exits. Alternating A/B pairs (the host is noisy),
+// medians and per-pair ratios.
+//
+//   cd packages/irqbypass && npm run bench
+import { Rig } from '../test/support/rig.js';
+
+const DELIVERIES = 20_000;
+const PAIRS = 7;
+
+type Mode = 'posted' | 'remapped-apicv' | 'remapped-legacy';
+
+interface Result {
+  perSec: number;
+  virtualNsPerDelivery: number;
+  exitsPerDelivery: number;
+  injectionsPerDelivery: number;
+}
+
+function run(mode: Mode): Result {
+  const rig = new Rig({ vcpus: 2, msixVectors: 1, apicv: mode !== 'remapped-legacy', devicePosting: mode === 'posted' });
+  for (const v of rig.kvm.vcpus()) v.run(v.vcpuId + 2);
+  rig.on('qemu-system-x86', () => rig.guestEnableMsix([{ apicId: 1, vector: 0x70 }]));
+  rig.recorder.stop();
+  const dev = rig.vfio.device;
+  const v1 = rig.kvm.vcpu(1)!;
+  const s = rig.ctx.scheduler;
+  const exits0 = rig.kvm.exits.length;
+  const inj0 = rig.kvm.injections;
+  let latency = 0;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < DELIVERIES; i++) {
+    const start = s.now;
+    const before = rig.kvm.deliveries.length;
+    s.after(0, dev.actor, () => dev.fireMsix(0));
+    s.runUntilIdle();
+    if (rig.kvm.deliveries.length !== before + 1) throw new Error(`${mode}: delivery ${i} was not delivered exactly once`);
+    latency += rig.kvm.deliveries[before]!.time - start;
+    v1.isr.clear();
+    rig.kvm.deliveries.length = 0;
+    s.runUntil(s.now + 10_000);
+  }
+  const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+  return {
+    perSec: DELIVERIES / dt,
+    virtualNsPerDelivery: latency / DELIVERIES,
+    exitsPerDelivery: (rig.kvm.exits.length - exits0) / DELIVERIES,
+    injectionsPerDelivery: (rig.kvm.injections - inj0) / DELIVERIES,
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+const modes: Mode[] = ['posted', 'remapped-apicv', 'remapped-legacy'];
+for (const m of modes) run(m); // warm-up
+const perSec: Record<Mode, number[]> = { posted: [], 'remapped-apicv': [], 'remapped-legacy': [] };
+const ratios: number[] = [];
+let last: Record<Mode, Result> | undefined;
+for (let p = 0; p < PAIRS; p++) {
+  const order = p % 2 === 0 ? modes : [...modes].reverse();
+  const r = {} as Record<Mode, Result>;
+  for (const m of order) r[m] = run(m);
+  for (const m of modes) perSec[m].push(r[m].perSec);
+  ratios.push(r.posted.perSec / r['remapped-legacy'].perSec);
+  last = r;
+}
+console.log(`assigned-device MSI-X → running vCPU, ${DELIVERIES} deliveries per run, ${PAIRS} alternating runs`);
+for (const m of modes) {
+  const r = last![m];
+  console.log(
+    `${m.padEnd(16)} model ${Math.round(median(perSec[m])).toLocaleString('en-US').padStart(9)} deliveries/s | virtual ${r.virtualNsPerDelivery.toFixed(0).padStart(5)} ns/delivery | ${r.exitsPerDelivery.toFixed(2)} exits, ${r.injectionsPerDelivery.toFixed(2)} injections per delivery`,
+  );
+}
+console.log(`posted / remapped-legacy model throughput, per pair: ${ratios.map((x) => x.toFixed(2)).join(' ')} (median ${median(ratios).toFixed(2)})`);
