@@ -79,7 +79,7 @@ export class GicCpuInterface {
       irq.active = true;
     }
     this.gic.irqChanged(irq);
-    if (this.gic.traceOn) this.gic.trace('gic.ack', 'gic_read_iar', 'gic_handle_irq', { cpu: this.index, intid: irq.intid });
+    if (this.gic.traceOn) this.gic.channel.emit('gic.ack', 'gic_read_iar', 'gic_handle_irq', { cpu: this.index, intid: irq.intid }, undefined, this.gic.ctx.scheduler.current);
     return irq.intid;
   }
 

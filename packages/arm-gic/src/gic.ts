@@ -293,7 +293,7 @@ export class Gicv3 implements IrqPinProvider {
     }
     irq.pendingLatch = true;
     rd.writePendingBit(intid, true);
-    if (this.traceOn) this.trace('gic.lpi', 'gic_set_lpi_pending', why, { intid, pe });
+    if (this.traceOn && this.delivery === this.hardwareDelivery) this.trace('gic.lpi', 'lpi_set_pending', why, { intid, pe });
     this.irqChanged(irq);
     return true;
   }

@@ -1,0 +1,99 @@
+import { type GuestMemory, type TraceChannel, VirqError } from '@virq/core';
+import { GicErrorCode } from './errors.js';
+import { ItsCommand } from './its-command.js';
+import type { Its } from './its.js';
+import { GITS_BASER, GITS_CBASER, GITS_CREADR, GITS_CTLR, GITS_CWRITER, ITS_CMD_SIZE } from './registers.js';
+
+/** Where an ITS driver puts its tables (all in the memory the ITS reads). */
+export interface ItsDriverLayout {
+  /** Command queue base (4 KiB aligned) and number of 4 KiB pages (CBASER.Size + 1). */
+  cmdq: number;
+  cmdqPages?: number;
+  /** Device table (64 KiB pages) and its page count. */
+  deviceTable: number;
+  deviceTablePages?: number;
+  collectionTable: number;
+  /** vPE table (GICv4 ITS only). */
+  vpeTable?: number;
+  /** First ITT; each mapped device gets `ittStride` bytes (256-byte aligned). */
+  ittBase: number;
+  ittStride?: number;
+}
+
+/**
+ * The command path of an ITS driver (Linux drivers/irqchip/irq-gic-v3-its.c): table and
+ * queue set-up at probe, then its_send_* builds a 32-byte command at CWRITER in memory,
+ * advances CWRITER and waits until CREADR has passed it (its_wait_for_range_completion).
+ * The guest's ITS driver and the host's (KVM's GICv4 plumbing) both use it.
+ */
+export class ItsDriver {
+  private nextItt: number;
+  readonly ittStride: number;
+  /** Commands posted. */
+  posted = 0;
+
+  constructor(
+    readonly its: Its,
+    readonly memory: GuestMemory,
+    readonly layout: ItsDriverLayout,
+    private readonly channel?: TraceChannel,
+  ) {
+    this.ittStride = layout.ittStride ?? 0x100 * 8;
+    this.nextItt = layout.ittBase;
+  }
+
+  /** its_probe_one / its_alloc_tables / its_init: BASERs, CBASER, then GITS_CTLR.Enabled. */
+  init(): void {
+    const its = this.its;
+    const L = this.layout;
+    its.write64(GITS_BASER + 0, BigInt(L.deviceTable) | BigInt((L.deviceTablePages ?? 1) - 1) | (1n << 63n));
+    its.write64(GITS_BASER + 8, BigInt(L.collectionTable) | (1n << 63n));
+    if (L.vpeTable !== undefined) its.write64(GITS_BASER + 16, BigInt(L.vpeTable) | (1n << 63n));
+    its.write64(GITS_CBASER, BigInt(L.cmdq) | BigInt((L.cmdqPages ?? 1) - 1) | (1n << 63n));
+    its.write32(GITS_CTLR, 1);
+  }
+
+  /** Allocates an ITT for a device (its_create_device). */
+  allocItt(): number {
+    const a = this.nextItt;
+    this.nextItt += this.ittStride;
+    return a;
+  }
+
+  /** its_send_single_command + its_wait_for_range_completion for each command, in order. */
+  send(name: string, ...cmds: Uint8Array[]): void {
+    const its = this.its;
+    const size = its.queueSize;
+    let w = Number(its.read64(GITS_CWRITER));
+    for (const c of cmds) {
+      const r = Number(its.read64(GITS_CREADR)) & ~1;
+      if ((w + ITS_CMD_SIZE) % size === r) {
+        throw new VirqError(GicErrorCode.ConfigInvalid, `ITS command queue full (CWRITER 0x${w.toString(16)}, CREADR 0x${r.toString(16)})`);
+      }
+      this.memory.writeBytes(its.queueBase + w, c);
+      w = (w + ITS_CMD_SIZE) % size;
+      this.posted++;
+    }
+    if (this.channel?.on === true) this.channel.emit('its.send', name, 'its_send_single_command', { commands: cmds.length, cwriter: w });
+    its.write64(GITS_CWRITER, BigInt(w));
+    const r = Number(its.read64(GITS_CREADR));
+    if ((r & 1) !== 0 || (r & ~1) !== w) {
+      if (this.channel?.on === true) this.channel.emit('its.timeout', 'its_wait_for_range_completion', name, { creadr: r, cwriter: w });
+    }
+  }
+
+  mapCollection(icid: number, target: number): void {
+    this.send('its_send_mapc', ItsCommand.mapc(icid, target, true), ItsCommand.sync(target));
+  }
+
+  /** MAPD with a fresh ITT; returns the ITT address. */
+  mapDevice(deviceId: number, eventIdBits: number): number {
+    const itt = this.allocItt();
+    this.send('its_send_mapd', ItsCommand.mapd(deviceId, eventIdBits, itt, true));
+    return itt;
+  }
+
+  mapEvent(deviceId: number, eventId: number, intid: number, icid: number): void {
+    this.send('its_send_mapti', ItsCommand.mapti(deviceId, eventId, intid, icid));
+  }
+}
