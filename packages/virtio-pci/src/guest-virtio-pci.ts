@@ -420,7 +420,8 @@ export class GuestVirtioPci {
   /** The guest took MSI-X entry `entry`'s interrupt. Returns IRQ_HANDLED (true) / IRQ_NONE. */
   msixInterrupt(entry: number): boolean {
     const what = this.msixEntries[entry];
-    this.emit('guest.interrupt', what === 'config' ? 'vp_config_changed' : what === 'queues' ? 'vp_vring_interrupt' : 'vring_interrupt', 'handle_irq_event', { entry });
+    // A per-queue vector's handler is vring_interrupt itself (the ring traces it).
+    if (typeof what !== 'number') this.emit('guest.interrupt', what === 'config' ? 'vp_config_changed' : 'vp_vring_interrupt', '__handle_irq_event_percpu', { entry });
     if (what === 'config') {
       this.configChanged();
       return true;

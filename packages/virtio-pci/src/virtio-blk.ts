@@ -131,7 +131,7 @@ export class VirtioBlkDevice extends VirtioDevice {
       ring.writeToChain(req, new Uint8Array([status]), req.inBytes - 1);
       ring.push(req, written + 1);
       this.completed++;
-      this.notify(vq);
+      this.notify(vq, 'virtio_blk_req_complete');
     };
     if (this.ioLatencyNs > 0) this.ctx.scheduler.after(this.ioLatencyNs, this.mainLoop, complete);
     else complete();

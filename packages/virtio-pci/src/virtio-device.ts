@@ -214,11 +214,11 @@ export abstract class VirtioDevice {
   }
 
   /** virtio_notify: the used-buffer notification, subject to the ring's suppression. */
-  notify(vq: VirtQueue): void {
+  notify(vq: VirtQueue, caller = 'virtqueue_push'): void {
     const ring = vq.ring;
     if (ring === undefined) return;
     if (!ring.shouldNotify()) return;
-    if (this.trace.on) this.trace.emit('virtio.notify', 'virtio_notify', 'virtqueue_flush', { dev: this.name, queue: vq.index });
+    if (this.trace.on) this.trace.emit('virtio.notify', 'virtio_notify', caller, { dev: this.name, queue: vq.index });
     this.irq(vq, 'virtio_notify');
   }
 

@@ -280,7 +280,7 @@ export class VirtioNet extends VirtioDevice {
       else status = VirtioNetCtrl.ERR;
       ring.writeToChain(elem, new Uint8Array([status]));
       ring.push(elem, 1);
-      this.notify(vq);
+      this.notify(vq, 'virtio_net_handle_ctrl_iov');
     }
   }
 
@@ -430,7 +430,7 @@ export class VirtioNet extends VirtioDevice {
       if (r === 'ok') delivered++;
       if (this.broken) return;
     }
-    if (delivered > 0) this.notify(vq);
+    if (delivered > 0) this.notify(vq, 'virtio_net_receive_rcu');
   }
 
   private receiveOne(vq: VirtQueue, frame: Uint8Array): 'ok' | 'no-buffers' | 'dropped' {
@@ -511,7 +511,7 @@ export class VirtioNet extends VirtioDevice {
         ring.push(elem, 0);
         sent++;
       }
-      if (sent > 0) this.notify(vq);
+      if (sent > 0) this.notify(vq, 'virtio_net_flush_tx');
       if (this.broken) return;
       // Re-enable and look again, as virtio_net_tx_bh does, so no kick is lost.
       if (!ring.enableNotification()) break;
