@@ -203,8 +203,8 @@ export class GoldenReplayer {
         });
       case 'set_lapic':
         return this.ioctl(() => {
-          const v = vm.vcpuOrThrow(num(a['cpu'], 'cpu'));
-          const page = v.lapic.getState();
+          const cpu = num(a['cpu'], 'cpu');
+          const page = vm.getLapic(cpu);
           for (const [name, val] of Object.entries((a['regs'] ?? {}) as Record<string, number>)) {
             const off = LAPIC_REG_BY_NAME[name] ?? (name.startsWith('0x') ? parseInt(name, 16) : NaN);
             if (Number.isInteger(off) && off >= 0 && off < 0x400) page[off >> 2] = val >>> 0;
@@ -217,19 +217,19 @@ export class GoldenReplayer {
           for (const [k, base, on] of [['set_irr', APIC.IRR, true], ['set_isr', APIC.ISR, true], ['set_tmr', APIC.TMR, true], ['clear_irr', APIC.IRR, false], ['clear_isr', APIC.ISR, false], ['clear_tmr', APIC.TMR, false]] as const) {
             for (const vec of vecs(k)) setBit(base, vec, on);
           }
-          v.lapic.setState(page);
+          vm.setLapic(cpu, page);
           return { ret: 0, errno: null };
         });
       case 'simulated_ack':
         return this.ioctl(() => {
-          const v = vm.vcpuOrThrow(num(a['cpu'], 'cpu'));
+          const cpu = num(a['cpu'], 'cpu');
           const vec = num(a['vector'], 'vector');
-          const page = v.lapic.getState();
+          const page = vm.getLapic(cpu);
           const w = (b: number): number => (b >> 2) + ((vec >> 5) << 2);
           const was = (page[w(APIC.IRR)]! & (1 << (vec & 31))) !== 0;
           page[w(APIC.IRR)] = page[w(APIC.IRR)]! & ~(1 << (vec & 31));
           page[w(APIC.ISR)] = page[w(APIC.ISR)]! | (1 << (vec & 31));
-          v.lapic.setState(page);
+          vm.setLapic(cpu, page);
           return { ret: 0, errno: null, vector_was_in_irr: was };
         });
       case 'set_msr':

@@ -287,12 +287,12 @@ export class KvmIoapic {
     if (sel < 0x10 || idx >= IOAPIC_NUM_PINS) return;
     const oldLo = this.lo[idx]!;
     const maskBefore = (oldLo & LO_MASK) !== 0;
+    let lo = oldLo;
     if (sel & 1) this.hi[idx] = val >>> 0;
-    else {
-      let lo = (val & ~(LO_REMOTE_IRR | LO_DELIVERY_STATUS)) | (oldLo & (LO_REMOTE_IRR | LO_DELIVERY_STATUS));
-      if (!(lo & LO_LEVEL)) lo &= ~LO_REMOTE_IRR;
-      this.lo[idx] = lo >>> 0;
-    }
+    else lo = (val & ~(LO_REMOTE_IRR | LO_DELIVERY_STATUS)) | (oldLo & (LO_REMOTE_IRR | LO_DELIVERY_STATUS));
+    // An edge entry has no Remote IRR (hardware without an EOI register; Linux relies on it).
+    if (!(lo & LO_LEVEL)) lo &= ~LO_REMOTE_IRR;
+    this.lo[idx] = lo >>> 0;
     const maskAfter = this.masked(idx);
     if (this.host.tracing) this.host.traceIoapic('ioapic_write_indirect', 'ioapic_mmio_write', { pin: idx, lo: this.lo[idx]!, hi: this.hi[idx]! });
     if (maskBefore !== maskAfter) this.host.fireMaskNotifiers(2, idx, maskAfter);

@@ -21,6 +21,8 @@ export interface LapicOwner {
   pvUnhalt(): void;
   /** APICv active on this vCPU: fixed interrupts are posted instead of set in IRR. */
   readonly apicvActive: boolean;
+  /** Guest CPUID as KVM sees it (no KVM_SET_CPUID2 → none of these). */
+  readonly cpuid: { readonly x2apic: boolean; readonly tscDeadline: boolean; readonly maxPhysAddr: number };
   /** vmx_deliver_posted_interrupt (installed by @virq/irqbypass). */
   deliverPosted(vector: number): void;
   /** The VM's APIC bus. */
@@ -336,6 +338,7 @@ export class KvmLapic {
     val >>>= 0;
     let ret = 0;
     const bus = this.owner.bus;
+    if (bus.tracing) bus.traceLapic('kvm_lapic_reg_write', 'apic_mmio_write', { vcpu: this.owner.vcpuId, reg, val });
     switch (reg) {
       case APIC.ID:
         if (this.x2apicMode) ret = 1;
@@ -391,11 +394,19 @@ export class KvmLapic {
       case APIC.LVTTHMR:
       case APIC.LVTPC:
       case APIC.LVT1:
-      case APIC.LVTERR:
-      case APIC.LVTT: {
+      case APIC.LVTERR: {
         let v = val;
         if (!this.swEnabled) v |= LVT_MASKED;
         this.setReg(reg, v & LVT_WRITE_MASK[reg]!);
+        break;
+      }
+      case APIC.LVTT: {
+        // timer_mode_mask comes from guest CPUID (TSC deadline: bits 18:17, else periodic bit 17).
+        const c = this.owner.cpuid;
+        const modeMask = c.tscDeadline ? 0x60000 : c.x2apic ? 0x20000 : 0;
+        let v = val;
+        if (!this.swEnabled) v |= LVT_MASKED;
+        this.setReg(reg, v & ((LVT_WRITE_MASK[reg]! & ~0x60000) | modeMask));
         break;
       }
       case APIC.TMICT:
@@ -431,7 +442,7 @@ export class KvmLapic {
       destId: this.x2apicMode ? icrHigh >>> 0 : icrHigh >>> 24,
       msiRedirHint: false,
     };
-    if (this.owner.bus.tracing) this.owner.bus.traceLapic('kvm_apic_send_ipi', 'kvm_lapic_reg_write', { vcpu: this.owner.vcpuId, icr: icrLow, dest: irq.destId });
+    if (this.owner.bus.tracing) this.owner.bus.traceLapic('apic_send_ipi', 'kvm_lapic_reg_write', { vcpu: this.owner.vcpuId, icr: icrLow, dest: irq.destId });
     return this.owner.bus.deliverToApic(this, irq);
   }
 
@@ -552,8 +563,9 @@ export class KvmLapic {
     const mode = (v: number): number => (v & (APICBASE_ENABLE | APICBASE_X2APIC)) / APICBASE_X2APIC;
     const newMode = mode(value);
     const oldMode = mode(this.apicBase);
-    // reserved: bits 0–7 and 9, and anything above a 48-bit physical address.
-    if (value % 0x400 & 0x2ff || value >= 2 ** 48 || newMode === 1) return 1;
+    // reserved: bits 0–7 and 9, x2APIC enable without x2APIC in CPUID, and bits above MAXPHYADDR.
+    const c = this.owner.cpuid;
+    if ((value % 0x400) & 0x2ff || (!c.x2apic && value & APICBASE_X2APIC) || value >= 2 ** c.maxPhysAddr || newMode === 1) return 1;
     if (!hostInitiated) {
       if (oldMode === 3 && newMode === 2) return 1;
       if (oldMode === 0 && newMode === 3) return 1;

@@ -10,6 +10,7 @@ export interface VcpuHost {
   readonly irqchipInKernel: boolean;
   readonly smmSupported: boolean;
   readonly apicvActive: boolean;
+  readonly cpuid: { readonly x2apic: boolean; readonly tscDeadline: boolean; readonly maxPhysAddr: number };
   readonly tracing: boolean;
   readonly schedHooks: VcpuSchedHooks | undefined;
   readonly pirSync: ((vcpuId: number) => void) | undefined;

@@ -110,6 +110,9 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   get apicvActive(): boolean {
     return this.host.apicvActive;
   }
+  get cpuid(): { readonly x2apic: boolean; readonly tscDeadline: boolean; readonly maxPhysAddr: number } {
+    return this.host.cpuid;
+  }
   /** The APIC ID (xAPIC ID, or the x2APIC ID in x2APIC mode). */
   get apicId(): number {
     return this.lapic.x2apicMode ? this.lapic.x2apicId : this.lapic.xapicId;
@@ -388,7 +391,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         this.stepOp = op;
         this.stepEndsAt = h.scheduler.now + op.ns;
         this.actor.charge(op.ns);
-        if (h.tracing && op.fn !== undefined) h.trace('guest', op.fn, { vcpu: this.vcpuId }, op.ns, h.guestActor(this));
+        if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, op.ns, h.guestActor(this));
         this.stepEvent = h.scheduler.after(op.ns, this.actor, () => {
           this.stepEvent = undefined;
           this.stepOp = undefined;
@@ -412,13 +415,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
           this.vmExit('MSR_WRITE', 'handle_wrmsr', { msr: 0x80b }, ns.apicAccessEmulation, () => this.lapic.msrWrite(0x80b, 0n));
         } else if (h.apicvActive && !h.ioapicHandlesEoi(this)) {
           this.actor.charge(ns.guestEoiNoExit);
-          if (h.tracing) h.trace('guest', 'native_apic_mem_eoi', { vcpu: this.vcpuId, virtualized: true }, ns.guestEoiNoExit, h.guestActor(this));
+          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId, virtualized: true }, ns.guestEoiNoExit, h.guestActor(this));
           this.lapic.setEoi();
           this.stepEvent = h.scheduler.after(ns.guestEoiNoExit, this.actor, () => this.guestStep());
         } else if (h.apicvActive) {
           this.vmExit('EOI_INDUCED', 'handle_apic_eoi_induced', {}, ns.apicAccessEmulation, () => this.lapic.setEoi());
         } else {
-          if (h.tracing) h.trace('guest', 'native_apic_mem_eoi', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
+          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
           const addr = this.lapic.baseAddress + APIC.EOI;
           this.vmExit('APIC_ACCESS', 'handle_apic_access', { addr }, ns.apicAccessEmulation, () => this.lapic.mmioWrite(addr, 4, 0));
         }
@@ -448,7 +451,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   private guestIo(op: Extract<GuestOp, { op: 'mmio-write' | 'mmio-read' | 'pio-write' | 'pio-read' }>): void {
     const h = this.host;
     const ns = h.costs.ns;
-    if (h.tracing && op.fn !== undefined) h.trace('guest', op.fn, { vcpu: this.vcpuId }, undefined, h.guestActor(this));
+    if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
     if (op.op === 'pio-write' || op.op === 'pio-read') {
       this.vmExit('IO_INSTRUCTION', 'handle_io', { port: op.port, len: op.len }, 0, () => {
         const r = h.guestPio(this, op.op === 'pio-write', op.port, op.len, op.op === 'pio-write' ? op.value : 0);

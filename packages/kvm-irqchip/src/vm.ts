@@ -34,6 +34,11 @@ export interface KvmVmOptions {
   smm?: boolean;
   /** KVM_CAP_X2APIC_API: 32-bit MSI destinations (address_hi) and no 0xFF broadcast quirk. */
   x2apicApi?: boolean;
+  /**
+   * Guest CPUID bits KVM consults (KVM_SET_CPUID2). Default: none set, as in the golden
+   * recorder (x2APIC cannot be enabled, no TSC-deadline timer mode, MAXPHYADDR 36).
+   */
+  cpuid?: { x2apic?: boolean; tscDeadline?: boolean; maxPhysAddr?: number };
   /** Host CPU of each vCPU thread (default: vCPU n on host CPU n + 1). */
   hostCpuOf?: (vcpuId: number) => number;
 }
@@ -80,6 +85,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   readonly kworker: Actor;
   readonly smmSupported: boolean;
   readonly x2apicApi: boolean;
+  readonly cpuid: { readonly x2apic: boolean; readonly tscDeadline: boolean; readonly maxPhysAddr: number };
   private apicv = false;
   bypassHooks: IrqfdBypassHooks | undefined;
   schedHooks: VcpuSchedHooks | undefined;
@@ -99,6 +105,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     this.t = ctx.trace.channel('kvm-irqchip');
     this.smmSupported = options.smm ?? false;
     this.x2apicApi = options.x2apicApi ?? false;
+    this.cpuid = { x2apic: options.cpuid?.x2apic ?? false, tscDeadline: options.cpuid?.tscDeadline ?? false, maxPhysAddr: options.cpuid?.maxPhysAddr ?? 36 };
     this.kworker = this.scheduler.actor({ name: 'kworker/u:irqfd', kind: 'kernel', cpu: 0 });
     const irqchip = options.irqchip ?? true;
     this.pic = irqchip ? new KvmPic(this) : undefined;
@@ -308,10 +315,14 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   }
   /** kvm_arch_set_irq_inatomic: only MSI routes, only through the APIC map. */
   setIrqInatomic(route: KernelRoute | undefined, _sourceId: number): number {
-    if (route === undefined || route.type !== KVM_IRQ_ROUTING_MSI || route.msi === undefined) return EWOULDBLOCK;
+    if (route === undefined || route.type !== KVM_IRQ_ROUTING_MSI || route.msi === undefined) {
+      if (this.t.on) this.trace('kvm_arch_set_irq_inatomic', 'irqfd_wakeup', { gsi: route?.gsi ?? -1, ret: EWOULDBLOCK });
+      return EWOULDBLOCK;
+    }
     if (this.x2apicApi && (route.msi.addressHi & 0xff) !== 0) return -22;
     const irq = msiToLapicIrq(route.msi, this.x2apicApi, this.scratchIrq);
-    if (this.t.on) this.trace('kvm_arch_set_irq_inatomic', 'irqfd_wakeup', { gsi: route.gsi, dest: irq.destId, vector: irq.vector });
+    if (this.t.on) this.trace('kvm_arch_set_irq_inatomic', 'irqfd_wakeup', { gsi: route.gsi });
+    if (this.t.on) this.trace('kvm_set_msi_irq', 'kvm_arch_set_irq_inatomic', { dest: irq.destId, vector: irq.vector, dm: irq.deliveryMode });
     if (this.t.on) this.trace('kvm_irq_delivery_to_apic_fast', 'kvm_arch_set_irq_inatomic', { dest: irq.destId, vector: irq.vector });
     const r = this.apicMap.deliverFast(null, irq);
     return r === FAST_PATH_MISS ? EWOULDBLOCK : r;
@@ -347,6 +358,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   /** kvm_set_msi */
   kvmSetMsi(msg: MsiMessage, level: boolean): number {
     if (this.x2apicApi && (msg.addressHi & 0xff) !== 0) return -22;
+    if (this.t.on) this.trace('kvm_set_msi', 'kvm_set_irq', { level });
     if (!level) return -1;
     const irq = msiToLapicIrq(msg, this.x2apicApi);
     if (this.t.on) this.trace('kvm_set_msi_irq', 'kvm_set_msi', { dest: irq.destId, vector: irq.vector, dm: irq.deliveryMode });
@@ -506,7 +518,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     if (kind === 'out' || kind === 'in') return this.guestPio(v, kind === 'out', addr, len ?? 1, value);
     const l = len ?? 4;
     const lapic = v.lapic;
-    if (lapic.mmioInRange(addr) && (lapic.hwEnabled || true)) {
+    if (this.irqchipInKernel && lapic.mmioInRange(addr)) {
       if (lapic.hwEnabled && !lapic.x2apicMode) {
         if (kind === 'mmio_write') lapic.mmioWrite(addr, l, value);
         else return { value: lapic.mmioRead(addr, l), toUserspace: false };
@@ -540,13 +552,28 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     io.setState({ baseAddress: state.baseAddress ?? io.baseAddress, id: state.id ?? io.id, ioregsel: state.ioregsel ?? io.ioregsel, irr: state.irr, lo: state.lo, hi: state.hi });
   }
 
+  /** KVM_GET_LAPIC: the vCPU's 1 KiB register page. */
+  getLapic(vcpuId: number): Uint32Array {
+    const v = this.vcpuOrThrow(vcpuId);
+    if (!this.irqchipInKernel) throw new VirqError(KvmErrorCode.NoIrqchip, 'KVM_GET_LAPIC needs the in-kernel LAPIC (KVM_CREATE_IRQCHIP)', { errno: 'EINVAL' });
+    return v.lapic.getState();
+  }
+
+  /** KVM_SET_LAPIC (kvm_apic_set_state, with its side effects: map rebuild, PPR, RTC EOI tracking). */
+  setLapic(vcpuId: number, page: Uint32Array): void {
+    const v = this.vcpuOrThrow(vcpuId);
+    if (!this.irqchipInKernel) throw new VirqError(KvmErrorCode.NoIrqchip, 'KVM_SET_LAPIC needs the in-kernel LAPIC (KVM_CREATE_IRQCHIP)', { errno: 'EINVAL' });
+    if (page.length < 256) throw new VirqError(KvmErrorCode.ChipInvalid, `KVM_SET_LAPIC: the register page has 256 32-bit words, got ${page.length}`, { errno: 'EINVAL' });
+    v.lapic.setState(page);
+  }
+
   /** Every chip's state, as KVM_GET_IRQCHIP / KVM_GET_LAPIC / KVM_GET_VCPU_EVENTS return it. */
   getState(): KvmIrqchipStateJson {
     const err = { error: 'KVM_GET_IRQCHIP failed: errno ENXIO' };
     return {
       pic: { master: this.pic?.toJson(0) ?? err, slave: this.pic?.toJson(1) ?? err },
       ioapic: this.ioapic?.toJson() ?? err,
-      lapic: this.vcpuList.map((v) => v.lapic.toJson()),
+      lapic: this.vcpuList.map((v) => (this.irqchipInKernel ? v.lapic.toJson() : { error: 'KVM_GET_LAPIC failed: errno EINVAL' })),
       vcpu_events: this.vcpuList.map((v) => v.getEvents()),
     };
   }
