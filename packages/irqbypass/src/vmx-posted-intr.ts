@@ -242,8 +242,7 @@ export class VmxPostedInterrupts implements PiDescriptorResolver, IrqPostingBack
     for (const v of [...this.wakeupLists[cpu]!]) {
       if (this.descs.get(v.vcpuId)?.on === true) {
         this.counters.wakeups++;
-        if (this.trace.on) this.trace.emit('pi.wakeup', 'kvm_vcpu_wake_up', 'pi_wakeup_handler', { vcpu: v.vcpuId }, undefined, on);
-        v.wakeUp();
+        v.wakeUp(); // kvm_vcpu_wake_up, traced by the irqchip's vCPU
       }
     }
   }

@@ -114,6 +114,7 @@ export class MiniVcpu implements PiVcpu {
     if (this.state !== 'blocked') return;
     this.state = 'preempted';
     this.kvm.wakeups++;
+    this.kvm.trace.emit('kvm.wake', 'kvm_vcpu_wake_up', 'kvm_vcpu_kick', { vcpu: this.vcpuId });
     this.kvm.ctx.scheduler.after(this.kvm.ctx.costs.ns.threadWakeup, this.actor, () => this.run(this.lastCpu));
   }
 
