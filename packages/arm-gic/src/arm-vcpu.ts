@@ -322,20 +322,20 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
    * kvm_vcpu_kick (with KVM_REQ_IRQ_PENDING already posted): a running vCPU gets an IPI
    * and exits (IRQ); a blocked one is woken; one in the host sees the request before entry.
    */
-  kick(): void {
+  kick(caller = 'vgic_queue_irq_unlock'): void {
     this.irqRequest = true;
     this.stats.kicks++;
     if (this.state === 'guest') {
       if (this.ipiInFlight) return;
       this.ipiInFlight = true;
       this.stats.ipis++;
-      this.emit('vcpu.kick', 'kvm_vcpu_kick', 'vgic_queue_irq_unlock', { vcpu: this.vcpuId, ipi: true }, undefined, this.caller);
+      this.emit('vcpu.kick', 'kvm_vcpu_kick', caller, { vcpu: this.vcpuId, ipi: true }, undefined, this.caller);
       this.s.after(this.vm.ctx.costs.ns.hostIpi, this.actor, () => {
         this.ipiInFlight = false;
         if (this.state === 'guest') this.exit('IRQ', 'ipi');
       });
     } else if (this.state === 'blocked') {
-      this.emit('vcpu.kick', 'kvm_vcpu_kick', 'vgic_queue_irq_unlock', { vcpu: this.vcpuId, ipi: false }, undefined, this.caller);
+      this.emit('vcpu.kick', 'kvm_vcpu_kick', caller, { vcpu: this.vcpuId, ipi: false }, undefined, this.caller);
       this.wake();
     }
   }

@@ -124,7 +124,7 @@ export class VgicV4 implements ItsForwardingHooks {
     this.emit('v4.doorbell', 'vgic_v4_doorbell_handler', 'handle_irq_desc', { vcpu: vcpu.vcpuId, doorbell: db });
     if (!this.v41) this.host.setIrqEnabled(db, false, vcpu.cpu); // one-shot on 4.0
     this.vgic.cpus[vcpu.vcpuId].vpePendingLast = true;
-    vcpu.kick();
+    vcpu.kick('vgic_v4_doorbell_handler');
     return 'handled';
   }
 
