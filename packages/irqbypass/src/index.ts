@@ -48,3 +48,4 @@ export { decodeIrte, encodeIrte, formatIrte, irteToBigInt, type Irte, type IrteW
 export { decodeX86Msi, isLowestPriority, isPostableDeliveryMode, x86MsiFixed, type X86MsiIrq } from './x86-msi.js';
 export { IrqBypassHost, type IrqBypassHostOptions } from './irq-bypass-host.js';
 export { AMD_IOMMU_INT_VECTOR, AmdIommuGaRemapper, AvicPostedInterrupts, avicGaTag, type AmdIrte, type AvicPhysIdEntry } from './avic.js';
+export { IrqBypassTokens, registerIrqBypass, type IrqBypassDiToken, type ValueRegistry } from './register.js';
