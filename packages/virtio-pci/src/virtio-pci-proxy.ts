@@ -75,6 +75,8 @@ export class VirtioPciProxy implements VirtioBusTransport {
   private gfselect = 0;
   private readonly guestFeaturesWin = [0, 0];
   private ioeventfdOn = false;
+  /** virtio_device_grab_ioeventfd count (backends holding the host notifiers). */
+  private grabbed = 0;
   /** Where each queue's ioeventfd is registered now. */
   private readonly ioeventfdAt = new Map<number, { addr: number; len: 0 | 1 | 2 | 4 | 8; datamatch?: number; space: 'pio' | 'mmio' }>();
   private vectorIrqfd: VectorIrqfd[] | undefined;
@@ -465,36 +467,47 @@ export class VirtioPciProxy implements VirtioBusTransport {
     return io === undefined ? undefined : { addr: io + LegacyReg.QUEUE_NOTIFY, len: 2, datamatch: n, space: 'pio' };
   }
 
+  /** Whether the VM and the `ioeventfd` property allow ioeventfds (virtio_bus_ioeventfd_enabled). */
+  get ioeventfdEnabled(): boolean {
+    return this.useIoeventfd && this.vm !== undefined && this.vm.ioeventfdCapable;
+  }
+
   /**
-   * virtio_pci_start_ioeventfd → virtio_bus_start_ioeventfd: for every queue an EventFd
-   * registered with KVM_IOEVENTFD on its notify address, read by the main loop
-   * (virtio_queue_host_notifier_read), and set once to pick up requests already queued.
-   * Nothing happens without a KVM VM with ioeventfd support or with the property off.
+   * virtio_pci_start_ioeventfd → virtio_bus_start_ioeventfd: unless a backend grabbed the
+   * notifiers, every queue gets an EventFd registered with KVM_IOEVENTFD on its notify
+   * address, read by the main loop (virtio_queue_host_notifier_read), and set once to pick
+   * up requests already queued. Nothing happens without ioeventfd support.
    */
   startIoeventfd(): void {
-    if (this.ioeventfdOn || !this.useIoeventfd || this.vm === undefined || !this.vm.ioeventfdCapable) return;
+    if (this.ioeventfdOn || !this.ioeventfdEnabled) return;
+    if (this.grabbed === 0) this.startIoeventfdImpl();
     this.ioeventfdOn = true;
-    for (const vq of this.device.queues) {
-      if (vq.num === 0) continue;
-      this.setHostNotifier(vq, true);
-    }
-    for (const vq of this.device.queues) {
-      if (vq.num === 0 || this.handedOver.has(vq.index)) continue;
-      this.attachHostHandler(vq);
-      vq.hostNotifier?.tryWrite(1);
-    }
   }
 
   /** virtio_pci_stop_ioeventfd. */
   stopIoeventfd(): void {
     if (!this.ioeventfdOn) return;
+    if (this.grabbed === 0) this.stopIoeventfdImpl();
     this.ioeventfdOn = false;
+  }
+
+  /** virtio_device_start_ioeventfd_impl. */
+  private startIoeventfdImpl(): void {
+    for (const vq of this.device.queues) if (vq.num !== 0) this.setHostNotifier(vq, true);
+    for (const vq of this.device.queues) {
+      if (vq.num === 0) continue;
+      this.attachHostHandler(vq);
+      vq.hostNotifier?.tryWrite(1);
+    }
+  }
+
+  /** virtio_device_stop_ioeventfd_impl: pending kicks are processed before the notifiers go. */
+  private stopIoeventfdImpl(): void {
     for (const vq of this.device.queues) {
       if (vq.hostNotifier === undefined) continue;
       vq.removeHostWaiter?.();
       vq.removeHostWaiter = undefined;
-      // Pending kicks are processed before the notifier goes (virtio_queue_host_notifier_read).
-      if (vq.hostNotifier.testAndClear() > 0 && !this.handedOver.has(vq.index)) this.device.runHandler(vq, 'virtio_queue_host_notifier_read');
+      if (vq.hostNotifier.testAndClear() > 0) this.device.runHandler(vq, 'virtio_queue_host_notifier_read');
       this.setHostNotifier(vq, false);
     }
   }
@@ -514,22 +527,28 @@ export class VirtioPciProxy implements VirtioBusTransport {
     });
   }
 
-  /** virtio_bus_set_host_notifier: create + KVM_IOEVENTFD assign, or deassign + close. */
+  /**
+   * virtio_bus_set_host_notifier: an EventFd registered with KVM_IOEVENTFD, or deassigned
+   * and closed. Without ioeventfd support the EventFd is still created and QEMU sets it
+   * when the guest's write reaches it (virtio_queue_notify in "notifier mode", what TCG's
+   * userspace eventfd dispatch amounts to).
+   */
   private setHostNotifier(vq: VirtQueue, assign: boolean): void {
-    const vm = this.vm!;
+    const vm = this.vm;
     if (assign) {
-      const site = this.ioeventfdSite(vq.index);
-      vq.hostNotifier = new EventFd(this.ctx.scheduler, { name: `${this.device.name}-vq${vq.index}-kick` });
+      const fd = new EventFd(this.ctx.scheduler, { name: `${this.device.name}-vq${vq.index}-kick` });
+      vq.hostNotifier = fd;
       vq.hostNotifierEnabled = true;
-      if (site === undefined) return;
-      vm.ioeventfd({ fd: vq.hostNotifier, ...site });
+      const site = this.ioeventfdEnabled ? this.ioeventfdSite(vq.index) : undefined;
+      if (site === undefined || vm === undefined) return;
+      vm.ioeventfd({ fd, ...site });
       this.ioeventfdAt.set(vq.index, site);
       if (this.trace.on) this.trace.emit('virtio.ioeventfd', 'virtio_pci_ioeventfd_assign', 'virtio_bus_set_host_notifier', { dev: this.device.name, queue: vq.index, addr: site.addr, len: site.len, space: site.space });
       return;
     }
     const fd = vq.hostNotifier;
     const site = this.ioeventfdAt.get(vq.index);
-    if (fd !== undefined && site !== undefined) {
+    if (fd !== undefined && site !== undefined && vm !== undefined) {
       vm.ioeventfd({ fd, ...site, deassign: true });
       this.ioeventfdAt.delete(vq.index);
     }
@@ -540,7 +559,7 @@ export class VirtioPciProxy implements VirtioBusTransport {
 
   /** QEMU's memory listener moving ioeventfds with their BAR. */
   private barMoved(bar: PciBar, _old: number | undefined): void {
-    if (!this.ioeventfdOn) return;
+    if (this.ioeventfdAt.size === 0) return;
     if ((this.modern && bar.index !== 4) || (!this.modern && bar.index !== 0)) return;
     const vm = this.vm!;
     for (const vq of this.device.queues) {
@@ -558,34 +577,32 @@ export class VirtioPciProxy implements VirtioBusTransport {
   }
 
   /**
-   * vhost_dev_enable_notifiers / disable: a backend takes the host notifiers (QEMU stops
-   * reading them; the same EventFd becomes the backend's kick fd) or gives them back.
-   * Without ioeventfd there is no fd to hand over: kicks keep reaching QEMU, which then sets
-   * the queue's notifier (created here, "notifier mode") for the backend to read.
+   * vhost_dev_enable_notifiers / vhost_dev_disable_notifiers: a backend grabs the host
+   * notifiers (virtio_device_grab_ioeventfd stops QEMU's own ioeventfds on every queue,
+   * then the backend's queues get fresh notifiers — KVM_IOEVENTFDs that become kick fds;
+   * other queues, such as the ctrl vq, now reach QEMU by a synchronous exit). Releasing
+   * cleans them up (pending kicks are read first) and restarts QEMU's ioeventfds.
    */
   setHostNotifiersHandedOver(first: number, count: number, handedOver: boolean): void {
+    if (handedOver) {
+      if (this.grabbed === 0 && this.ioeventfdOn) this.stopIoeventfdImpl();
+      this.grabbed++;
+      for (let i = first; i < first + count; i++) {
+        const vq = this.device.queues[i];
+        if (vq === undefined || vq.num === 0) continue;
+        this.handedOver.add(i);
+        this.setHostNotifier(vq, true);
+      }
+      return;
+    }
     for (let i = first; i < first + count; i++) {
       const vq = this.device.queues[i];
-      if (vq === undefined) continue;
-      if (handedOver) {
-        this.handedOver.add(i);
-        vq.removeHostWaiter?.();
-        vq.removeHostWaiter = undefined;
-        if (vq.hostNotifier === undefined) {
-          vq.hostNotifier = new EventFd(this.ctx.scheduler, { name: `${this.device.name}-vq${i}-kick` });
-          vq.hostNotifierEnabled = true;
-        }
-      } else {
-        this.handedOver.delete(i);
-        if (this.ioeventfdOn) {
-          this.attachHostHandler(vq);
-        } else if (vq.hostNotifier !== undefined) {
-          vq.hostNotifier.close();
-          vq.hostNotifier = undefined;
-          vq.hostNotifierEnabled = false;
-        }
-      }
+      if (vq === undefined || !this.handedOver.has(i)) continue;
+      this.handedOver.delete(i);
+      if (vq.hostNotifier !== undefined && vq.hostNotifier.testAndClear() > 0) this.device.runHandler(vq, 'virtio_queue_host_notifier_read');
+      this.setHostNotifier(vq, false);
     }
+    if (this.grabbed > 0 && --this.grabbed === 0 && this.ioeventfdOn) this.startIoeventfdImpl();
   }
 
   // ---- guest notifiers (virtio_pci_set_guest_notifiers) -------------------------------
@@ -708,8 +725,9 @@ export class VirtioPciProxy implements VirtioBusTransport {
     const m = this.msix;
     if (table === undefined || m === undefined || vq.vector >= m.vectors) return;
     const d = this.device;
-    // With masking the irqfd was attached at use time; without, only while unmasked.
-    if ((d.useGuestNotifierMask && d.guestNotifierMask !== undefined) || !m.isMasked(vq.vector)) this.irqfdRelease(vq);
+    // With masking the irqfd was attached at use time; without it, msix_unset_vector_notifiers'
+    // release (virtio_pci_vector_mask) already detached it.
+    if (d.useGuestNotifierMask && d.guestNotifierMask !== undefined) this.irqfdRelease(vq);
     const irqfd = table[vq.vector]!;
     if (--irqfd.users === 0) {
       this.routes!.releaseVirq(irqfd.virq);
