@@ -78,13 +78,13 @@ export class VgicV4 implements ItsForwardingHooks {
     if (vpe === undefined || vpe.resident) return;
     const host = this.host;
     const cpu = vcpu.cpu;
+    this.emit('v4.load', 'vgic_v4_load', 'kvm_arch_vcpu_load', { vcpu: vcpu.vcpuId, vpe: vpe.id, cpu });
     if (vpe.rd !== cpu) {
       // irq_set_affinity(vpe->irq): VMOVP on the host ITS moves the vPE (and its doorbell).
       this.stats.vmovp++;
       host.driver.send('its_send_vmovp', ItsCommand.vmovp(0, 0, vpe.id, cpu));
     }
     const rd = host.gic.redistributors[cpu];
-    this.emit('v4.load', 'vgic_v4_load', 'kvm_arch_vcpu_load', { vcpu: vcpu.vcpuId, vpe: vpe.id, cpu });
     if (this.v41) {
       rd.write64(GICR_VLPI_FRAME + GICR_VPENDBASER, GICR_VPENDBASER_VALID | GICR_VPENDBASER_4_1_VGRP1EN | BigInt(vpe.id));
     } else {

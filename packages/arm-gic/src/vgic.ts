@@ -230,6 +230,7 @@ export class Vgic implements GicDelivery {
   sync(v: number): void {
     const cpu = this.cpus[v];
     const cpuif = cpu.cpuif;
+    if (this.channel.on) this.channel.emit('vgic.fold', 'vgic_v3_fold_lr_state', 'kvm_vgic_sync_hwstate', { vcpu: v, used_lrs: cpu.usedLrs });
     for (let n = 0; n < cpu.usedLrs; n++) {
       const irq = cpu.lrIrq[n];
       if (irq === undefined) continue;
@@ -247,7 +248,6 @@ export class Vgic implements GicDelivery {
       }
       cpu.lrIrq[n] = undefined;
     }
-    if (this.channel.on) this.channel.emit('vgic.fold', 'vgic_v3_fold_lr_state', 'kvm_vgic_sync_hwstate', { vcpu: v, used_lrs: cpu.usedLrs });
     for (let n = 0; n < cpuif.nrLr; n++) cpuif.clearLr(n);
     cpu.usedLrs = 0;
     cpuif.hcr &= ~ICH_HCR_UIE;

@@ -108,7 +108,7 @@ describe('hostile ITS input: typed events, no exception, the queue keeps working
     expect(rec.events.filter((e) => e.kind === 'its.command-unsupported').map((e) => e.fn)).toEqual(['VMAPP', 'VSYNC']);
   });
 
-  test('property: any 32-byte garbage in the queue never throws, never loops, and a later valid command still works', () => {
+  test('property: arbitrary 32-byte garbage in the queue never throws, never loops, and a later valid command still works', () => {
     fc.assert(
       fc.property(fc.array(fc.uint8Array({ minLength: 32, maxLength: 32 }), { minLength: 1, maxLength: 40 }), fc.integer({ min: 0, max: 0xfffff }), (cmds, cwriter) => {
         const { its, post } = rig({ flavor: 'hardware' });
