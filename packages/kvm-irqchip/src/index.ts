@@ -22,3 +22,5 @@ export {
   GoldenReplayer, replayGoldenScenario, replayGoldenFile, runGoldenCli, firstDifference,
   type GoldenScenario, type GoldenStep, type GoldenScenarioResult,
 } from './golden-replay.js';
+export { QemuIrq } from './qemu-irq.js';
+export { PcGsi, QemuPic, QemuPit, HpetLegacy, ISA_NUM_IRQS } from './userspace-irqchip.js';
