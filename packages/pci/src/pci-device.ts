@@ -1,4 +1,4 @@
-import { type IrqPin, type MsiMessage, type MsiSink, type SimContext, type TraceChannel, VirqError, formatMsi } from '@virq/core';
+import { type IrqPin, type MsiMessage, type MsiSink, type SimContext, type Snapshot, type TraceChannel, VirqError, checkSnapshot, formatMsi } from '@virq/core';
 import { PciErrorCode } from './errors.js';
 import type { MmioRegion } from './mmio-region.js';
 import { PCI_CONFIG_SPACE_SIZE, PciConfigSpace } from './pci-config-space.js';
@@ -39,6 +39,11 @@ export interface PciBar extends PciBarInit {
   readonly index: number;
   /** Where the BAR is mapped now (undefined: unmapped). */
   address: number | undefined;
+}
+
+export interface PciDeviceState {
+  config: number[];
+  irqState: boolean;
 }
 
 /** Called when a BAR is mapped, moved or unmapped (QEMU's memory listeners see this). */
@@ -222,6 +227,23 @@ export class PciDevice {
       if (b.is64) this.config.set32(off + 4, 0);
     }
     this.updateMappings();
+  }
+
+  /** Config space and INTx state as a versioned record (QEMU's vmstate_pci_device). */
+  snapshot(): Snapshot<PciDeviceState> {
+    return { type: 'pci.device', version: 1, state: { config: [...this.config.bytes], irqState: this.irqState } };
+  }
+
+  /** Puts config space back and re-derives BAR mappings and the INTx pin. */
+  restore(s: Snapshot<PciDeviceState>): void {
+    const st = checkSnapshot(s, 'pci.device', 1);
+    if (st.config.length !== this.config.size) {
+      throw new VirqError(PciErrorCode.SnapshotInvalid, `config space snapshot has ${st.config.length} bytes; ${this.name} has ${this.config.size}`);
+    }
+    this.config.bytes.set(st.config);
+    this.irqState = st.irqState;
+    this.updateMappings();
+    this.updateIrqDisabled();
   }
 
   private updateIrqDisabled(): void {

@@ -118,4 +118,19 @@ describe('PCI config space header (type 0)', () => {
     expect(() => dev.registerBar(1, { kind: 'mmio', size: 3000, region: new Regs('x', 3000) })).toThrow(/power of two/);
     expect(() => dev.configRead(0x101, 2)).toThrow(/naturally aligned/);
   });
+
+  test('snapshot/restore brings back config space, BAR mappings and the INTx level', () => {
+    const a = make();
+    a.dev.registerBar(1, { kind: 'mmio', size: 4096, region: new Regs('m', 4096) });
+    a.dev.configWrite(0x14, 4, 0xfebf1000);
+    a.dev.configWrite(PciReg.COMMAND, 2, PciCommand.MEMORY);
+    a.dev.setIrq(true);
+    const snap = JSON.parse(JSON.stringify(a.dev.snapshot()));
+    const b = make();
+    b.dev.registerBar(1, { kind: 'mmio', size: 4096, region: new Regs('m', 4096) });
+    b.dev.restore(snap);
+    expect(b.dev.bar(1)!.address).toBe(0xfebf1000);
+    expect(b.intx.level).toBe(true);
+    expect(() => b.dev.restore({ ...snap, version: 2 })).toThrow(/version 2/);
+  });
 });
