@@ -24,3 +24,4 @@ export {
 } from './golden-replay.js';
 export { QemuIrq } from './qemu-irq.js';
 export { PcGsi, QemuPic, QemuPit, HpetLegacy, ISA_NUM_IRQS } from './userspace-irqchip.js';
+export { registerKvmIrqchip, KvmIrqchipTokens, type InstanceRegistry } from './register.js';

@@ -144,6 +144,7 @@ export interface KvmIrqfdArgs {
 export class IrqfdRegistry {
   readonly items: KvmIrqfd[] = [];
   readonly resamplers: IrqfdResampler[] = [];
+  private readonly byFd = new Map<EventFd, KvmIrqfd>();
 
   constructor(private readonly host: IrqfdHost) {}
 
@@ -182,12 +183,13 @@ export class IrqfdRegistry {
       irqfd.resampler = r;
       r.list.push(irqfd);
     }
-    if (this.items.some((i) => i.eventfd === args.fd)) {
+    if (this.byFd.has(args.fd)) {
       if (irqfd.resampler !== undefined) this.resamplerShutdown(irqfd);
       throw new VirqError(KvmErrorCode.IrqfdBusy, `KVM_IRQFD: ${args.fd.name} already backs an irqfd; use another eventfd or deassign the first`, { errno: 'EBUSY' });
     }
     irqfd.update();
     this.items.push(irqfd);
+    this.byFd.set(args.fd, irqfd);
     irqfd.removeWaiter = args.fd.addWaiter({ wake: () => irqfd.wakeup() });
     if (this.host.tracing) this.host.trace('kvm_irqfd_assign', 'kvm_vm_ioctl', { gsi: args.gsi, fd: args.fd.fd, resample });
     // An event signalled before registration is not lost (its count is left in place).
@@ -199,8 +201,8 @@ export class IrqfdRegistry {
     if (args.fd === null) {
       throw new VirqError(KvmErrorCode.IrqfdInvalid, 'KVM_IRQFD deassign: fd is not an eventfd', { errno: 'EINVAL' });
     }
-    for (const irqfd of [...this.items]) {
-      if (irqfd.eventfd !== args.fd || irqfd.gsi !== args.gsi) continue;
+    const irqfd = this.byFd.get(args.fd);
+    if (irqfd !== undefined && irqfd.gsi === args.gsi) {
       irqfd.kernelRoute = undefined;
       irqfd.route = undefined;
       this.shutdown(irqfd);
@@ -211,6 +213,7 @@ export class IrqfdRegistry {
   shutdown(irqfd: KvmIrqfd): void {
     const i = this.items.indexOf(irqfd);
     if (i >= 0) this.items.splice(i, 1);
+    if (this.byFd.get(irqfd.eventfd) === irqfd) this.byFd.delete(irqfd.eventfd);
     irqfd.active = false;
     irqfd.removeWaiter();
     if (!irqfd.eventfd.isClosed) irqfd.eventfd.testAndClear();
