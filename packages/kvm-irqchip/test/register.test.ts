@@ -1,10 +1,20 @@
-import 'reflect-metadata';
-import { container as rootContainer } from 'tsyringe';
 import { createSimContext, msiMessage, Tokens, type IrqPinProvider, type MsiSink, type VcpuInterruptTarget } from '@virq/core';
 import { KvmIrqchipTokens, registerKvmIrqchip, type KvmVm } from '@virq/kvm-irqchip';
 
-test('registerKvmIrqchip puts the VM behind core seams in a tsyringe container', () => {
-  const c = rootContainer.createChildContainer();
+/** The registerInstance/resolve pair of a tsyringe container. */
+class Registry {
+  private readonly m = new Map<symbol, unknown>();
+  registerInstance<T>(token: symbol, instance: T): void {
+    this.m.set(token, instance);
+  }
+  resolve<T>(token: symbol | unknown): T {
+    if (!this.m.has(token as symbol)) throw new Error(`unregistered ${String(token)}`);
+    return this.m.get(token as symbol) as T;
+  }
+}
+
+test('registerKvmIrqchip puts the VM behind core seams in a DI container', () => {
+  const c = new Registry();
   const ctx = createSimContext();
   const vm = registerKvmIrqchip(c, ctx, { nvcpus: 2 });
   expect(c.resolve<KvmVm>(KvmIrqchipTokens.KvmVm)).toBe(vm);
