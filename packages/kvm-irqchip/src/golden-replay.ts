@@ -95,6 +95,12 @@ export class GoldenReplayer {
   private readonly user: Actor;
   private readonly fds = new Map<string, EventFd>();
   private routingView: unknown = DEFAULT_ROUTING_VIEW;
+  /** Last bytes in each vCPU's PIO data page and kvm_run.mmio.data (what a read exit reports). */
+  private readonly pio = new Map<number, number>();
+  private readonly mmio = new Map<number, number>();
+  private pioData(cpu: number): number {
+    return this.pio.get(cpu) ?? 0;
+  }
 
   constructor(readonly scenario: GoldenScenario) {
     this.vm = new KvmVm(this.ctx, { nvcpus: scenario.nvcpus, irqchip: scenario.in_kernel_irqchip });
@@ -277,16 +283,44 @@ export class GoldenReplayer {
         const v = vm.vcpuOrThrow(cpu);
         const reads: (number | null)[] = [];
         const exits: Record<string, unknown>[] = [];
+        // At every entry KVM injects a pending NMI (IF does not block it): the recorder's
+        // guest IDT stub reports vector 2 with OUT 0x84 and the run stops there, NMIs blocked.
+        const nmiAtEntry = (): boolean => {
+          v.processNmi();
+          if (v.nmiPending === 0 || v.nmiMasked) return false;
+          v.nmiPending--;
+          v.nmiMasked = true;
+          exits.push({ errno: null, exit_name: 'IO', io_dir: 'out', port: 0x84, data: 2 });
+          this.pio.set(cpu, 2);
+          return true;
+        };
+        let stopped = nmiAtEntry();
         for (const acc of (a['accesses'] ?? []) as readonly Record<string, unknown>[]) {
+          if (stopped) {
+            reads.push(acc['kind'] === 'mmio_read' || acc['kind'] === 'in' ? 0 : null);
+            continue;
+          }
           const kind = String(acc['kind']) as 'mmio_write' | 'mmio_read' | 'out' | 'in';
           const addr = num(acc['addr'] ?? acc['port'], 'addr');
           const value = typeof acc['value'] === 'number' ? acc['value'] : 0;
           const r = this.onActor(v.actor, () => vm.guestAccess(cpu, kind, addr, value));
           reads.push(kind === 'mmio_read' || kind === 'in' ? r.value : null);
-          if (r.toUserspace) {
-            if (kind === 'out' || kind === 'in') exits.push({ errno: null, exit_name: 'IO', io_dir: kind, port: addr, data: kind === 'out' ? value & 0xff : 0 });
-            else exits.push({ errno: null, exit_name: 'MMIO', mmio_addr: addr, data: kind === 'mmio_write' ? value >>> 0 : 0 });
+          // kvm_run's PIO data page (vcpu->arch.pio_data) is written by every port access,
+          // in-kernel or not; kvm_run.mmio.data only by MMIO exits. The recorder zeroes both
+          // after an unclaimed read, so a read exit shows what the page held before.
+          if (kind === 'out' || kind === 'in') {
+            if (r.toUserspace) {
+              exits.push({ errno: null, exit_name: 'IO', io_dir: kind, port: addr, data: kind === 'out' ? value & 0xff : this.pioData(cpu) });
+              this.pio.set(cpu, kind === 'out' ? value & 0xff : 0);
+            } else {
+              this.pio.set(cpu, kind === 'out' ? value & 0xff : r.value & 0xff);
+            }
+          } else if (r.toUserspace) {
+            const data = kind === 'mmio_write' ? value >>> 0 : (this.mmio.get(cpu) ?? 0);
+            exits.push({ errno: null, exit_name: 'MMIO', mmio_addr: addr, data });
+            this.mmio.set(cpu, kind === 'mmio_write' ? value >>> 0 : 0);
           }
+          stopped = nmiAtEntry();
         }
         return { reads, exits_to_userspace: exits };
       }
