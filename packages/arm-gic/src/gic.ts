@@ -245,8 +245,7 @@ export class Gicv3 implements IrqPinProvider {
 
   /** Largest LPI INTID + 1 that redistributor `pe`'s configuration table covers. */
   lpiLimit(pe: number): number {
-    const rd = this.redistributors[pe >= 0 ? pe : 0];
-    return 2 ** rd.idBits;
+    return this.redistributors[pe >= 0 ? pe : 0].lpiLimit;
   }
 
   /** The LPI record (created on first use, configuration read from the property table). */
@@ -266,7 +265,7 @@ export class Gicv3 implements IrqPinProvider {
     const rd = this.redistributors[irq.targetPe >= 0 ? irq.targetPe : 0];
     if (mem === undefined || rd.propbaser === 0n) return;
     const addr = rd.propTable + (irq.intid - LPI_BASE_INTID);
-    if (irq.intid >= 2 ** rd.idBits || !mem.isValid(addr, 1)) {
+    if (irq.intid >= rd.lpiLimit || !mem.isValid(addr, 1)) {
       this.fault('gic.lpi-table-fault', `LPI ${irq.intid}: configuration byte outside the property table or memory`, { intid: irq.intid, addr });
       return;
     }
@@ -282,7 +281,7 @@ export class Gicv3 implements IrqPinProvider {
       this.fault('gic.lpi-dropped', `LPI ${intid} for PE ${pe} dropped: LPIs not enabled (GICR_CTLR.EnableLPIs = 0)`, { intid, pe });
       return false;
     }
-    if (intid >= 2 ** rd.idBits) {
+    if (intid >= rd.lpiLimit) {
       this.fault('gic.lpi-dropped', `LPI ${intid} beyond GICR_PROPBASER.IDbits`, { intid, pe });
       return false;
     }

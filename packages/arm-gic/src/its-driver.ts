@@ -53,10 +53,10 @@ export class ItsDriver {
     its.write32(GITS_CTLR, 1);
   }
 
-  /** Allocates an ITT for a device (its_create_device). */
-  allocItt(): number {
+  /** Allocates an ITT for a device with `eventIdBits` EventID bits (its_create_device: 8-byte entries, 256-byte aligned). */
+  allocItt(eventIdBits = 8): number {
     const a = this.nextItt;
-    this.nextItt += this.ittStride;
+    this.nextItt += Math.max(this.ittStride, Math.ceil((2 ** eventIdBits * 8) / 256) * 256);
     return a;
   }
 
@@ -88,7 +88,7 @@ export class ItsDriver {
 
   /** MAPD with a fresh ITT; returns the ITT address. */
   mapDevice(deviceId: number, eventIdBits: number): number {
-    const itt = this.allocItt();
+    const itt = this.allocItt(eventIdBits);
     this.send('its_send_mapd', ItsCommand.mapd(deviceId, eventIdBits, itt, true));
     return itt;
   }

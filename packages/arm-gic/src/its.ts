@@ -92,7 +92,8 @@ export class Its implements MsiSink {
   readonly devices = new Map<number, ItsDevice>();
   /** ICID → target PE (-1: allocated by MAPTI but not mapped). */
   readonly collections = new Map<number, number>();
-  private readonly cache = new Map<number, Ite>();
+  /** Translation cache: DeviceID → EventID → ITE (KVM's per-ITS cache keyed by DeviceID/EventID). */
+  private readonly cache = new Map<number, Map<number, Ite>>();
   private readonly errorPolicy: 'skip' | 'stall';
   hooks: ItsForwardingHooks | undefined;
   /** Counters. */
@@ -592,8 +593,9 @@ export class Its implements MsiSink {
     const g = this.gic;
     this.stats.translations++;
     if (!this.enabled) return this.drop('its-disabled', deviceId, eventId);
-    const key = deviceId * 4294967296 + eventId;
-    let ite = this.cache.get(key);
+    const cdev = this.cache.get(deviceId);
+    let ite = cdev?.get(eventId);
+    let miss = false;
     if (ite !== undefined) {
       this.stats.cacheHits++;
     } else {
@@ -602,11 +604,12 @@ export class Its implements MsiSink {
       if (eventId >= 2 ** dev.eventIdBits) return this.drop('event-out-of-range', deviceId, eventId);
       ite = dev.ites.get(eventId);
       if (ite === undefined) return this.drop('unmapped-interrupt', deviceId, eventId);
+      miss = true;
     }
     if (ite.virtual) {
       const vpe = g.vpes.get(ite.vpeId);
       if (vpe === undefined) return this.drop('unmapped-vpe', deviceId, eventId);
-      this.cache.set(key, ite);
+      if (miss) this.cacheInsert(deviceId, eventId, ite);
       const r = vpe.setPending(ite.intid, ite.doorbell);
       if (g.traceOn) g.trace('its.vlpi', 'its_vlpi_set_pending', 'GITS_TRANSLATER', { devid: deviceId, eventid: eventId, vpe: vpe.id, vintid: ite.intid, outcome: r });
       return r === 'direct' ? 'vlpi-direct' : r === 'doorbell' ? 'vlpi-doorbell' : 'vlpi-latched';
@@ -614,7 +617,7 @@ export class Its implements MsiSink {
     const target = this.collections.get(ite.icid);
     if (target === undefined || target < 0) return this.drop('unmapped-collection', deviceId, eventId);
     if (!g.redistributors[target].lpisEnabled) return this.drop('lpis-disabled', deviceId, eventId);
-    this.cache.set(key, ite);
+    if (miss) this.cacheInsert(deviceId, eventId, ite);
     if (g.traceOn) {
       g.trace('its.resolve', 'vgic_its_resolve_lpi', this.flavor === 'kvm' ? 'vgic_its_trigger_msi' : 'GITS_TRANSLATER', { devid: deviceId, eventid: eventId, intid: ite.intid, vcpu: target, int: fromInt });
     }
@@ -626,9 +629,18 @@ export class Its implements MsiSink {
     return g.setLpiPending(ite.intid, target, this.flavor === 'kvm' ? 'vgic_its_trigger_msi' : 'its_translate') ? 'lpi' : 'dropped';
   }
 
+  private cacheInsert(deviceId: number, eventId: number, ite: Ite): void {
+    let m = this.cache.get(deviceId);
+    if (m === undefined) {
+      m = new Map();
+      this.cache.set(deviceId, m);
+    }
+    m.set(eventId, ite);
+  }
+
   /** KVM's translation-cache lookup (vgic_its_check_cache): the ITE if cached, else undefined. */
   cached(deviceId: number, eventId: number): Ite | undefined {
-    return this.cache.get(deviceId * 4294967296 + eventId);
+    return this.cache.get(deviceId)?.get(eventId);
   }
 
   /** The GicIrq behind (DeviceID, EventID) (vgic_its_resolve_lpi without injecting). */

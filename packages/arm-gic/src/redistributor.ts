@@ -44,18 +44,20 @@ export class GicRedistributor {
     return (this.waker & GICR_WAKER_PROCESSOR_SLEEP) === 0;
   }
 
-  /** Physical address of the LPI configuration table. */
-  get propTable(): number {
-    return Number(this.propbaser & GICR_PROPBASER_PA_MASK);
-  }
-
+  /** Physical address of the LPI configuration table (cached from PROPBASER). */
+  propTable = 0;
   /** Number of INTID bits the configuration table covers (PROPBASER.IDbits + 1, capped by the GIC). */
-  get idBits(): number {
-    return Math.min(Number(this.propbaser & 0x1fn) + 1, this.gic.lpiIdBits);
-  }
+  idBits = 0;
+  /** 2^idBits: first INTID beyond the configuration table. */
+  lpiLimit = 0;
+  /** Physical address of the pending table (cached from PENDBASER). */
+  pendTable = 0;
 
-  get pendTable(): number {
-    return Number(this.pendbaser & GICR_PENDBASER_PA_MASK);
+  private decodeBases(): void {
+    this.propTable = Number(this.propbaser & GICR_PROPBASER_PA_MASK);
+    this.idBits = this.propbaser === 0n ? 0 : Math.min(Number(this.propbaser & 0x1fn) + 1, this.gic.lpiIdBits);
+    this.lpiLimit = 2 ** this.idBits;
+    this.pendTable = Number(this.pendbaser & GICR_PENDBASER_PA_MASK);
   }
 
   /** 32-bit access at `offset` inside this redistributor's frames. */
@@ -135,9 +137,11 @@ export class GicRedistributor {
     switch (offset) {
       case GICR_PROPBASER:
         if (!this.lpisEnabled) this.propbaser = value & (GICR_PROPBASER_PA_MASK | 0x1fn | (0x7n << 7n) | (0x3n << 10n) | (0x7n << 56n));
+        this.decodeBases();
         return;
       case GICR_PENDBASER:
         if (!this.lpisEnabled) this.pendbaser = value & (GICR_PENDBASER_PA_MASK | GICR_PENDBASER_PTZ | (0x7n << 7n) | (0x3n << 10n) | (0x7n << 56n));
+        this.decodeBases();
         return;
       case GICR_SETLPIR:
         if (this.lpisEnabled) g.setLpiPending(Number(value & 0xffffffffn), this.index, 'GICR_SETLPIR');
@@ -198,7 +202,7 @@ export class GicRedistributor {
   /** Writes an LPI's bit of this redistributor's pending table (write-through; no-op without a table). */
   writePendingBit(intid: number, pending: boolean): void {
     const mem = this.gic.memory;
-    if (mem === undefined || this.pendbaser === 0n) return;
+    if (mem === undefined || this.pendTable === 0) return;
     const addr = this.pendTable + (intid >>> 3);
     if (!mem.isValid(addr, 1)) return;
     const b = mem.read8(addr);
