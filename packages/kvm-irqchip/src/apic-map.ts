@@ -203,7 +203,8 @@ export class ApicMap {
     let r = -1;
     const quirk = this.opts.x2apicBroadcastQuirkDisabled();
     if (!irq.logical && irq.destId === 0xff && lowestPriorityDelivery(irq)) {
-      irq = { ...irq, deliveryMode: 0, msiRedirHint: false };
+      // KVM rewrites only the delivery mode: an MSI's redirection hint keeps it lowest priority.
+      irq = { ...irq, deliveryMode: 0 };
     }
     const lowestPrio = lowestPriorityDelivery(irq);
     let lowest: KvmLapic | undefined;
@@ -234,7 +235,8 @@ export class ApicMap {
   destinations(irq: LapicIrq): KvmLapic[] {
     const quirk = this.opts.x2apicBroadcastQuirkDisabled();
     const matches = this.lapics().filter((a) => a.hwEnabled && ApicMap.matchDest(a, null, irq.shorthand, irq.destId, irq.logical, quirk));
-    if (!lowestPriorityDelivery(irq) || (!irq.logical && irq.destId === 0xff)) return matches;
+    const lowest = !irq.logical && irq.destId === 0xff ? irq.msiRedirHint : lowestPriorityDelivery(irq);
+    if (!lowest) return matches;
     const enabled = matches.filter((a) => a.swEnabled);
     return enabled.length === 0 ? [] : [enabled[irq.vector % enabled.length]!];
   }

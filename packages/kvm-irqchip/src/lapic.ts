@@ -493,6 +493,8 @@ export class KvmLapic {
     if (!this.x2apicMode) return 1;
     const reg = (msr - 0x800) << 4;
     if (reg === APIC.ICR) {
+      // X2APIC_ICR_RESERVED_BITS: 31:20, 17:16, 13 → #GP
+      if ((value & 0xfff3_2000n) !== 0n) return 1;
       const lo = Number(value & 0xffffffffn) & ~0x1000;
       const hi = Number((value >> 32n) & 0xffffffffn);
       this.sendIpi(lo, hi);
