@@ -324,6 +324,8 @@ export class MsixTable {
       throw new VirqError(PciErrorCode.MsixNotifiersInstalled, `${this.dev.name} already has MSI-X vector notifiers; unset them first`);
     }
     this.notifiers = notifiers;
+    const t0 = this.dev.trace;
+    if (t0.on) t0.emit('msix.fire_notifier', 'msix_set_vector_notifiers', 'virtio_pci_set_guest_notifiers', { dev: this.dev.name, enabled: this.enabled ? 1 : 0 });
     if ((this.control & (Msix.ENABLE_MASK | Msix.MASKALL_MASK)) === Msix.ENABLE_MASK) {
       for (let v = 0; v < this.vectors; v++) {
         if (this.isMasked(v)) continue;

@@ -26,8 +26,11 @@ export class VhostDev {
     this.masked = Array.from({ length: nvqs }, (_, i) => new EventFd(ctx.scheduler, { name: `vhost-vq${vqIndex + i}-masked` }));
   }
 
+  /** Traces a VhostOps call as QEMU's backend function (vhost_kernel_* ioctls / vhost_user_* messages). */
   private op(fn: string, caller: string, args: Record<string, number | string | boolean>): void {
-    if (this.trace.on) this.trace.emit('vhost.op', fn, caller, { backend: this.ops.name, ...args });
+    if (!this.trace.on) return;
+    const real = fn.replace(/^vhost_/, this.ops.backendType === 'kernel' ? 'vhost_kernel_' : 'vhost_user_');
+    this.trace.emit('vhost.op', real, caller, { backend: this.ops.name, ...args });
   }
 
   /** vhost_dev_init's VHOST_SET_OWNER (once). */

@@ -143,6 +143,7 @@ export class VirtioNet extends VirtioDevice {
 
   /** virtio_net_set_status → virtio_net_vhost_status. */
   protected override statusSet(status: number): void {
+    if (this.trace.on) this.trace.emit('virtio.set_status', 'virtio_net_set_status', 'virtio_set_status', { dev: this.name, status });
     this.vhostStatus(status);
   }
 
@@ -178,6 +179,7 @@ export class VirtioNet extends VirtioDevice {
   /** virtio_net_vhost_status. */
   private vhostStatus(status: number): void {
     if (this.backend.kind === 'vmm') return;
+    if (this.trace.on) this.trace.emit('virtio.backend', 'virtio_net_vhost_status', 'virtio_net_set_status', { dev: this.name, status, started: this.vhostStarted });
     const want = (status & VirtioStatus.DRIVER_OK) !== 0;
     if (want === this.vhostStarted) return;
     if (!want) {

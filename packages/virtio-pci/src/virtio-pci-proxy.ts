@@ -698,7 +698,9 @@ export class VirtioPciProxy implements VirtioBusTransport {
     if (fd.isClosed) return;
     const t = this.trace;
     if (t.on) t.emit('virtio.guest_notifier_read', 'virtio_queue_guest_notifier_read', 'aio_dispatch_handler', { dev: this.device.name, queue: vq.index });
-    if (fd.testAndClear() > 0) this.device.irq(vq, 'virtio_queue_guest_notifier_read');
+    const n = fd.testAndClear();
+    if (t.on) t.emit('virtio.guest_notifier_read', 'event_notifier_test_and_clear', 'virtio_queue_guest_notifier_read', { dev: this.device.name, queue: vq.index, count: n });
+    if (n > 0) this.device.irq(vq, 'virtio_queue_guest_notifier_read');
   }
 
   /** kvm_virtio_pci_vector_use_one: first user of a vector adds its MSI route; irqfd now when masking is supported. */

@@ -12,13 +12,21 @@ function vhostMachine(kind: 'vhost-kernel' | 'vhost-user', opts: Parameters<type
 
 const F14_ORDER = [
   'virtio_set_status',
+  'virtio_net_set_status',
+  'virtio_net_vhost_status',
   'vhost_net_start',
   'virtio_pci_set_guest_notifiers',
+  'msix_set_vector_notifiers',
   'msix_set_notifier_for_vector',
   'virtio_pci_vector_unmask',
   'virtio_pci_vq_vector_unmask',
   'kvm_virtio_pci_irqfd_use',
   'kvm_irqchip_add_irqfd_notifier_gsi',
+  'vhost_user_set_vring_num',
+  'vhost_user_set_vring_base',
+  'vhost_user_set_vring_addr',
+  'vhost_user_set_vring_kick',
+  'vhost_user_set_vring_call',
 ];
 
 describe('F14: starting vhost on DRIVER_OK re-wires the notifiers', () => {
@@ -128,7 +136,7 @@ describe('F8 / F9 reachable by configuration', () => {
     const rec = new TraceRecorder(m.ctx.trace.events$);
     onVcpu(m, () => d.startXmit(new Uint8Array(64)));
     expect(d.txCompleted).toBe(1);
-    const chain = ['virtio_queue_guest_notifier_read', 'virtio_irq', 'virtio_notify_vector', 'virtio_pci_notify', 'msix_notify', 'msi_send_message'];
+    const chain = ['virtio_queue_guest_notifier_read', 'event_notifier_test_and_clear', 'virtio_irq', 'virtio_notify_vector', 'virtio_pci_notify', 'msix_notify', 'msi_send_message'];
     const fns = rec.events.filter((e) => e.actor === m.mainLoop).map((e) => e.fn);
     expect(fns.filter((f) => chain.includes(f))).toEqual(chain);
     expect(rec.events.find((e) => e.fn === 'virtio_irq')!.caller).toBe('virtio_queue_guest_notifier_read');
