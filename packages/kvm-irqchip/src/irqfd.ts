@@ -68,7 +68,14 @@ export class IrqfdResampler implements IrqAckNotifier {
   /** irqfd_resampler_notify */
   notify(): void {
     for (const i of this.list) {
-      if (i.resampleFd !== undefined && !i.resampleFd.isClosed) i.resampleFd.tryWrite(1);
+      const fd = i.resampleFd;
+      if (fd === undefined || fd.isClosed) continue;
+      try {
+        fd.tryWrite(1);
+      } catch (e) {
+        // eventfd_signal cannot fail in the kernel; keep a guest EOI from throwing.
+        if (this.host.tracing) this.host.trace('eventfd_signal', 'irqfd_resampler_notify', { fd: fd.fd, error: e instanceof Error ? e.message : String(e) });
+      }
     }
   }
 }

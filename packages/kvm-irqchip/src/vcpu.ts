@@ -187,6 +187,35 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.vmExit('EXTERNAL_INTERRUPT', 'handle_external_interrupt_irqoff', { vector: hostVector }, 0, () => undefined);
   }
 
+  /**
+   * The host scheduler takes the vCPU thread off its CPU for `durationNs` (a host timer
+   * interrupt → EXTERNAL_INTERRUPT exit → schedule() → vcpu_put with preempted = true), then
+   * puts it back on `hostCpu` (vcpu_load) and re-enters. Only a vCPU in guest mode is preempted.
+   */
+  preempt(durationNs: number, hostCpu = this.hostCpu): boolean {
+    if (!this.running || this.mode !== 'in-guest') return false;
+    const h = this.host;
+    this.preemptStep();
+    this.mode = 'outside-guest';
+    this.exits.set('EXTERNAL_INTERRUPT', (this.exits.get('EXTERNAL_INTERRUPT') ?? 0) + 1);
+    this.actor.charge(h.costs.ns.vmExit + h.costs.ns.contextSwitch);
+    if (h.tracing) h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason: 'EXTERNAL_INTERRUPT' }, h.costs.ns.vmExit);
+    if (h.tracing) h.trace('kvm_sched_out', '__schedule', { vcpu: this.vcpuId, preempted: true });
+    h.schedHooks?.vcpuPut(this, 'preempted');
+    this.preempted = true;
+    h.scheduler.after(h.costs.ns.vmExit + durationNs, this.actor, () => {
+      this.preempted = false;
+      this.hostCpu = hostCpu;
+      this.actor.cpu = hostCpu;
+      if (h.tracing) h.trace('kvm_sched_in', 'finish_task_switch', { vcpu: this.vcpuId, cpu: hostCpu });
+      h.schedHooks?.vcpuLoad(this, hostCpu);
+      this.enterGuest();
+    });
+    return true;
+  }
+  /** Scheduled out by the host after a preemption (vcpu->preempted). */
+  preempted = false;
+
   private preemptStep(): void {
     if (this.stepEvent !== undefined && this.stepEvent.pending) {
       this.host.scheduler.cancel(this.stepEvent);

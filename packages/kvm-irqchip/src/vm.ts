@@ -462,7 +462,13 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   private signalIoeventfd(fd: EventFd, caller: string): void {
     if (this.t.on) this.trace('ioeventfd_write', caller, { fd: fd.fd });
     if (this.t.on) this.trace('eventfd_signal', 'ioeventfd_write', { fd: fd.fd });
-    if (!fd.isClosed) fd.tryWrite(1);
+    if (fd.isClosed) return;
+    try {
+      fd.tryWrite(1);
+    } catch (e) {
+      // eventfd_signal cannot fail in the kernel; a guest write must not throw.
+      if (this.t.on) this.trace('eventfd_signal', 'ioeventfd_write', { fd: fd.fd, error: e instanceof Error ? e.message : String(e) });
+    }
   }
   fastMmioMatch(addr: number): boolean {
     return this.ioeventfds.match('fast-mmio', addr, 0, 0n) !== undefined;

@@ -225,3 +225,28 @@ describe('ioeventfd bus on guest writes (FACTS §6.6)', () => {
 test('APIC register offsets follow apicdef.h', () => {
   expect([APIC.EOI, APIC.ICR, APIC.ICR2, APIC.SPIV]).toEqual([0xb0, 0x300, 0x310, 0xf0]);
 });
+
+describe('vCPU scheduling hooks (for posted-interrupt descriptors)', () => {
+  test('vcpu_load on run, vcpu_put(blocking) on HLT, load again on wake-up; preemption puts with preempted', () => {
+    const { ctx, vm } = makeVm({ nvcpus: 2 });
+    enableLapics(vm);
+    const log: string[] = [];
+    vm.setVcpuSchedHooks({
+      vcpuLoad: (v, cpu) => log.push(`load ${v.vcpuId}@${cpu}`),
+      vcpuPut: (v, why) => log.push(`put ${v.vcpuId} ${why}`),
+    });
+    const ops: GuestOp[] = [{ op: 'compute', ns: 100_000 }];
+    const v = vm.vcpu(1)!;
+    v.setGuest({ next: () => ops.shift() ?? { op: 'hlt' } });
+    v.run();
+    ctx.scheduler.runUntil(50_000);
+    expect(v.mode).toBe('in-guest');
+    expect(v.preempt(30_000, 7)).toBe(true);
+    ctx.scheduler.runUntilIdle();
+    expect(v.blocked).toBe(true);
+    vm.signalMsi(msiMessage(0xfee01000, 0x55));
+    ctx.scheduler.runUntilIdle();
+    expect(log).toEqual(['load 1@2', 'put 1 preempted', 'load 1@7', 'put 1 blocking', 'load 1@7', 'put 1 blocking']);
+    expect(v.hostCpu).toBe(7);
+  });
+});
