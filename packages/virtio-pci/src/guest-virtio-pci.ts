@@ -1,6 +1,6 @@
 import { type Actor, type GuestMemory, type MsiMessage, type SimContext, type TraceChannel, VirqError, msiAddress } from '@virq/core';
 import { Msix, type PciAccess, PciCapId, PciCommand, PciReg } from '@virq/pci';
-import { type VirtioRingEvent, type VirtqueueDriver, createVirtqueueDriver, splitRingLayout } from '@virq/virtio-ring';
+import { type VirtioRingEvent, type VirtqueueDriver, createVirtqueueDriver, packedRingLayout, splitRingLayout } from '@virq/virtio-ring';
 import { VirtioPciErrorCode } from './errors.js';
 import type { GuestPageAllocator } from './guest-page-allocator.js';
 import { CommonCfg, LegacyReg, VIRTIO_NO_VECTOR, VirtioFeature, VirtioIsr, VirtioPciCapType, VirtioStatus, bit } from './virtio-constants.js';
@@ -356,9 +356,11 @@ export class GuestVirtioPci {
     if (max === 0 || (modern && this.r16(CommonCfg.Q_ENABLE) !== 0)) throw new VirqError(VirtioPciErrorCode.DriverProbe, `queue ${index} is unavailable (size ${max})`, { errno: 'ENOENT' });
     const size = modern ? Math.min(max, info.size ?? max) : max;
     const align = modern ? 64 : LegacyReg.VRING_ALIGN;
-    const probe = splitRingLayout(size, 0, align);
+    // vring_create_virtqueue: a packed ring when VIRTIO_F_RING_PACKED was negotiated.
+    const packed = modern && (this.features & bit(VirtioFeature.RING_PACKED)) !== 0n;
+    const probe = packed ? packedRingLayout(size, 0) : splitRingLayout(size, 0, align);
     const base = this.alloc.alloc(probe.totalBytes + align, Math.max(align, 4096));
-    const layout = splitRingLayout(size, base, align);
+    const layout = packed ? packedRingLayout(size, base) : splitRingLayout(size, base, align);
     if (modern) {
       this.w16(CommonCfg.Q_SIZE, size);
       this.w32(CommonCfg.Q_DESCLO, layout.desc % 2 ** 32);

@@ -19,8 +19,8 @@ export {
 } from './virtio-constants.js';
 export type { VirtioTraceEvent, VirtioTraceKind } from './virtio-trace.js';
 export { VirtQueue, type HandleOutput } from './virtqueue.js';
-export { VirtioDevice, type VirtioBusTransport, type VirtioDeviceInit } from './virtio-device.js';
-export { VirtioPciProxy, type VirtioPciProxyInit } from './virtio-pci-proxy.js';
+export { VirtioDevice, type VirtQueueState, type VirtioBusTransport, type VirtioDeviceInit, type VirtioDeviceState } from './virtio-device.js';
+export { VirtioPciProxy, type VirtioPciProxyInit, type VirtioPciProxyState } from './virtio-pci-proxy.js';
 export type { VhostOps, VhostVringAddr } from './vhost-ops.js';
 export { VhostDev } from './vhost-dev.js';
 export { VirtioNet, type NetBackend, type NetPeer, type NetRxFilter, type NoIrqfdPolicy, type VirtioNetInit } from './virtio-net.js';

@@ -1,4 +1,4 @@
-import { type Actor, type GuestMemory, type SimContext, type TraceChannel, VirqError } from '@virq/core';
+import { type Actor, type GuestMemory, type SimContext, type Snapshot, type TraceChannel, VirqError, checkSnapshot } from '@virq/core';
 import { type VirtioRingEvent, createVirtqueueDevice } from '@virq/virtio-ring';
 import { VirtioPciErrorCode } from './errors.js';
 import { VIRTIO_NO_VECTOR, VirtioFeature, VirtioIsr, VirtioStatus, bit } from './virtio-constants.js';
@@ -29,6 +29,31 @@ export interface VirtioDeviceInit {
   mem: GuestMemory;
   /** QEMU's main loop thread (handlers of ioeventfds and guest notifiers run on it). */
   mainLoop?: Actor;
+}
+
+/** One queue's saved state. `ring` is the device-side ring's own snapshot. */
+export interface VirtQueueState {
+  num: number;
+  vector: number;
+  desc: number;
+  driver: number;
+  device: number;
+  enabled: boolean;
+  lastAvailIdx: number;
+  ring: Snapshot<unknown> | null;
+}
+
+/** QEMU's vmstate_virtio as a plain record (features as a hex string: JSON has no bigint). */
+export interface VirtioDeviceState {
+  status: number;
+  guestFeatures: string;
+  isr: number;
+  configVector: number;
+  generation: number;
+  queueSel: number;
+  broken: boolean;
+  config: number[];
+  queues: VirtQueueState[];
 }
 
 /**
@@ -271,6 +296,62 @@ export abstract class VirtioDevice {
   lastAvailIdx(n: number): number {
     const vq = this.queues[n]!;
     return vq.ring?.getVringBase() ?? vq.lastAvailIdx;
+  }
+
+  /** vmstate: the transport-visible state, every queue and its ring. */
+  snapshot(): Snapshot<VirtioDeviceState> {
+    return {
+      type: 'virtio.device',
+      version: 1,
+      state: {
+        status: this.status,
+        guestFeatures: this.guestFeatures.toString(16),
+        isr: this.isr,
+        configVector: this.configVector,
+        generation: this.generation,
+        queueSel: this.queueSel,
+        broken: this.broken,
+        config: [...this.config],
+        queues: this.queues.map((q) => ({
+          num: q.num,
+          vector: q.vector,
+          desc: q.desc,
+          driver: q.driver,
+          device: q.device,
+          enabled: q.enabled,
+          lastAvailIdx: this.lastAvailIdx(q.index),
+          ring: q.ring === undefined ? null : q.ring.snapshot(),
+        })),
+      },
+    };
+  }
+
+  /**
+   * Puts the state back (virtio_load): queues are re-mapped from their addresses and their
+   * rings restored. Notifier wiring is the transport's job (VirtioPciProxy.restore).
+   */
+  restore(snap: Snapshot<VirtioDeviceState>): void {
+    const st = checkSnapshot(snap, 'virtio.device', 1);
+    if (st.queues.length !== this.queues.length || st.config.length !== this.config.length) {
+      throw new VirqError(VirtioPciErrorCode.SnapshotInvalid, `${this.name}: snapshot has ${st.queues.length} queues and ${st.config.length} config bytes; this device has ${this.queues.length} and ${this.config.length}`);
+    }
+    this.status = st.status;
+    this.guestFeatures = BigInt(`0x${st.guestFeatures}`);
+    this.isr = st.isr;
+    this.configVector = st.configVector;
+    this.generation = st.generation;
+    this.queueSel = st.queueSel;
+    this.broken = st.broken;
+    this.config.set(st.config);
+    st.queues.forEach((qs, i) => {
+      const q = this.queues[i]!;
+      Object.assign(q, { num: qs.num, vector: qs.vector, desc: qs.desc, driver: qs.driver, device: qs.device, enabled: qs.enabled, lastAvailIdx: qs.lastAvailIdx });
+      q.ring = undefined;
+      if (qs.desc === 0) return;
+      this.mapRing(q);
+      const ring = q.ring as { restore?: (s: Snapshot<unknown>) => void } | undefined;
+      if (qs.ring !== null && ring?.restore !== undefined) ring.restore(qs.ring);
+    });
   }
 
   /** Index of a queue's first following queue with the same vector (virtio_vector_next_queue's walk). */

@@ -1,5 +1,5 @@
-import { EventFd, type IrqPin, type KvmRoutingTable, type MsiMessage, type MsiSink, type SimContext, type TraceChannel, type VmInterruptApi, VirqError, formatMsi } from '@virq/core';
-import { type AccessSize, CompositeRegion, type MmioRegion, MsixTable, type PciBar, PciCapId, PciCommand, PciDevice, PciReg } from '@virq/pci';
+import { EventFd, type IrqPin, type KvmRoutingTable, type MsiMessage, type MsiSink, type SimContext, type Snapshot, type TraceChannel, type VmInterruptApi, VirqError, checkSnapshot, formatMsi } from '@virq/core';
+import { type AccessSize, CompositeRegion, type MmioRegion, type MsixState, MsixTable, type PciBar, PciCapId, PciCommand, PciDevice, type PciDeviceState, PciReg } from '@virq/pci';
 import { VirtioPciErrorCode } from './errors.js';
 import {
   CommonCfg,
@@ -14,7 +14,7 @@ import {
   VirtioStatus,
   bit,
 } from './virtio-constants.js';
-import type { VirtioBusTransport, VirtioDevice } from './virtio-device.js';
+import type { VirtioBusTransport, VirtioDevice, VirtioDeviceState } from './virtio-device.js';
 import type { VirtioTraceEvent } from './virtio-trace.js';
 import type { VirtQueue } from './virtqueue.js';
 
@@ -45,6 +45,16 @@ interface VectorIrqfd {
   msg: MsiMessage | undefined;
   virq: number;
   users: number;
+}
+
+/** VirtIOPCIProxy's vmstate: PCI function, MSI-X, the device, and the feature-select windows. */
+export interface VirtioPciProxyState {
+  pci: Snapshot<PciDeviceState>;
+  msix: Snapshot<MsixState> | null;
+  device: Snapshot<VirtioDeviceState>;
+  dfselect: number;
+  gfselect: number;
+  guestFeatures: [number, number];
 }
 
 const NOTIFY_CAP_LEN = 20;
@@ -322,6 +332,44 @@ export class VirtioPciProxy implements VirtioBusTransport {
     this.gfselect = 0;
     this.guestFeaturesWin[0] = 0;
     this.guestFeaturesWin[1] = 0;
+  }
+
+  // ---- snapshot ------------------------------------------------------------------------
+
+  snapshot(): Snapshot<VirtioPciProxyState> {
+    return {
+      type: 'virtio.pci-proxy',
+      version: 1,
+      state: {
+        pci: this.pci.snapshot(),
+        msix: this.msix?.snapshot() ?? null,
+        device: this.device.snapshot(),
+        dfselect: this.dfselect,
+        gfselect: this.gfselect,
+        guestFeatures: [this.guestFeaturesWin[0]!, this.guestFeaturesWin[1]!],
+      },
+    };
+  }
+
+  /**
+   * Restores a stopped proxy (virtio_pci_load_config + virtio_load): QEMU's own ioeventfds
+   * are dropped and set up again from the restored status. A device with a vhost back end
+   * re-runs its status handling afterwards (the VM state change in QEMU).
+   */
+  restore(snap: Snapshot<VirtioPciProxyState>): void {
+    const st = checkSnapshot(snap, 'virtio.pci-proxy', 1);
+    if ((st.msix === null) !== (this.msix === undefined)) {
+      throw new VirqError(VirtioPciErrorCode.SnapshotInvalid, `${this.device.name}: snapshot ${st.msix === null ? 'has no' : 'has'} MSI-X but this proxy ${this.msix === undefined ? 'has none' : 'has it'}`);
+    }
+    this.stopIoeventfd();
+    this.pci.restore(st.pci);
+    if (st.msix !== null) this.msix!.restore(st.msix);
+    this.device.restore(st.device);
+    this.dfselect = st.dfselect;
+    this.gfselect = st.gfselect;
+    this.guestFeaturesWin[0] = st.guestFeatures[0];
+    this.guestFeaturesWin[1] = st.guestFeatures[1];
+    if ((this.device.status & VirtioStatus.DRIVER_OK) !== 0) this.startIoeventfd();
   }
 
   // ---- ISR, notify ---------------------------------------------------------------------

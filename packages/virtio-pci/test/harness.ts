@@ -180,6 +180,10 @@ export interface MachineOptions {
   seed?: number;
   vectors?: number;
   queueSize?: number;
+  /** Host feature bits of the device model (replacing its defaults). */
+  hostFeatures?: bigint;
+  /** Features the guest driver asks for (replacing its defaults). */
+  guestFeatures?: bigint;
 }
 
 export class RecordingPeer implements NetPeer {
@@ -225,7 +229,7 @@ function wireIntx(b: ReturnType<typeof base>, driver: () => GuestVirtioPci | und
 export function netMachine(opts: MachineOptions = {}) {
   const b = base(opts);
   const peer = new RecordingPeer();
-  const net = new VirtioNet(b.ctx, { name: 'net0', mem: b.mem, mainLoop: b.mainLoop, queuePairs: opts.pairs ?? 1, peer, ...(opts.noIrqfdPolicy === undefined ? {} : { noIrqfdPolicy: opts.noIrqfdPolicy }), ...(opts.queueSize === undefined ? {} : { queueSize: opts.queueSize }) });
+  const net = new VirtioNet(b.ctx, { name: 'net0', mem: b.mem, mainLoop: b.mainLoop, queuePairs: opts.pairs ?? 1, peer, ...(opts.noIrqfdPolicy === undefined ? {} : { noIrqfdPolicy: opts.noIrqfdPolicy }), ...(opts.queueSize === undefined ? {} : { queueSize: opts.queueSize }), ...(opts.hostFeatures === undefined ? {} : { hostFeatures: opts.hostFeatures }) });
   const proxy = new VirtioPciProxy(b.ctx, {
     device: net,
     ...(b.vm === undefined ? {} : { vm: b.vm }),
@@ -247,7 +251,7 @@ export function netMachine(opts: MachineOptions = {}) {
   const received: Uint8Array[] = [];
   let driver: GuestVirtioNet | undefined;
   const probe = (): GuestVirtioNet => {
-    driver = new GuestVirtioNet(b.ctx, { pci, alloc, onReceive: (f) => received.push(f), ...(opts.irqModes === undefined ? {} : { irqModes: opts.irqModes }) });
+    driver = new GuestVirtioNet(b.ctx, { pci, alloc, onReceive: (f) => received.push(f), ...(opts.irqModes === undefined ? {} : { irqModes: opts.irqModes }), ...(opts.guestFeatures === undefined ? {} : { features: opts.guestFeatures }) });
     return driver;
   };
   return { ...b, peer, net, proxy, bdf, alloc, pci, received, probe, get driver() { return driver; } };

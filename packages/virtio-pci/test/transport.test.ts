@@ -241,3 +241,22 @@ describe('BAR relocation', () => {
     expect(d).not.toBe(d2);
   });
 });
+
+describe('snapshot / restore (vmstate)', () => {
+  test('a proxy restored after the guest reset it serves the same driver again, rings included', () => {
+    const m = netMachine();
+    const d = onVcpu(m, () => m.probe());
+    onVcpu(m, () => d.startXmit(new Uint8Array(64)));
+    const snap = JSON.parse(JSON.stringify(m.proxy.snapshot()));
+    const base = m.proxy.pci.bar(4)!.address!;
+    onVcpu(m, () => m.access.mmioWrite(base + CommonCfg.STATUS, 1, 0));
+    expect(m.net.status).toBe(0);
+    m.proxy.restore(snap);
+    expect(m.net.status).toBe(15);
+    expect(m.net.queues[1]!.ring!.getVringBase()).toBe(1);
+    onVcpu(m, () => d.startXmit(new Uint8Array(64)));
+    expect(m.peer.frames.length).toBe(2);
+    expect(d.txCompleted).toBe(2);
+    expect(() => m.proxy.restore({ ...snap, version: 9 })).toThrow(/version 9/);
+  });
+});
