@@ -22,4 +22,13 @@ export interface VirtqueueDriverConfig extends VirtqueueAddresses {
    * 16-byte aligned, in one region). Without it the driver never uses indirect tables.
    */
   readonly indirectArea?: { readonly gpa: number; readonly maxEntries: number };
+  /**
+   * Split ring: when avail.idx is published. 'immediate' (default) stores it after every add,
+   * as Linux has since "virtio: expose added descriptors immediately" (2012).
+   * 'on-kick' stores it once per batch in `kickPrepare()` — the spec's batched algorithm
+   * (FACTS §1.3 steps 3–5) and pre-2012 Linux — so a batch costs one release store instead of
+   * one per buffer (in JS every such store is a sequentially consistent Atomics.store).
+   * Packed rings publish each chain with its head's flags and ignore this.
+   */
+  readonly availPublish?: 'immediate' | 'on-kick';
 }

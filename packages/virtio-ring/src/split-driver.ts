@@ -60,6 +60,7 @@ export class SplitVirtqueueDriver<T = unknown> {
   private readonly mask: number;
   private readonly eventIdx: boolean;
   private readonly inOrder: boolean;
+  private readonly publishOnKick: boolean;
   private readonly trace: VirtioRingTrace | undefined;
   private readonly notifyFn: (() => boolean | void) | undefined;
   private readonly callbackFn: (() => void) | undefined;
@@ -110,6 +111,7 @@ export class SplitVirtqueueDriver<T = unknown> {
     this.features = toRingFeatures(config.features);
     this.eventIdx = this.features.eventIdx;
     this.inOrder = this.features.inOrder;
+    this.publishOnKick = config.availPublish === 'on-kick';
     this.trace = config.trace;
     this.notifyFn = config.notify;
     this.callbackFn = config.callback;
@@ -246,7 +248,7 @@ export class SplitVirtqueueDriver<T = unknown> {
     this.availU16[this.avail16 + 2 + slot] = head;
     this.availHeads[slot] = head;
     this.availIdxShadow = (this.availIdxShadow + 1) & 0xffff;
-    Atomics.store(this.availU16, this.avail16 + 1, this.availIdxShadow);
+    if (!this.publishOnKick) Atomics.store(this.availU16, this.avail16 + 1, this.availIdxShadow);
     this.numAdded++;
     const t = this.trace;
     if (t !== undefined && t.on) t.emit('vring.add', 'virtqueue_add_split', 'virtqueue_add', { queue: this.index, head, out: outN, in: inN, availIdx: this.availIdxShadow, indirect });
@@ -255,7 +257,10 @@ export class SplitVirtqueueDriver<T = unknown> {
   }
 
   private noSpace(hasOut: boolean): false {
-    if (hasOut) this.notify();
+    if (hasOut) {
+      if (this.publishOnKick) Atomics.store(this.availU16, this.avail16 + 1, this.availIdxShadow);
+      this.notify();
+    }
     return false;
   }
 
@@ -264,12 +269,16 @@ export class SplitVirtqueueDriver<T = unknown> {
   }
 
   /**
-   * virtqueue_kick_prepare_split: after a full barrier, old = avail.idx − added since the
+   * virtqueue_kick_prepare_split: (with 'on-kick' publication, first stores avail.idx) after
+   * a full barrier, old = avail.idx − added since the
    * last call, new = avail.idx; with EVENT_IDX kick iff vring_need_event(avail_event, new,
    * old), else iff used.flags has no VRING_USED_F_NO_NOTIFY.
    */
   kickPrepare(): boolean {
     const nw = this.availIdxShadow;
+    // 'on-kick': expose the batch now (write barrier + one idx store); the atomic store is
+    // also the full barrier before the suppression read below.
+    if (this.publishOnKick && this.numAdded !== 0) Atomics.store(this.availU16, this.avail16 + 1, nw);
     const old = (nw - this.numAdded) & 0xffff;
     this.numAdded = 0;
     let needs: boolean;

@@ -1,0 +1,267 @@
+/**
+ * @virq/virtio-ring benchmarks (`npm run bench`). Prints figures; asserts nothing.
+ *   1. single thread: chains/s through driver add → device pop → device push → driver get_buf,
+ *      split and packed, batch 1 and 32, 64-byte buffers (tracing off, and on for one row);
+ *   2. two worker threads over one SharedArrayBuffer (driver | device, polling, batch 32)
+ *      beside the C reference tools/ring-ref/ring_ref.c (two pthreads, same ring, built here
+ *      with the system gcc), alternating runs, medians and per-pair ratios;
+ *   3. notifications per buffer with and without EVENT_IDX, steady producer/consumer.
+ * Options: BENCH_QUICK=1 shortens every section.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { GuestMemory, createSimContext } from '@virq/core';
+import {
+  DescriptorChain,
+  PackedVirtqueueDevice,
+  PackedVirtqueueDriver,
+  SplitVirtqueueDevice,
+  SplitVirtqueueDriver,
+  packedRingLayout,
+  splitRingLayout,
+  type VirtioRingEvent,
+  type VirtioRingTrace,
+} from '@virq/virtio-ring';
+
+const QUICK = process.env['BENCH_QUICK'] === '1';
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../../..');
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+const fmt = (v: number): string => (v >= 1e6 ? `${(v / 1e6).toFixed(2)} M` : `${(v / 1e3).toFixed(1)} k`);
+
+// ---------------------------------------------------------------- 1. single thread
+interface Side {
+  add(i: number): boolean;
+  kick(): void;
+  pop(c: DescriptorChain): DescriptorChain | null;
+  fill(c: DescriptorChain): void;
+  flush(): void;
+  get(): number | undefined;
+}
+
+function makeSide(format: 'split' | 'packed', trace?: VirtioRingTrace): Side {
+  const mem = GuestMemory.ofSize(0x100000);
+  const size = 256;
+  const DATA = 0x80000;
+  if (format === 'split') {
+    const l = splitRingLayout(size, 0x10000);
+    const d = new SplitVirtqueueDriver<number>(mem, { ...l, trace });
+    const v = new SplitVirtqueueDevice(mem, { ...l, trace });
+    return {
+      add: (i) => d.addOutbuf(DATA + 64 * (i & 255), 64, 1),
+      kick: () => void d.kickPrepare(),
+      pop: (c) => v.pop(c),
+      fill: (c) => v.fill(c, 0),
+      flush: () => void v.flush(),
+      get: () => d.getBuf(),
+    };
+  }
+  const l = packedRingLayout(size, 0x10000);
+  const d = new PackedVirtqueueDriver<number>(mem, { ...l, features: { packed: true }, trace });
+  const v = new PackedVirtqueueDevice(mem, { ...l, features: { packed: true }, trace });
+  return {
+    add: (i) => d.addOutbuf(DATA + 64 * (i & 255), 64, 1),
+    kick: () => void d.kickPrepare(),
+    pop: (c) => v.pop(c),
+    fill: (c) => v.fill(c, 0),
+    flush: () => void v.flush(),
+    get: () => d.getBuf(),
+  };
+}
+
+function singleThread(side: Side, batch: number, chains: number): number {
+  const c = new DescriptorChain();
+  const t0 = performance.now();
+  let done = 0;
+  while (done < chains) {
+    for (let k = 0; k < batch; k++) side.add(done + k);
+    side.kick();
+    for (let k = 0; k < batch; k++) side.fill(side.pop(c)!);
+    side.flush();
+    for (let k = 0; k < batch; k++) if (side.get() === undefined) throw new Error('lost a buffer');
+    done += batch;
+  }
+  return chains / ((performance.now() - t0) / 1000);
+}
+
+function section1(): void {
+  console.log('\n== 1. single thread: add → pop → push → get_buf, 64-byte buffers, queue 256 (chains/s, median of 5) ==');
+  const chains = QUICK ? 200_000 : 1_000_000;
+  const ctx = createSimContext();
+  const traced = ctx.trace.channel<VirtioRingEvent>('virtio-ring');
+  let seen = 0;
+  const sub = traced.events$.subscribe(() => {
+    seen++;
+  });
+  const configs: Array<[string, Side, number]> = [
+    ['split  batch 1 ', makeSide('split'), 1],
+    ['split  batch 32', makeSide('split'), 32],
+    ['packed batch 1 ', makeSide('packed'), 1],
+    ['packed batch 32', makeSide('packed'), 32],
+    ['split  batch 32, tracing on (subscriber attached)', makeSide('split', traced), 32],
+  ];
+  const res = configs.map(() => [] as number[]);
+  for (const [, s, b] of configs) singleThread(s, b, chains / 4); // warm up
+  for (let round = 0; round < 5; round++) configs.forEach(([, s, b], i) => res[i]!.push(singleThread(s, b, i === 4 ? chains / 8 : chains)));
+  configs.forEach(([name], i) => console.log(`  ${name}: ${fmt(median(res[i]!))}chains/s`));
+  sub.unsubscribe();
+  void seen;
+}
+
+// ---------------------------------------------------------------- 2. two threads vs C
+const SIZE = 256;
+const BATCH = 32;
+
+async function tsTwoThreads(count: number, availPublish: 'immediate' | 'on-kick'): Promise<number> {
+  const sab = new SharedArrayBuffer(0x100000);
+  const ctl = new SharedArrayBuffer(8);
+  const c = new Int32Array(ctl);
+  const url = new URL('./ring-worker.ts', import.meta.url);
+  const execArgv = ['--import', new URL('../../../tools/ts-register.mjs', import.meta.url).href];
+  const mk = (role: string): Worker => new Worker(url, { workerData: { role, sab, ctl, size: SIZE, batch: BATCH, count, availPublish }, execArgv });
+  const ws = [mk('device'), mk('driver')];
+  const done = ws.map((w) => new Promise<number>((res, rej) => {
+    w.on('message', res);
+    w.on('error', rej);
+  }));
+  while (Atomics.load(c, 1) < 2) await new Promise((r) => setTimeout(r, 2));
+  const t0 = performance.now();
+  Atomics.store(c, 0, 1);
+  await Promise.all(done);
+  return count / ((performance.now() - t0) / 1000);
+}
+
+function buildC(): string | undefined {
+  const src = path.join(repo, 'tools/ring-ref/ring_ref.c');
+  const out = path.join(os.tmpdir(), `virq-ring-ref-${process.pid}`);
+  try {
+    execFileSync('gcc', ['-O2', '-pthread', '-o', out, src], { stdio: 'pipe' });
+    return out;
+  } catch (e) {
+    console.log(`  (C reference not built: ${(e as Error).message.split('\n')[0]})`);
+    return undefined;
+  }
+}
+
+function cTwoThreads(bin: string, count: number, availPublish: string): number {
+  const line = execFileSync(bin, [String(count), String(BATCH), String(SIZE), availPublish], { encoding: 'utf8' });
+  const m = /pps=(\d+)/.exec(line);
+  if (m === null) throw new Error(`unexpected C output: ${line}`);
+  return Number(m[1]);
+}
+
+async function section2(): Promise<void> {
+  console.log(`\n== 2. two threads over one SharedArrayBuffer: split ring, queue ${SIZE}, batch ${BATCH}, polling (packets/s) ==`);
+  console.log(`  host: ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (spinning pairs are sensitive to it)`);
+  const bin = buildC();
+  const count = QUICK ? 1_000_000 : 3_000_000;
+  const pairs = QUICK ? 3 : 5;
+  for (const mode of ['on-kick', 'immediate'] as const) {
+    const ts: number[] = [];
+    const cs: number[] = [];
+    const ratios: number[] = [];
+    await tsTwoThreads(count / 4, mode); // warm-up (JIT)
+    for (let p = 0; p < pairs; p++) {
+      // Alternate which runs first so drift in host load hits both sides.
+      let t: number;
+      let cv = Number.NaN;
+      if (p % 2 === 0) {
+        t = await tsTwoThreads(count, mode);
+        if (bin !== undefined) cv = cTwoThreads(bin, count, mode);
+      } else {
+        if (bin !== undefined) cv = cTwoThreads(bin, count, mode);
+        t = await tsTwoThreads(count, mode);
+      }
+      ts.push(t);
+      cs.push(cv);
+      ratios.push(t / cv);
+      console.log(`  [avail.idx ${mode}] pair ${p + 1}: TS ${fmt(t)}pps   C ${Number.isNaN(cv) ? '-' : fmt(cv)}pps   TS/C ${(t / cv).toFixed(2)}`);
+    }
+    console.log(`  [avail.idx ${mode}] median: TS ${fmt(median(ts))}pps   C ${bin === undefined ? '-' : fmt(median(cs))}pps   median per-pair TS/C ratio ${median(ratios).toFixed(2)} (target ≥ 0.5)`);
+  }
+  if (bin !== undefined) fs.rmSync(bin, { force: true });
+}
+
+// ---------------------------------------------------------------- 3. notifications per buffer
+/**
+ * Steady producer/consumer in discrete ticks: the driver adds one 64-byte buffer per tick and
+ * calls virtqueue_kick after each (start_xmit). A kick wakes the device handler `wake` ticks
+ * later (a vhost worker's wake-up); the handler runs QEMU's loop (disable notifications, pop
+ * everything, push, notify; re-enable and re-check), so the device keeps up. An interrupt runs
+ * the driver's NAPI handler `irqWake` ticks later (disable_cb, get_buf…, enable_cb re-check).
+ */
+function notifications(format: 'split' | 'packed', eventIdx: boolean, ticks: number, wake: number, irqWake: number): { kicksPerBuf: number; irqsPerBuf: number } {
+  const mem = GuestMemory.ofSize(0x100000);
+  const size = 256;
+  const features = { eventIdx, packed: format === 'packed' };
+  let kicks = 0;
+  let irqs = 0;
+  const l = format === 'split' ? splitRingLayout(size, 0x10000) : packedRingLayout(size, 0x10000);
+  const drv = format === 'split' ? new SplitVirtqueueDriver<number>(mem, { ...l, features }) : new PackedVirtqueueDriver<number>(mem, { ...l, features });
+  const dev = format === 'split' ? new SplitVirtqueueDevice(mem, { ...l, features }) : new PackedVirtqueueDevice(mem, { ...l, features });
+  const chain = new DescriptorChain();
+  let devAt = -1;
+  let irqAt = -1;
+  let added = 0;
+  for (let t = 0; t < ticks; t++) {
+    if (drv.addOutbuf(0x80000 + 64 * (t & 255), 64, t + 1)) {
+      added++;
+      if (drv.kickPrepare()) {
+        kicks++;
+        if (devAt < 0) devAt = t + wake;
+      }
+    }
+    if (devAt === t) {
+      devAt = -1;
+      for (;;) {
+        dev.disableNotification();
+        for (let c = dev.pop(chain); c !== null; c = dev.pop(chain)) dev.fill(c, 0);
+        dev.flush();
+        if (dev.notify()) {
+          irqs++;
+          if (irqAt < 0) irqAt = t + irqWake;
+        }
+        if (!dev.enableNotification()) break;
+      }
+    }
+    if (irqAt === t) {
+      irqAt = -1;
+      drv.interrupt();
+      drv.disableCb();
+      for (;;) {
+        while (drv.getBuf() !== undefined) {
+          /* reclaim */
+        }
+        if (drv.enableCb()) break;
+        drv.disableCb();
+      }
+    }
+  }
+  return { kicksPerBuf: kicks / added, irqsPerBuf: irqs / added };
+}
+
+function section3(): void {
+  console.log('\n== 3. notifications per buffer, steady producer (1 buffer/tick, kick after each) and a device that keeps up ==');
+  const ticks = QUICK ? 20_000 : 200_000;
+  console.log('  format  kick→device  irq→driver  EVENT_IDX  kicks/buffer  interrupts/buffer   (latencies in ticks)');
+  for (const format of ['split', 'packed'] as const) {
+    for (const [wake, irqWake] of [[1, 1], [4, 4], [16, 16], [1, 16], [16, 1]] as const) {
+      for (const ev of [false, true]) {
+        const r = notifications(format, ev, ticks, wake, irqWake);
+        console.log(`  ${format.padEnd(6)}  ${String(wake).padStart(10)}  ${String(irqWake).padStart(10)}  ${(ev ? 'on' : 'off').padStart(9)}  ${r.kicksPerBuf.toFixed(3).padStart(12)}  ${r.irqsPerBuf.toFixed(3).padStart(17)}`);
+      }
+    }
+  }
+}
+
+section1();
+await section2();
+section3();

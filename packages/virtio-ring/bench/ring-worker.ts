@@ -1,0 +1,85 @@
+/**
+ * One side of the two-thread benchmark, run in a worker_thread: the driver (Linux model) or
+ * the device (QEMU model) of one split ring in a SharedArrayBuffer, polling, batch B, the same
+ * steps as tools/ring-ref/ring_ref.c.
+ */
+import { workerData, parentPort } from 'node:worker_threads';
+import { GuestMemory } from '@virq/core';
+import { DescriptorChain, SplitVirtqueueDevice, SplitVirtqueueDriver, splitRingLayout } from '@virq/virtio-ring';
+
+interface Job {
+  role: 'driver' | 'device';
+  sab: SharedArrayBuffer;
+  ctl: SharedArrayBuffer;
+  size: number;
+  batch: number;
+  count: number;
+  availPublish: 'immediate' | 'on-kick';
+}
+
+const job = workerData as Job;
+const mem = new GuestMemory([{ gpa: 0, size: job.sab.byteLength, buffer: job.sab }]);
+const layout = splitRingLayout(job.size, 0x10000);
+const ctl = new Int32Array(job.ctl);
+const DATA = 0x80000;
+
+function waitStart(): void {
+  Atomics.add(ctl, 1, 1);
+  while (Atomics.load(ctl, 0) === 0) {
+    /* spin: both sides start together */
+  }
+}
+
+function runDriver(): number {
+  const drv = new SplitVirtqueueDriver<number>(mem, { ...layout, availPublish: job.availPublish });
+  drv.disableCb(); // polling
+  const { batch, count } = job;
+  let submitted = 0;
+  let completed = 0;
+  let kicks = 0;
+  waitStart();
+  while (completed < count) {
+    let added = 0;
+    while (added < batch && submitted < count && drv.numFree > 0) {
+      drv.addOutbuf(DATA + 64 * (submitted & 255), 64, 1);
+      submitted++;
+      added++;
+    }
+    if (added > 0 && drv.kickPrepare()) kicks++;
+    while (drv.getBuf() !== undefined) completed++;
+  }
+  return kicks;
+}
+
+function runDevice(): number {
+  const dev = new SplitVirtqueueDevice(mem, { ...layout });
+  dev.disableNotification(); // polling
+  const chain = new DescriptorChain();
+  const { batch, count } = job;
+  let processed = 0;
+  let notifies = 0;
+  waitStart();
+  while (processed < count) {
+    let n = 0;
+    while (n < batch) {
+      const c = dev.pop(chain);
+      if (c === null) break;
+      // The descriptor the driver wrote before publishing must be what we read (ordering check).
+      if (c.outAddr[0] !== DATA + 64 * ((processed + n) & 255) || c.outLen[0] !== 64) {
+        throw new Error(`device saw buffer 0x${c.outAddr[0]!.toString(16)} (len ${c.outLen[0]}) for packet ${processed + n}`);
+      }
+      dev.fill(c, 0);
+      n++;
+    }
+    if (n > 0) {
+      dev.flush();
+      processed += n;
+      if (dev.shouldNotify()) notifies++;
+    }
+    if (dev.broken) throw dev.error;
+  }
+  return notifies;
+}
+
+const result = job.role === 'driver' ? runDriver() : runDevice();
+parentPort!.postMessage(result);
