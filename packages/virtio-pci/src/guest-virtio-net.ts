@@ -1,4 +1,5 @@
-import type { SimContext } from '@virq/core';
+import { type SimContext, VirqError } from '@virq/core';
+import { VirtioPciErrorCode } from './errors.js';
 import type { VirtqueueDriver } from '@virq/virtio-ring';
 import type { GuestIrqMode, GuestVirtioPci } from './guest-virtio-pci.js';
 import type { GuestPageAllocator } from './guest-page-allocator.js';
@@ -49,6 +50,7 @@ export class GuestVirtioNet {
   private readonly txPool: number[][] = [];
   private readonly rxPool: number[] = [];
   private ctrlBuf = 0;
+  private ctrlInFlight = false;
   readonly onReceive: ((frame: Uint8Array, queuePair: number) => void) | undefined;
   txPackets = 0;
   txCompleted = 0;
@@ -220,6 +222,9 @@ export class GuestVirtioNet {
   sendCommand(cls: number, cmd: number, payload: Uint8Array | undefined, pollNs = 1000, onDone?: (c: CtrlCommand) => void): CtrlCommand {
     const c: CtrlCommand = { done: false, ok: false, status: 0xff, polls: 0 };
     const vq = this.cvq;
+    if (this.ctrlInFlight) {
+      throw new VirqError(VirtioPciErrorCode.DriverState, 'a control command is already in flight (virtnet_send_command is serialised by rtnl); issue the next one from the previous onDone');
+    }
     if (vq === undefined) {
       c.done = true;
       onDone?.(c);
@@ -243,10 +248,12 @@ export class GuestVirtioNet {
       return c;
     }
     this.kicks++;
+    this.ctrlInFlight = true;
     vq.kick();
     const check = (): boolean => {
       c.polls++;
       if (vq.getBuf() === undefined && !vq.broken) return false;
+      this.ctrlInFlight = false;
       c.done = true;
       c.status = mem.read8(status);
       c.ok = c.status === VirtioNetCtrl.OK;
@@ -264,7 +271,29 @@ export class GuestVirtioNet {
     return c;
   }
 
-  /** virtnet_set_rx_mode's promiscuous part (`ifconfig eth0 promisc`). */
+  /**
+   * virtnet_set_rx_mode as Linux runs it on a flags change: RX_PROMISC, RX_ALLMULTI, then
+   * MAC_TABLE_SET with the unicast and multicast lists — one command at a time, each
+   * polled to completion. `onDone` gets the three replies.
+   */
+  setRxMode(mode: { promisc: boolean; allmulti: boolean; uc?: readonly number[][]; mc?: readonly number[][] }, onDone?: (replies: CtrlCommand[]) => void): void {
+    if (this.pci.trace.on) this.pci.trace.emit('guest.send_command', 'virtnet_set_rx_mode', '__dev_set_rx_mode', { promisc: mode.promisc, allmulti: mode.allmulti });
+    const replies: CtrlCommand[] = [];
+    const table = (list: readonly number[][]): number[] => [list.length & 0xff, (list.length >> 8) & 0xff, 0, 0, ...list.flat()];
+    const macs = new Uint8Array([...table(mode.uc ?? []), ...table(mode.mc ?? [])]);
+    this.sendCommand(VirtioNetCtrl.CLASS_RX, VirtioNetCtrl.RX_PROMISC, new Uint8Array([mode.promisc ? 1 : 0]), 1000, (a) => {
+      replies.push(a);
+      this.sendCommand(VirtioNetCtrl.CLASS_RX, VirtioNetCtrl.RX_ALLMULTI, new Uint8Array([mode.allmulti ? 1 : 0]), 1000, (b) => {
+        replies.push(b);
+        this.sendCommand(VirtioNetCtrl.CLASS_MAC, VirtioNetCtrl.MAC_TABLE_SET, macs, 1000, (c) => {
+          replies.push(c);
+          onDone?.(replies);
+        });
+      });
+    });
+  }
+
+  /** virtnet_set_rx_mode's promiscuous part alone (`ifconfig eth0 promisc`, the seed's F2). */
   setPromisc(on: boolean, onDone?: (c: CtrlCommand) => void): CtrlCommand {
     return this.sendCommand(VirtioNetCtrl.CLASS_RX, VirtioNetCtrl.RX_PROMISC, new Uint8Array([on ? 1 : 0]), 1000, onDone);
   }

@@ -152,3 +152,32 @@ describe('packed virtqueues (VIRTIO_F_RING_PACKED negotiated)', () => {
     expect(d.txCompleted).toBe(300);
   });
 });
+
+describe('virtnet_set_rx_mode sequence', () => {
+  test('PROMISC, ALLMULTI, MAC_TABLE_SET in order, each polled before the next; all VIRTIO_NET_OK', () => {
+    const m = netMachine();
+    const d = onVcpu(m, () => m.probe());
+    const rec = new TraceRecorder(m.ctx.trace.events$);
+    let replies: number[] = [];
+    const mc = [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb];
+    onVcpu(m, () => d.setRxMode({ promisc: false, allmulti: true, mc: [mc] }, (r) => (replies = r.map((c) => c.status))));
+    expect(replies).toEqual([0, 0, 0]);
+    expect(m.net.rxFilter).toMatchObject({ promisc: false, allmulti: true, macs: [mc], firstMulti: 0 });
+    const cmds = rec.events.filter((e) => e.fn === 'virtnet_send_command').map((e) => [e.args['class'], e.args['cmd']]);
+    expect(cmds).toEqual([[0, 0], [0, 1], [1, 0]]);
+    const handled = rec.events.filter((e) => e.fn === 'virtio_net_handle_ctrl').map((e) => e.time);
+    const sent = rec.events.filter((e) => e.fn === 'virtnet_send_command').map((e) => e.time);
+    expect(sent[1]!).toBeGreaterThanOrEqual(handled[0]!);
+    expect(sent[2]!).toBeGreaterThanOrEqual(handled[1]!);
+  });
+
+  test('a second command while one is in flight is refused with a message', () => {
+    const m = netMachine();
+    const d = onVcpu(m, () => m.probe());
+    m.ctx.scheduler.after(0, m.vcpu, () => {
+      d.setPromisc(true);
+      expect(() => d.setPromisc(false)).toThrow(/already in flight/);
+    });
+    m.ctx.scheduler.runUntilIdle();
+  });
+});
