@@ -12,3 +12,8 @@ export { InProcessVhostUserLink, type VhostUserChannel } from './channel.js';
 export { QEMU_PROTOCOL_FEATURES, VhostUserFrontend, type FrontendStartConfig, type FrontendVringConfig, type VhostUserFrontendOptions } from './vhost-user-frontend.js';
 export { callbackHandler, counterHandler, icmpEchoHandler, inetChecksum, loopbackHandler, macswapHandler, packetHandler, type PacketHandler, type PacketMode } from './packet-handler.js';
 export { VHOST_USER_NET_FEATURES, VHOST_USER_NET_PROTOCOL_FEATURES, VhostUserNetBackend, type VhostUserNetCounters, type VhostUserNetOptions } from './vhost-user-net.js';
+export { NativeVhostUserHost } from './native-host.js';
+export { VhostUserSocketConnection } from './socket-connection.js';
+export { VhostUserNetServer, type VhostUserNetServerOptions } from './vhost-user-net-server.js';
+export { parseVhostUserNetArgs, runVhostUserNetCli, type VhostUserNetCliArgs } from './cli.js';
+export { BlockingSocketChannel } from './blocking-socket-channel.js';
