@@ -343,6 +343,7 @@ export abstract class VirtioDevice {
     this.queueSel = st.queueSel;
     this.broken = st.broken;
     this.config.set(st.config);
+    this.featuresSet(this.guestFeatures);
     st.queues.forEach((qs, i) => {
       const q = this.queues[i]!;
       Object.assign(q, { num: qs.num, vector: qs.vector, desc: qs.desc, driver: qs.driver, device: qs.device, enabled: qs.enabled, lastAvailIdx: qs.lastAvailIdx });

@@ -100,14 +100,10 @@ export class VirtioNet extends VirtioDevice {
     this.refreshConfig();
   }
 
-  /** The vnet header the guest uses: 12 bytes with VERSION_1 or MRG_RXBUF, else 10. */
-  get guestHdrLen(): number {
-    return this.hasFeature(VirtioFeature.VERSION_1) || this.hasFeature(VirtioNetFeature.MRG_RXBUF) ? VirtioNetHdr.SIZE_MRG : VirtioNetHdr.SIZE;
-  }
-
-  get mergeableRxBufs(): boolean {
-    return this.hasFeature(VirtioNetFeature.MRG_RXBUF);
-  }
+  /** The vnet header the guest uses: 12 bytes with VERSION_1 or MRG_RXBUF, else 10 (set with the features). */
+  guestHdrLen: number = VirtioNetHdr.SIZE;
+  /** VIRTIO_NET_F_MRG_RXBUF negotiated (n->mergeable_rx_bufs). */
+  mergeableRxBufs = false;
 
   protected override refreshConfig(): void {
     const c = this.config;
@@ -131,11 +127,16 @@ export class VirtioNet extends VirtioDevice {
   }
 
   protected override featuresSet(features: bigint): void {
+    // virtio_net_set_mrg_rx_bufs: header length and mergeable buffers follow the features.
+    this.mergeableRxBufs = (features & bit(VirtioNetFeature.MRG_RXBUF)) !== 0n;
+    this.guestHdrLen = this.mergeableRxBufs || (features & bit(VirtioFeature.VERSION_1)) !== 0n ? VirtioNetHdr.SIZE_MRG : VirtioNetHdr.SIZE;
     const mq = (features & bit(VirtioNetFeature.MQ)) !== 0n;
     if (!mq) this.currQueuePairs = 1;
   }
 
   protected override deviceReset(): void {
+    this.mergeableRxBufs = false;
+    this.guestHdrLen = VirtioNetHdr.SIZE;
     Object.assign(this.rxFilter, freshFilter());
     this.currQueuePairs = 1;
     for (const q of this.rxPending) q.length = 0;
