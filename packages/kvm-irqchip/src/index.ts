@@ -1,5 +1,5 @@
 export { KvmErrorCode } from './errors.js';
-export { KvmVm, type KvmVmOptions, type KvmIrqchipStateJson, type UserspaceExit } from './vm.js';
+export { KvmVm, KVM_VM_SNAPSHOT_TYPE, KVM_VM_SNAPSHOT_VERSION, type KvmVmOptions, type KvmIrqchipStateJson, type KvmVmSnapshotState, type UserspaceExit } from './vm.js';
 export { KvmVcpu, MP_STATE, MP_STATE_NAMES, type ExitReason, type VcpuMode, type VcpuSchedHooks, type VcpuEventsJson } from './vcpu.js';
 export { IdleGuest, type GuestModel, type GuestOp } from './guest-model.js';
 export { KvmLapic, type LapicStateJson } from './lapic.js';

@@ -577,6 +577,15 @@ export class KvmLapic {
     return 0;
   }
 
+  /** KVM's ISR bookkeeping (isr_count, highest_isr_cache), for snapshots. */
+  get isrBookkeeping(): { isrCount: number; highestIsrCache: number } {
+    return { isrCount: this.isrCount, highestIsrCache: this.highestIsrCache };
+  }
+  set isrBookkeeping(b: { isrCount: number; highestIsrCache: number }) {
+    this.isrCount = b.isrCount;
+    this.highestIsrCache = b.highestIsrCache;
+  }
+
   /** KVM_GET_LAPIC decoded as the golden corpus records it. */
   toJson(): LapicStateJson {
     const r = (o: number): number => this.getReg(o);

@@ -1,11 +1,11 @@
 import {
-  VirqError, type Actor, type CostModel, type EventFd, type GsiRoute, type IoeventfdRequest, type IrqfdRequest, type IrqPin,
+  checkSnapshot, IRQ_LINE_MAX_SOURCES, VirqError, type Actor, type IrqLine, type Snapshot, type CostModel, type EventFd, type GsiRoute, type IoeventfdRequest, type IrqfdRequest, type IrqPin,
   type IrqPinProvider, type IrqRouting, type MsiMessage, type MsiSink, type Scheduler, type SimContext, type TraceChannel,
   type VmInterruptApi,
 } from '@virq/core';
 import { ApicMap, FAST_PATH_MISS } from './apic-map.js';
 import { KvmErrorCode } from './errors.js';
-import { KvmPic, type PicHost, type PicStateJson, type PicStateRaw } from './i8259.js';
+import { KvmPic, PIC_FIELDS as PIC_FIELDS_ORDER, type PicHost, type PicStateJson, type PicStateRaw } from './i8259.js';
 import { IoeventfdBus, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, type KvmIoeventfdArgs } from './ioeventfd.js';
 import { IOAPIC_NUM_PINS, KvmIoapic, type IoapicHost, type IoapicStateJson } from './ioapic.js';
 import {
@@ -61,6 +61,32 @@ export interface KvmIrqchipStateJson {
 }
 
 type TraceArgsIn = Readonly<Record<string, number | string | boolean>>;
+
+/** The VM's interrupt state as a plain record (`KvmVm.snapshot`). irqfds and ioeventfds hold
+ * host eventfds and are not part of it: a VMM re-registers them after a restore, as QEMU does. */
+export interface KvmVmSnapshotState {
+  pic: { chips: PicStateRaw[]; output: number; lines: number[][] } | null;
+  ioapic: {
+    baseAddress: number; id: number; ioregsel: number; irr: number; irrDelivered: number; lo: number[]; hi: number[];
+    irqEoi: number[]; lines: number[][]; rtcPendingEoi: number; rtcDest: [number, number][];
+  } | null;
+  vcpus: {
+    regs: number[]; apicBase: number; isrCount: number; highestIsrCache: number; pendingEvents: number; sipiVector: number;
+    arbPrio: number; mpState: number; nmiQueued: number; nmiPending: number; nmiMasked: boolean; nmiInjected: boolean; pvUnhalted: boolean;
+  }[];
+  routing: KvmRoutingEntry[];
+}
+export const KVM_VM_SNAPSHOT_TYPE = 'kvm-irqchip.vm';
+export const KVM_VM_SNAPSHOT_VERSION = 1;
+
+function lineSources(l: IrqLine): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < IRQ_LINE_MAX_SOURCES; s++) if (l.sourceLevel(s)) out.push(s);
+  return out;
+}
+function setLineSources(l: IrqLine, sources: readonly number[]): void {
+  for (let s = 0; s < IRQ_LINE_MAX_SOURCES; s++) if (l.sourceLevel(s) !== sources.includes(s)) l.set(s, sources.includes(s));
+}
 
 /**
  * A KVM VM's x86 interrupt side: the in-kernel irqchip (PIC pair, IOAPIC, one LAPIC per
@@ -582,6 +608,92 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       lapic: this.vcpuList.map((v) => (this.irqchipInKernel ? v.lapic.toJson() : { error: 'KVM_GET_LAPIC failed: errno EINVAL' })),
       vcpu_events: this.vcpuList.map((v) => v.getEvents()),
     };
+  }
+
+  /** The interrupt state (chips, lines, vCPU interrupt state, routing) as a versioned plain record. */
+  snapshot(): Snapshot<KvmVmSnapshotState> {
+    const pic = this.pic;
+    const io = this.ioapic;
+    const state: KvmVmSnapshotState = {
+      pic: pic === undefined ? null : {
+        chips: ([0, 1] as const).map((c) => {
+          const r = {} as PicStateRaw;
+          for (const f of PIC_FIELDS_ORDER) r[f] = pic.pics[c][f];
+          return r;
+        }),
+        output: pic.output,
+        lines: pic.lines.map(lineSources),
+      },
+      ioapic: io === undefined ? null : {
+        baseAddress: io.baseAddress, id: io.id, ioregsel: io.ioregsel, irr: io.irr, irrDelivered: io.irrDelivered,
+        lo: Array.from(io.lo), hi: Array.from(io.hi), irqEoi: [...io.irqEoi], lines: io.lines.map(lineSources),
+        rtcPendingEoi: io.rtcPendingEoi, rtcDest: [...io.rtcDestMap.vcpus].map((v) => [v, io.rtcDestMap.vectors.get(v) ?? 0]),
+      },
+      vcpus: this.vcpuList.map((v) => ({
+        regs: Array.from(v.lapic.regs), apicBase: v.lapic.apicBase, ...v.lapic.isrBookkeeping, pendingEvents: v.lapic.pendingEvents,
+        sipiVector: v.lapic.sipiVector, arbPrio: v.lapic.arbPrio, mpState: v.mpState, nmiQueued: v.nmiQueued, nmiPending: v.nmiPending,
+        nmiMasked: v.nmiMasked, nmiInjected: v.nmiInjected, pvUnhalted: v.pvUnhalted,
+      })),
+      routing: this.routing.all().map((r) => r.user),
+    };
+    return { type: KVM_VM_SNAPSHOT_TYPE, version: KVM_VM_SNAPSHOT_VERSION, state: JSON.parse(JSON.stringify(state)) as KvmVmSnapshotState };
+  }
+
+  /** Puts a `snapshot()` back (no side effects: nothing is re-delivered). irqfds stay as they are. */
+  restore(snapshot: Snapshot<KvmVmSnapshotState>): void {
+    const s = checkSnapshot(snapshot, KVM_VM_SNAPSHOT_TYPE, KVM_VM_SNAPSHOT_VERSION);
+    if (s.vcpus.length !== this.vcpuList.length) {
+      throw new VirqError(KvmErrorCode.VcpuInvalid, `snapshot has ${s.vcpus.length} vCPUs, this VM ${this.vcpuList.length}: restore into a VM of the same shape`);
+    }
+    if ((s.ioapic === null) !== (this.ioapic === undefined)) {
+      throw new VirqError(KvmErrorCode.NoIrqchip, 'snapshot and VM differ in having the in-kernel irqchip');
+    }
+    this.routing = s.ioapic === null ? IrqRoutingTable.build([]) : IrqRoutingTable.build(s.routing);
+    if (this.pic !== undefined && s.pic !== null) {
+      ([0, 1] as const).forEach((c) => {
+        for (const f of PIC_FIELDS_ORDER) this.pic!.pics[c][f] = s.pic!.chips[c]![f];
+      });
+      this.pic.output = s.pic.output;
+      this.pic.lines.forEach((l, i) => setLineSources(l, s.pic!.lines[i] ?? []));
+    }
+    if (this.ioapic !== undefined && s.ioapic !== null) {
+      const io = this.ioapic;
+      const x = s.ioapic;
+      io.baseAddress = x.baseAddress;
+      io.id = x.id;
+      io.ioregsel = x.ioregsel;
+      io.irr = x.irr;
+      io.irrDelivered = x.irrDelivered;
+      io.lo.set(x.lo);
+      io.hi.set(x.hi);
+      x.irqEoi.forEach((n, i) => (io.irqEoi[i] = n));
+      io.lines.forEach((l, i) => setLineSources(l, x.lines[i] ?? []));
+      io.rtcPendingEoi = x.rtcPendingEoi;
+      io.rtcDestMap.vcpus.clear();
+      io.rtcDestMap.vectors.clear();
+      for (const [v, vec] of x.rtcDest) {
+        io.rtcDestMap.vcpus.add(v);
+        io.rtcDestMap.vectors.set(v, vec);
+      }
+    }
+    s.vcpus.forEach((x, i) => {
+      const v = this.vcpuList[i]!;
+      v.lapic.regs.set(x.regs);
+      v.lapic.apicBase = x.apicBase;
+      v.lapic.isrBookkeeping = { isrCount: x.isrCount, highestIsrCache: x.highestIsrCache };
+      v.lapic.pendingEvents = x.pendingEvents;
+      v.lapic.sipiVector = x.sipiVector;
+      v.lapic.arbPrio = x.arbPrio;
+      v.mpState = x.mpState;
+      v.nmiQueued = x.nmiQueued;
+      v.nmiPending = x.nmiPending;
+      v.nmiMasked = x.nmiMasked;
+      v.nmiInjected = x.nmiInjected;
+      v.pvUnhalted = x.pvUnhalted;
+    });
+    this.apicMap.dirty = true;
+    this.apicMap.recalculate();
+    this.irqfds.routingUpdate();
   }
 
   /** Pins of the IOAPIC (for tests and machines that wire devices straight to IOAPIC inputs). */
