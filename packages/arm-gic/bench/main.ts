@@ -8,7 +8,8 @@
 // Alternating 1/256 runs (the host is noisy): medians and per-pair ratios.
 //
 //   cd packages/arm-gic && npm run bench
-import { GuestMemory, TraceRecorder, createSimContext } from '@virq/core';
+import { GuestMemory, Histogram, TraceRecorder, createSimContext } from '@virq/core';
+import { assignedDevice } from '../test/helpers.js';
 import {
   ArmHost, ArmVm, GICR_CTLR, GICR_PENDBASER, GICR_PROPBASER, GICR_VLPI_FRAME, GICR_VPENDBASER, GICR_VPENDBASER_4_1_VGRP1EN,
   GICR_VPENDBASER_VALID, Gicv3, GuestGicDriver, ItsCommand, ItsDriver, Its, VirtualCpuInterface,
@@ -184,8 +185,46 @@ function pairSeries(name: string, make: (n: number) => Harness, a = 1, b = 256):
   console.log(`${name.padEnd(46)} ${String(a).padStart(3)}: ${f(median(ra))}   ${String(b).padStart(3)}: ${f(median(rb))}   ratio ${b}/${a} median ${median(ratios).toFixed(2)} (pairs: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
 }
 
+/** Virtual-time figures: the same assigned-device MSI load on GICv3 and GICv4 (busy or idle guest). */
+function exitsSideBySide(): void {
+  const N = 1000;
+  const PERIOD = 20_000;
+  console.log(`\nSame device MSI load (${N} MSIs, one every ${PERIOD / 1000} µs) to vCPU 0 — virtual time, from the simulation:`);
+  console.log('GIC    host   guest  exits/irq  IRQ-exits  WFx-exits  host-irqs/irq  doorbells  mean MSI→ack (ns)  p99 (ns)');
+  for (const guestIdle of [false, true]) {
+    for (const [gic, vhe] of [['v3', true], ['v3', false], ['v4', true], ['v4.1', true]] as const) {
+      const ctx = createSimContext({ seed: 7 });
+      const host = new ArmHost(ctx, { numCpus: 2, version: gic });
+      const vm = new ArmVm(ctx, { numVcpus: 1, gic, host, vhe, memory: GuestMemory.ofSize(GuestGicDriver.tablesSize(1) + 0x100000) });
+      vm.start();
+      const r = { ctx, vm, host, mem: vm.memory };
+      const dev = assignedDevice(r, 0x100, 1);
+      vm.kvmVgicV4SetForwarding(dev.hostIrq, dev.routes.entries()[0]);
+      vm.vcpus[0].guest.idleWithWfi = guestIdle;
+      const sent: number[] = [];
+      const lat = new Histogram();
+      vm.vcpus[0].onInterrupt(dev.guestLpi, () => lat.record(ctx.scheduler.now - sent[lat.count]));
+      ctx.scheduler.runUntil(50_000);
+      const e0 = vm.exitCounts();
+      const h0 = host.stats.hostIrqs;
+      const nic = ctx.scheduler.actor({ name: 'nic', kind: 'device', cpu: 1 });
+      for (let i = 0; i < N; i++) {
+        ctx.scheduler.at(100_000 + i * PERIOD, nic, () => {
+          sent.push(ctx.scheduler.now);
+          host.deviceMsi(0x100, 0);
+        });
+      }
+      ctx.scheduler.runUntil(100_000 + N * PERIOD + 100_000);
+      const e = vm.exitCounts();
+      if (lat.count !== N) throw new Error(`${gic}: ${lat.count} of ${N} interrupts reached the guest`);
+      console.log(`${gic.padEnd(6)} ${(vhe ? 'VHE' : 'nVHE').padEnd(6)} ${(guestIdle ? 'idle' : 'busy').padEnd(6)} ${((e.total - e0.total) / N).toFixed(2).padStart(9)}  ${String(e.IRQ - e0.IRQ).padStart(9)}  ${String(e.WFx - e0.WFx).padStart(9)}  ${((host.stats.hostIrqs - h0) / N).toFixed(2).padStart(13)}  ${String(vm.v4?.stats.doorbells ?? 0).padStart(9)}  ${lat.mean().toFixed(0).padStart(17)}  ${String(lat.percentile(99)).padStart(8)}`);
+    }
+  }
+}
+
 console.log(`@virq/arm-gic bench — ${DEVICES * EVENTS_PER_DEVICE} mapped events, ${LPIS_PER_RUN} LPIs per run, ${PAIRS} alternating pairs, medians`);
 pairSeries('A hardware ITS → GICR → ICC_IAR1/EOIR1 (PEs)', (n) => hardware(n));
 pairSeries('B GICv4.1 direct vLPI → ICV_IAR1/EOIR1 (vPEs)', (n) => gicv4Direct(n));
 pairSeries('C KVM vGIC vITS → LR → ICV → fold (vCPUs)', (n) => kvmVgic(n));
-pairSeries('A with tracing on vs off (1 PE)', (n) => hardware(1, n === 1), 1, 0);
+pairSeries('A, 1 PE: tracing on (1) vs off (0)', (n) => hardware(1, n === 1), 1, 0);
+exitsSideBySide();

@@ -53,11 +53,17 @@ export class GicRedistributor {
   /** Physical address of the pending table (cached from PENDBASER). */
   pendTable = 0;
 
+  /** The pending table as bytes (resolved once, as hardware caches its PA), when in memory. */
+  private pendView: Uint8Array | undefined;
+
   private decodeBases(): void {
     this.propTable = Number(this.propbaser & GICR_PROPBASER_PA_MASK);
     this.idBits = this.propbaser === 0n ? 0 : Math.min(Number(this.propbaser & 0x1fn) + 1, this.gic.lpiIdBits);
     this.lpiLimit = 2 ** this.idBits;
     this.pendTable = Number(this.pendbaser & GICR_PENDBASER_PA_MASK);
+    const mem = this.gic.memory;
+    const bytes = this.idBits > 0 ? (2 ** this.idBits) / 8 : 0;
+    this.pendView = mem !== undefined && this.pendTable !== 0 && bytes > 0 && mem.find(this.pendTable, bytes) !== undefined ? mem.view(this.pendTable, bytes) : undefined;
   }
 
   /** 32-bit access at `offset` inside this redistributor's frames. */
@@ -201,6 +207,12 @@ export class GicRedistributor {
 
   /** Writes an LPI's bit of this redistributor's pending table (write-through; no-op without a table). */
   writePendingBit(intid: number, pending: boolean): void {
+    const v = this.pendView;
+    if (v !== undefined) {
+      const i = intid >>> 3;
+      if (i < v.length) v[i] = pending ? v[i] | (1 << (intid & 7)) : v[i] & ~(1 << (intid & 7));
+      return;
+    }
     const mem = this.gic.memory;
     if (mem === undefined || this.pendTable === 0) return;
     const addr = this.pendTable + (intid >>> 3);

@@ -150,13 +150,20 @@ export class Vpe {
     return best;
   }
 
+  private vptView: Uint8Array | undefined;
+  private vptViewAddr = -1;
+
   private writeVptBit(vintid: number, pending: boolean): void {
-    const mem = this.gic.memory;
-    if (mem === undefined || this.vptAddr === 0) return;
-    const addr = this.vptAddr + (vintid >>> 3);
-    if (!mem.isValid(addr, 1)) return;
-    const b = mem.read8(addr);
-    mem.write8(addr, pending ? b | (1 << (vintid & 7)) : b & ~(1 << (vintid & 7)));
+    if (this.vptViewAddr !== this.vptAddr) {
+      const mem = this.gic.memory;
+      const bytes = (2 ** this.vptIdBits) / 8;
+      this.vptViewAddr = this.vptAddr;
+      this.vptView = mem !== undefined && this.vptAddr !== 0 && mem.find(this.vptAddr, bytes) !== undefined ? mem.view(this.vptAddr, bytes) : undefined;
+    }
+    const v = this.vptView;
+    if (v === undefined) return;
+    const i = vintid >>> 3;
+    if (i < v.length) v[i] = pending ? v[i] | (1 << (vintid & 7)) : v[i] & ~(1 << (vintid & 7));
   }
 
   private scanVpt(): void {
