@@ -366,7 +366,10 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
 
   // ---- guest actions that trap ----
 
-  /** Queues a guest action that runs when the guest next has nothing else to do. */
+  /**
+   * Queues a guest action: it runs when the guest next runs and has no interrupt to take (a
+   * vCPU blocked in WFI runs it after something wakes it).
+   */
   private guestDo(fn: () => void): void {
     this.guestActions.push(fn);
     if (this.state === 'guest' && !this.inHandler) this.s.after(0, this.actor, () => this.guestResume());

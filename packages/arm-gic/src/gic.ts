@@ -1,4 +1,4 @@
-import { type GuestMemory, type IrqPin, type IrqPinProvider, type SimContext, type TraceArgs, type TraceChannel, VirqError } from '@virq/core';
+import { type GuestMemory, IrqLine, type IrqPin, type IrqPinProvider, type SimContext, type TraceArgs, type TraceChannel, VirqError } from '@virq/core';
 import { GicCpuInterface } from './cpu-interface.js';
 import { GicDistributor } from './distributor.js';
 import { GicErrorCode } from './errors.js';
@@ -73,7 +73,7 @@ export class Gicv3 implements IrqPinProvider {
     if (!Number.isInteger(options.numCpus) || options.numCpus < 1 || options.numCpus > 4096) {
       throw new VirqError(GicErrorCode.ConfigInvalid, `numCpus must be an integer in [1, 4096], got ${options.numCpus}`);
     }
-    if (!Number.isInteger(numSpis) || numSpis < 0 || numSpis > 988 || numSpis % 32 !== 0) {
+    if (!Number.isInteger(numSpis) || numSpis < 0 || numSpis > 960 || numSpis % 32 !== 0) {
       throw new VirqError(GicErrorCode.ConfigInvalid, `numSpis must be a multiple of 32 in [0, 960] (SPIs end at INTID 1019), got ${numSpis}`);
     }
     const lpiIdBits = options.lpiIdBits ?? 16;
@@ -212,22 +212,22 @@ export class Gicv3 implements IrqPinProvider {
     return true;
   }
 
-  /** Wired SPI inputs: pin n is SPI INTID 32 + n (the GSI → SPI numbering of vgic-irqfd). */
+  /**
+   * Wired SPI inputs: pin n is SPI INTID 32 + n (the GSI → SPI numbering of vgic-irqfd). Each
+   * pin is an `IrqLine`: its level is the OR of its sources, as KVM keeps one bit per source.
+   */
   pin(n: number): IrqPin {
     let p = this.pins.get(n);
     if (p === undefined) {
       if (!Number.isInteger(n) || n < 0 || n >= this.numSpis) {
         throw new VirqError(GicErrorCode.ConfigInvalid, `SPI pin ${n} does not exist: this GIC has ${this.numSpis} SPIs (pins 0–${this.numSpis - 1})`);
       }
-      const sources = { lo: 0 };
+      const line = new IrqLine(`SPI ${SPI_BASE_INTID + n}`);
       const intid = SPI_BASE_INTID + n;
-      p = {
-        setLevel: (level: boolean, sourceId = 0): void => {
-          const bit = 1 << sourceId;
-          sources.lo = level ? sources.lo | bit : sources.lo & ~bit;
-          this.setSpiLevel(intid, sources.lo !== 0);
-        },
-      };
+      line.onChange((change) => {
+        if (change.rose || change.fell) this.setSpiLevel(intid, change.level);
+      });
+      p = line;
       this.pins.set(n, p);
     }
     return p;

@@ -1,6 +1,6 @@
 import {
   type Actor, type EventFd, type GsiRoute, type IoeventfdRequest, type IrqRouting, type IrqfdRequest, type MsiMessage,
-  type SimContext, type TraceChannel, type VmInterruptApi, VirqError,
+  type SimContext, type TraceChannel, type VmInterruptApi, VirqError, msiAddress,
 } from '@virq/core';
 import { GicErrorCode } from './errors.js';
 import type { Its } from './its.js';
@@ -135,7 +135,7 @@ export class VgicIrqfd implements VmInterruptApi, IrqRouting {
 
   /** kvm_set_msi → vgic_its_inject_msi: 1 delivered, 0 blocked by the guest's mapping. */
   private setMsi(msg: MsiMessage, caller: string): number {
-    if (msg.requesterId === undefined) return -1;
+    if (msg.requesterId === undefined || msiAddress(msg) !== BigInt(this.its.translaterAddress)) return -1; // no ITS at that doorbell
     if (this.channel.on) this.channel.emit('vgic.its.msi', 'vgic_its_inject_msi', caller, { devid: msg.requesterId, eventid: msg.data });
     return this.its.translate(msg.requesterId, msg.data) === 'dropped' ? 0 : 1;
   }
@@ -189,7 +189,7 @@ export class VgicIrqfd implements VmInterruptApi, IrqRouting {
         continue;
       }
       const msg = r.msi;
-      if (msg.requesterId !== undefined && this.its.enabled && this.its.cached(msg.requesterId, msg.data) !== undefined) {
+      if (msg.requesterId !== undefined && this.its.enabled && msiAddress(msg) === BigInt(this.its.translaterAddress) && this.its.cached(msg.requesterId, msg.data) !== undefined) {
         this.stats.fastPath++;
         if (this.channel.on) this.channel.emit('irqfd.cached', 'vgic_its_inject_cached_translation', 'kvm_arch_set_irq_inatomic', { devid: msg.requesterId, eventid: msg.data });
         this.its.translate(msg.requesterId, msg.data);
@@ -253,6 +253,9 @@ export class VgicIrqfd implements VmInterruptApi, IrqRouting {
   signalMsi(msg: MsiMessage): number {
     if (msg.requesterId === undefined) {
       throw new VirqError(GicErrorCode.IoctlInvalid, 'KVM_SIGNAL_MSI on arm64 with an ITS needs KVM_MSI_VALID_DEVID: set requesterId (the DeviceID)', { errno: 'EINVAL' });
+    }
+    if (msiAddress(msg) !== BigInt(this.its.translaterAddress)) {
+      throw new VirqError(GicErrorCode.IoctlInvalid, `KVM_SIGNAL_MSI: no ITS doorbell at 0x${msiAddress(msg).toString(16)} (the vITS's GITS_TRANSLATER is 0x${this.its.translaterAddress.toString(16)})`, { errno: 'EINVAL' });
     }
     if (!this.its.enabled) throw new VirqError(GicErrorCode.IoctlInvalid, 'the guest has not enabled its ITS (GITS_CTLR.Enabled = 0)', { errno: 'EBUSY' });
     return this.setMsi(msg, 'kvm_send_userspace_msi');

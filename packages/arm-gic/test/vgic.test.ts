@@ -145,6 +145,7 @@ describe('VmInterruptApi errors say what to change', () => {
     ['KVM_IRQ_LINE SPI below 32', () => api.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, 5), true), 'EINVAL'],
     ['KVM_IRQ_LINE PPI of a missing vCPU', () => api.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_PPI, 9, 27), true), 'EINVAL'],
     ['KVM_SIGNAL_MSI without a DeviceID', () => api.signalMsi(msiMessage(0x0809_0040, 0)), 'EINVAL'],
+    ['KVM_SIGNAL_MSI to an address with no ITS', () => api.signalMsi(msiMessage(0xfee0_0000, 0, 8)), 'EINVAL'],
     ['an irqchip route to irqchip 1', () => api.setGsiRouting([{ gsi: 1, type: 'irqchip', irqchip: 1, pin: 0 }]), 'EINVAL'],
   ])('%s → %s', (_name, fn, errno) => {
     expect(code(fn)).toBe(errno);
@@ -260,4 +261,11 @@ test('registerArmGic registers the ARM implementations behind core tokens', () =
   vm.gic.pin(7).setLevel(true);
   expect(vm.gic.spis[7].lineLevel).toBe(true);
   expect(vm.vcpus[0].hasPendingInterrupt()).toBe(true);
+  // the pin is the OR of its sources (KVM's per-source line state)
+  vm.gic.pin(7).setLevel(true, 40);
+  vm.gic.pin(7).setLevel(false);
+  expect(vm.gic.spis[7].lineLevel).toBe(true);
+  vm.gic.pin(7).setLevel(false, 40);
+  expect(vm.gic.spis[7].lineLevel).toBe(false);
+  expect(() => vm.gic.pin(64)).toThrow(/pins 0–63/);
 });
