@@ -237,7 +237,7 @@ export class Gicv3 implements IrqPinProvider {
   raiseSgi(pe: number, intid: number, source: number): void {
     const irq = this.redistributors[pe].privateIrqs[intid & 0xf];
     irq.pendingLatch = true;
-    if (this.traceOn) this.trace('gic.sgi', 'gic_raise_sgi', 'gic_ipi_send_mask', { from: source, to: pe, intid });
+    if (this.traceOn) this.trace('gic.sgi', 'gic_send_sgi', 'gic_ipi_send_mask', { from: source, to: pe, intid });
     this.irqChanged(irq);
   }
 

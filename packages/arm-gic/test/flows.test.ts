@@ -111,6 +111,7 @@ describe('F19: GICv4, a vLPI delivered directly', () => {
     test(`${version}: resident vPE takes the vLPI with no exit; non-resident gets its VPT bit and a doorbell`, () => {
       const r = armMachine(version, { numVcpus: 1, hostCpus: 2 });
       const { ctx, vm, host } = r;
+      const schedule = version === 'v4.1' ? 'its_vpe_4_1_schedule' : 'its_vpe_schedule'; // irq-gic-v3-its.c
       const dev = assignedDevice(r, 0x100, 1);
       const rec = new TraceRecorder(ctx.trace.events$);
       expect(vm.kvmVgicV4SetForwarding(dev.hostIrq, dev.routes.entries().find((e) => e.gsi === dev.gsi)!)).toBe(0);
@@ -150,13 +151,13 @@ describe('F19: GICv4, a vLPI delivered directly', () => {
       expect(vptBit).not.toBe(0); // pending bit set in the vPE's virtual pending table
       expect(got).toEqual([dev.guestLpi, dev.guestLpi]);
       expect(inOrder(fnsOf(rec.events), ['its_vlpi_set_pending', 'gic_handle_irq', 'vgic_v4_doorbell_handler', 'kvm_vcpu_kick',
-        'kvm_vcpu_wakeup', 'vgic_v4_load', 'its_vpe_schedule', 'kvm_entry', 'gic_handle_irq'])).toBe(true);
+        'kvm_vcpu_wakeup', 'vgic_v4_load', schedule, 'kvm_entry', 'gic_handle_irq'])).toBe(true);
       expect(rec.events.find((e) => e.fn === 'its_vlpi_set_pending')!.args['outcome']).toBe('doorbell');
       // the doorbell was taken by the host on the vPE's CPU while no vCPU ran there
       const db = rec.events.find((e) => e.fn === 'vgic_v4_doorbell_handler')!;
       expect(db.actor.name).toBe('swapper/0');
       // scheduling in made the vPE resident again on the vCPU's redistributor (VPENDBASER.Valid)
-      expect(rec.events.find((e) => e.fn === 'its_vpe_schedule')!.args['rd']).toBe(0);
+      expect(rec.events.find((e) => e.fn === schedule)!.args['rd']).toBe(0);
       // and it went non-resident again when the idle guest blocked (Valid = 0)
       expect((host.gic.redistributors[0].read64(GICR_VLPI_FRAME + GICR_VPENDBASER) >> 63n) & 1n).toBe(0n);
     });
