@@ -182,8 +182,8 @@ export class PciDevice {
   }
 
   /** pci_set_irq: INTx level from the device; the pin follows unless COMMAND.INTX_DISABLE. */
-  setIrq(level: boolean): void {
-    if (this.trace.on) this.trace.emit('pci.set_irq', 'pci_set_irq', 'virtio_pci_notify', { dev: this.name, level: level ? 1 : 0 });
+  setIrq(level: boolean, caller = 'virtio_pci_notify'): void {
+    if (this.trace.on) this.trace.emit('pci.set_irq', 'pci_set_irq', caller, { dev: this.name, level: level ? 1 : 0 });
     if (level === this.irqState) return;
     this.irqState = level;
     const st = this.config.get16(PciReg.STATUS);
@@ -198,8 +198,8 @@ export class PciDevice {
   }
 
   /** pci_device_deassert_intx. */
-  deassertIntx(): void {
-    this.setIrq(false);
+  deassertIntx(caller = 'pci_device_deassert_intx'): void {
+    this.setIrq(false, caller);
   }
 
   /**

@@ -440,8 +440,8 @@ export class GuestVirtioPci {
 
   /** vp_interrupt (INTx): read ISR (clears it and deasserts the line), then config / queues. */
   intxInterrupt(): boolean {
+    this.emit('guest.interrupt', 'vp_interrupt', '__handle_irq_event_percpu', { bdf: this.bdf });
     const isr = this.transport === 'modern' ? this.access.mmioRead(this.isr, 1) : this.access.pioRead(this.ioBase + LegacyReg.ISR, 1);
-    this.emit('guest.interrupt', 'vp_interrupt', 'handle_irq_event', { isr });
     if (isr === 0) {
       this.spurious++;
       return false;

@@ -379,7 +379,7 @@ export class VirtioPciProxy implements VirtioBusTransport {
     const v = this.device.isr;
     this.device.isr = 0;
     if (this.trace.on) this.trace.emit('virtio.isr_read', 'virtio_pci_isr_read', 'memory_region_read_accessor', { dev: this.device.name, isr: v });
-    this.pci.setIrq(false);
+    this.pci.setIrq(false, 'pci_irq_deassert');
     return v;
   }
 

@@ -247,3 +247,29 @@ describe('switching backends at run time', () => {
     expect(io.length).toBe(3 + 2 + 3);
   });
 });
+
+describe('vhost with a guest on INTx', () => {
+  test('without vhostforce the userspace device stays (vhost_net_query), with a message', () => {
+    const m = vhostMachine('vhost-kernel', { irqModes: ['intx'] });
+    m.net.setBackend({ kind: 'vhost-kernel', ops: [m.be] });
+    const d = onVcpu(m, () => m.probe());
+    expect(m.net.vhostStarted).toBe(false);
+    expect(m.net.backendMessages[0]).toMatch(/needs MSI-X guest notifiers.*set force/);
+    onVcpu(m, () => d.startXmit(new Uint8Array(64)));
+    expect(m.peer.frames.length).toBe(1);
+  });
+
+  test('with vhostforce: F8\'s INTx branch — main loop reads the call fd, virtio_pci_notify raises INTx from ISR bit 0', () => {
+    const m = vhostMachine('vhost-kernel', { irqModes: ['intx'] });
+    m.net.setBackend({ kind: 'vhost-kernel', ops: [m.be], force: true });
+    const d = onVcpu(m, () => m.probe());
+    expect(m.net.vhostStarted).toBe(true);
+    const rec = new TraceRecorder(m.ctx.trace.events$);
+    onVcpu(m, () => d.startXmit(new Uint8Array(64)));
+    expect(d.txCompleted).toBe(1);
+    const chain = ['virtio_queue_guest_notifier_read', 'event_notifier_test_and_clear', 'virtio_irq', 'virtio_notify_vector', 'virtio_pci_notify', 'pci_set_irq', 'vp_interrupt', 'virtio_pci_isr_read', 'pci_set_irq'];
+    expect(rec.functions().filter((f) => chain.includes(f))).toEqual(chain);
+    expect(rec.events.filter((e) => e.fn === 'pci_set_irq').map((e) => [e.caller, e.args['level']])).toEqual([['virtio_pci_notify', 1], ['pci_irq_deassert', 0]]);
+    expect(m.intx.level).toBe(false);
+  });
+});
