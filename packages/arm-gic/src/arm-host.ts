@@ -6,7 +6,7 @@ import { ItsDriver } from './its-driver.js';
 import { Its, type TranslateResult } from './its.js';
 import {
   GICD_CTLR, GICD_CTLR_ENABLE_G1, GICR_CTLR, GICR_INVLPIR, GICR_PENDBASER, GICR_PROPBASER, INTID_SPURIOUS, LPI_BASE_INTID,
-  LPI_PROP_ENABLED, LPI_PROP_GROUP1,
+  LPI_PROP_ENABLED, LPI_PROP_GROUP1, MAINTENANCE_PPI,
 } from './registers.js';
 
 /** What a host interrupt handler tells the GIC driver after it ran. */
@@ -97,6 +97,17 @@ export class ArmHost {
     }, this.channel);
     this.driver.init();
     for (let c = 0; c < n; c++) this.driver.send('its_send_mapc', ItsCommand.mapc(c, c, true));
+    // KVM's per-CPU maintenance interrupt (vgic_init: request_percpu_irq(vgic_maintenance_handler)).
+    // Its only job is to make the vCPU exit; by the time the host takes it, the world switch has
+    // cleared ICH_HCR, so the handler just sees the (level) line low again.
+    this.handlers.set(MAINTENANCE_PPI, {
+      name: 'vgic_maintenance_handler',
+      fn: (_intid, cpu) => {
+        this.gic.setPpiLevel(cpu, MAINTENANCE_PPI, false);
+        return 'handled';
+      },
+    });
+    for (let c = 0; c < n; c++) this.setIrqEnabled(MAINTENANCE_PPI, true, c);
   }
 
   get numCpus(): number {

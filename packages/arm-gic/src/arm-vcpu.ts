@@ -34,6 +34,8 @@ export interface ArmVcpuHost {
   handleMmio(vcpu: ArmVcpu, access: GuestMmioAccess): boolean;
   /** vgic_v3_dispatch_sgi (trapped ICC_SGI1R_EL1 write). */
   dispatchSgi(vcpu: ArmVcpu, value: bigint): void;
+  /** Drives the maintenance interrupt (PPI 25) of host CPU `cpu`. */
+  setMaintenanceLevel(cpu: number, level: boolean): void;
   /** The host: physical interrupts pending at this CPU are handled on the exit path. */
   occupy(cpu: number, sink: PhysicalIrqSink): void;
   vacate(cpu: number): void;
@@ -167,9 +169,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     this.vm.occupy(this.cpu, this);
     if (this.state !== 'guest') return; // a pending physical interrupt made it exit at once
     if (this.vgicCpu.cpuif.maintenance) {
-      this.stats.maintenance++;
-      this.exit('IRQ', 'maintenance');
-      return;
+      this.raiseMaintenance();
+      if (this.state !== 'guest') return;
     }
     this.guestResume();
   }
@@ -218,8 +219,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
         this.inHandler = false;
         if (this.state !== 'guest') return;
         if (this.deferredExit === undefined && cpuif.maintenance) {
-          this.stats.maintenance++;
-          this.deferredExit = { reason: 'IRQ', detail: 'maintenance' };
+          this.raiseMaintenance();
+          if (this.state !== 'guest') return;
         }
         this.guestResume();
       });
@@ -340,9 +341,24 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     }
   }
 
+  private maintenanceRaised = false;
+
+  /**
+   * ICH_MISR ≠ 0 with ICH_HCR.En: the virtual CPU interface asserts the maintenance interrupt,
+   * PPI 25 of this physical CPU — a host interrupt, so the vCPU exits (IRQ).
+   */
+  private raiseMaintenance(): void {
+    this.stats.maintenance++;
+    this.maintenanceRaised = true;
+    this.vm.setMaintenanceLevel(this.cpu, true);
+  }
+
   /** PhysicalIrqSink: a physical interrupt at this CPU while the vCPU runs the guest. */
   physicalIrq(): void {
-    if (this.state === 'guest') this.exit('IRQ', 'host-irq');
+    if (this.state !== 'guest') return;
+    const detail = this.maintenanceRaised ? 'maintenance' : 'host-irq';
+    this.maintenanceRaised = false;
+    this.exit('IRQ', detail);
   }
 
   /**

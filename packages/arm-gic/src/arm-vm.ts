@@ -5,6 +5,7 @@ import { GicErrorCode } from './errors.js';
 import { type GicVersion, Gicv3 } from './gic.js';
 import { GuestGicDriver } from './guest-gic-driver.js';
 import { Its } from './its.js';
+import { MAINTENANCE_PPI } from './registers.js';
 import { Vgic } from './vgic.js';
 import { VgicIrqfd } from './vgic-irqfd.js';
 import { VgicV4 } from './vgic-v4.js';
@@ -158,6 +159,10 @@ export class ArmVm implements ArmVcpuHost {
   }
 
   // ---- ArmVcpuHost ----
+
+  setMaintenanceLevel(cpu: number, level: boolean): void {
+    this.host.gic.setPpiLevel(cpu, MAINTENANCE_PPI, level);
+  }
 
   vgicV4Load(vcpu: ArmVcpu): void {
     this.v4?.load(vcpu);

@@ -73,7 +73,8 @@ describe('KVM vGIC: flush, fold, maintenance', () => {
   });
 
   test('level SPI with an irqfd resampler: EOI maintenance → kvm_notify_acked_irq → resamplefd signalled, line deasserted', () => {
-    const { ctx, vm } = armMachine('v3', { numVcpus: 1 });
+    const r = armMachine('v3', { numVcpus: 1 });
+    const { ctx, vm } = r;
     vm.guestDriver.enableSpi(35, { trigger: 'level' });
     const fd = new EventFd(ctx.scheduler, { name: 'intx-trigger' });
     const resample = new EventFd(ctx.scheduler, { name: 'intx-resample' });
@@ -93,6 +94,11 @@ describe('KVM vGIC: flush, fold, maintenance', () => {
     expect((lr >> 41n) & 1n).toBe(1n); // EOI bit: KVM wants a maintenance exit on deactivation
     expect(inOrder(fnsOf(rec.events), ['gic_eoi_irq', 'kvm_exit', 'vgic_v3_fold_lr_state', 'kvm_notify_acked_irq', 'irqfd_resampler_ack'])).toBe(true);
     expect(rec.events.find((e) => e.fn === 'kvm_exit' && e.args['detail'] === 'maintenance')).toBeDefined();
+    // the maintenance interrupt is PPI 25 of the host CPU, taken by the host on the exit path
+    const mi = rec.events.find((e) => e.fn === 'generic_handle_domain_irq' && e.args['intid'] === 25)!;
+    expect(mi.args['handler']).toBe('vgic_maintenance_handler');
+    expect(mi.actor.name).toBe('CPU 0/KVM');
+    expect(r.host.gic.irqFor(25, 0)!.state).toBe('inactive');
   });
 
   test('SGI through a trapped ICC_SGI1R_EL1 write (SYS64 exit) reaches the other vCPU', () => {
