@@ -17,3 +17,4 @@ export { VhostUserSocketConnection } from './socket-connection.js';
 export { VhostUserNetServer, type VhostUserNetServerOptions } from './vhost-user-net-server.js';
 export { parseVhostUserNetArgs, runVhostUserNetCli, type VhostUserNetCliArgs } from './cli.js';
 export { BlockingSocketChannel } from './blocking-socket-channel.js';
+export { VhostIoctl, VhostKernelNet, type VhostKernelEvent, type VhostKernelMemoryRegion, type VhostKernelNetOptions } from './vhost-kernel.js';
