@@ -5,6 +5,7 @@ import type { GuestMemory } from './memory.js';
 import type { MsiMessage, MsiSink } from './msi.js';
 import type { Scheduler } from './scheduler.js';
 import type { TraceBus } from './trace.js';
+import type { VmInterruptApi } from './vm-interrupt-api.js';
 
 /** An entry of the GSI routing table (`struct kvm_irq_routing_entry`). */
 export type GsiRoute =
@@ -53,4 +54,6 @@ export const Tokens = {
   IrqPins: token<IrqPinProvider>('IrqPins'),
   IrqRouting: token<IrqRouting>('IrqRouting'),
   VcpuInterruptTargets: token<readonly VcpuInterruptTarget[]>('VcpuInterruptTargets'),
+  /** The VM's interrupt ioctls (x86 kvm-irqchip or ARM vGIC): what QEMU-side device wiring uses. */
+  VmInterruptApi: token<VmInterruptApi>('VmInterruptApi'),
 } as const;
