@@ -851,7 +851,10 @@ export class VirtioPciProxy implements VirtioBusTransport {
       const vq = d.queues[n]!;
       const v = vq.vector;
       if (v < start || v >= end || !m.isMasked(v)) continue;
-      if (d.guestNotifierPending !== undefined && d.useGuestNotifierMask) {
+      // QEMU asks guest_notifier_pending whenever the device has it — even for vhost-user, whose
+      // call fd never moves to the masked notifier: there the event stays in the guest
+      // notifier and KVM delivers it when the unmask re-assigns the irqfd.
+      if (d.guestNotifierPending !== undefined) {
         if (d.guestNotifierPending(n)) m.setPending(v);
       } else if (vq.guestNotifier !== undefined && vq.guestNotifier.testAndClear() > 0) {
         m.setPending(v);

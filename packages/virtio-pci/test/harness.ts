@@ -45,10 +45,13 @@ export class RecordingVm implements VmInterruptApi {
   private readonly irqfds = new Map<EventFd, { gsi: number; remove: () => void }>();
   irqfdDeliveries = 0;
 
+  private kworker: Actor | undefined;
+
   constructor(
     readonly sink: MsiSink,
     readonly irqfdCapable = true,
     readonly ioeventfdCapable = true,
+    readonly ctx?: SimContext,
   ) {}
 
   setGsiRouting(entries: readonly GsiRoute[]): void {
@@ -63,17 +66,22 @@ export class RecordingVm implements VmInterruptApi {
       this.irqfds.delete(r.fd);
       return;
     }
-    const remove = r.fd.addWaiter({
-      wake: (fd) => {
-        if (fd.testAndClear() === 0) return;
-        const route = this.routes.find((e) => e.gsi === r.gsi);
-        if (route?.type === 'msi') {
-          this.irqfdDeliveries++;
-          this.sink.deliverMsi(route.msi);
-        }
-      },
-    });
+    const inject = (fd: EventFd): void => {
+      if (fd.testAndClear() === 0) return;
+      const route = this.routes.find((e) => e.gsi === r.gsi);
+      if (route?.type === 'msi') {
+        this.irqfdDeliveries++;
+        this.sink.deliverMsi(route.msi);
+      }
+    };
+    const remove = r.fd.addWaiter({ wake: inject });
     this.irqfds.set(r.fd, { gsi: r.gsi, remove });
+    // kvm_irqfd_assign: an event already pending on the eventfd is injected as if it had not been missed.
+    if (r.fd.readable && this.ctx !== undefined) {
+      this.kworker ??= this.ctx.scheduler.actor({ name: 'kworker/0:1', kind: 'kernel', cpu: 0 });
+      this.log.push(`irqfd pending at assign: schedule_work(irqfd_inject) gsi=${r.gsi}`);
+      this.ctx.scheduler.after(0, this.kworker, () => inject(r.fd));
+    }
   }
 
   ioeventfd(r: IoeventfdRequest): void {
@@ -198,7 +206,7 @@ function base(opts: MachineOptions) {
   const mem = new GuestMemory([{ gpa: 0, size: 32 << 20, name: 'ram' }]);
   const sink = new GuestMsiSink(ctx);
   const kvm = opts.kvm ?? true;
-  const vm = kvm ? new RecordingVm(sink, opts.irqfd ?? true, opts.ioeventfd ?? true) : undefined;
+  const vm = kvm ? new RecordingVm(sink, opts.irqfd ?? true, opts.ioeventfd ?? true, ctx) : undefined;
   const routes = vm !== undefined ? new KvmRoutingTable(vm, 24) : undefined;
   const bus = new PciBus(0);
   const access = new TestAccess(bus, vm);
