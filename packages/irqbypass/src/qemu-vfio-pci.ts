@@ -2,7 +2,7 @@ import { EventFd, type Actor, type KvmRoutingTable, type MsiMessage, type SimCon
 import type { MsixTable, PciDevice } from '@virq/pci';
 import type { IrqBypassPkgTraceEvent } from './trace-events.js';
 import type { VfioPciCore } from './vfio-pci-core.js';
-import { VfioIrqSetFlag, VfioPciIrqIndex } from './vfio-uapi.js';
+import { VfioIrqInfoFlag, VfioIrqSetFlag, VfioPciIrqIndex } from './vfio-uapi.js';
 
 /** QEMU's `VFIOMSIVector`: two notifiers per vector. */
 export interface VfioMsiVectorState {
@@ -54,8 +54,8 @@ export interface QemuVfioPciInit {
  * - `vfio_msix_vector_use` (MSI-X use notifier, vector unmasked) → `vfio_msix_vector_do_use`:
  *   add the route + irqfd the first time, otherwise `vfio_update_kvm_msi_virq`
  *   (`kvm_irqchip_update_msi_route` + `kvm_irqchip_commit_routes` = KVM_SET_GSI_ROUTING),
- *   then SET_IRQS with `kvm_interrupt`; a vector past `nr_vectors` re-enables the whole
- *   index; the VFIO-side pending bit is cleared;
+ *   then SET_IRQS with `kvm_interrupt` for that vector (a vector past `nr_vectors` re-enables
+ *   the whole index when the kernel reports NORESIZE); the VFIO-side pending bit is cleared;
  * - `vfio_msix_vector_release` (masked) → SET_IRQS with `interrupt` (the route and irqfd stay);
  * - `vfio_msi_interrupt`: a masked vector sets its pending bit and enables PBA emulation,
  *   then `msix_notify` (which pends it in the emulated PBA, or sends it);
@@ -77,6 +77,8 @@ export class QemuVfioPci {
   /** memory_region_set_enabled(&pdev->msix_pba_mmio, …): PBA reads are emulated. */
   pbaEmulated = false;
   private msixWasEnabled = false;
+  /** vdev->msix->noresize: the kernel cannot add MSI-X vectors to an enabled index. */
+  private msixNoResize = true;
   private readonly noKvmMsix: boolean;
   private intx: { interrupt: EventFd; unmask: EventFd | undefined; kvmAccel: boolean; pending: boolean; remove: (() => void) | undefined } | undefined;
   private readonly intxGsi: number | undefined;
@@ -129,6 +131,7 @@ export class QemuVfioPci {
   msixEnable(): void {
     this.disableInterrupts();
     this.interruptMode = 'msix';
+    this.msixNoResize = (this.vfio.getIrqInfo(VfioPciIrqIndex.MSIX).flags & VfioIrqInfoFlag.NORESIZE) !== 0;
     if (this.trace.on) this.trace.emit('qemu.vfio', 'vfio_msix_enable', 'vfio_pci_write_config', { dev: this.pdev.name });
     // Put the physical device in MSI-X mode with no vector enabled, like the guest's view.
     this.doUse(0, undefined);
@@ -187,9 +190,11 @@ export class QemuVfioPci {
     } else if (msg !== undefined) {
       this.addKvmMsiVirq(v, msg);
     }
-    if (this.nrVectors < nr + 1) {
+    const resizing = this.nrVectors < nr + 1;
+    if (resizing) this.nrVectors = nr + 1;
+    if (resizing && this.msixNoResize) {
+      // The host cannot grow an enabled index: shut it down and enable nr_vectors at once.
       this.disableIrqIndex(VfioPciIrqIndex.MSIX);
-      this.nrVectors = nr + 1;
       this.enableVectors();
     } else {
       const fd = v.virq >= 0 ? v.kvmInterrupt! : v.interrupt;

@@ -20,6 +20,12 @@ export type VfioIrqType = 'none' | 'intx' | 'msi' | 'msix';
 export interface VfioPciCoreOptions {
   /** Host CPU a vector's IRQ is affine to (the physical vector's destination). Default: CPU 0. */
   irqCpu?: (index: 'intx' | 'msi' | 'msix', vector: number) => number;
+  /**
+   * The host can allocate MSI-X vectors after enabling (pci_msix_can_alloc_dyn, Linux ≥ 6.5):
+   * GET_IRQ_INFO then omits NORESIZE for MSI-X and QEMU adds vectors one at a time instead of
+   * disabling and re-enabling the whole index. Default true.
+   */
+  dynamicMsix?: boolean;
 }
 
 /** One MSI/MSI-X vector's context (`struct vfio_pci_irq_ctx`), which is also its bypass producer. */
@@ -68,6 +74,7 @@ export class VfioPciCore {
   private errTrigger: EventFd | null = null;
   private reqTrigger: EventFd | null = null;
   private readonly irqCpu: (index: 'intx' | 'msi' | 'msix', vector: number) => number;
+  private readonly dynamicMsix: boolean;
   private readonly workqueue: Actor;
   readonly trace: TraceChannel<IrqBypassPkgTraceEvent>;
   /** Producer registrations that failed (logged by the kernel, token cleared). */
@@ -83,6 +90,7 @@ export class VfioPciCore {
     options: VfioPciCoreOptions = {},
   ) {
     this.irqCpu = options.irqCpu ?? (() => 0);
+    this.dynamicMsix = options.dynamicMsix ?? true;
     this.trace = ctx.trace.channel<IrqBypassPkgTraceEvent>('vfio-pci');
     this.workqueue = ctx.scheduler.actor({ name: 'kworker/vfio-irqfd-cleanup', kind: 'kernel', cpu: 0 });
     device.connect({ msi: (k, n) => this.deviceMsi(k, n), intx: () => this.deviceIntx() });
@@ -140,7 +148,7 @@ export class VfioPciCore {
     }
     let flags = VfioIrqInfoFlag.EVENTFD;
     if (index === VfioPciIrqIndex.INTX) flags |= VfioIrqInfoFlag.MASKABLE | VfioIrqInfoFlag.AUTOMASKED;
-    else if (index !== VfioPciIrqIndex.MSIX) flags |= VfioIrqInfoFlag.NORESIZE;
+    else if (index !== VfioPciIrqIndex.MSIX || !this.dynamicMsix) flags |= VfioIrqInfoFlag.NORESIZE;
     return { index, flags, count: this.irqCount(index) };
   }
 
@@ -295,10 +303,13 @@ export class VfioPciCore {
     this.vectors.set(vector, c);
   }
 
-  /** vfio_msi_alloc_irq: the vector's host IRQ (allocated dynamically for MSI-X). */
+  /** vfio_msi_alloc_irq: the vector's host IRQ (allocated dynamically for MSI-X when the host can). */
   private allocIrq(vector: number, kind: 'msi' | 'msix'): number {
     let irq = this.hostIrqs.get(vector);
     if (irq === undefined) {
+      if (this.irqType === kind && (kind === 'msi' || !this.dynamicMsix)) {
+        throw new VirqError(IrqBypassErrorCode.VfioNoVector, `vector ${vector} was not allocated when ${kind.toUpperCase()} was enabled and this host cannot add vectors dynamically; disable the index and enable it with more vectors`, { errno: 'EINVAL' });
+      }
       irq = this.irqs.allocMsiIrq(this.irqCpu(kind, vector), this.device.requesterId);
       this.hostIrqs.set(vector, irq);
     }

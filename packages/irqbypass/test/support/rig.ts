@@ -14,6 +14,8 @@ export interface RigOptions {
   /** Host CPU of each physical vector's IRQ. */
   irqCpu?: (vector: number) => number;
   intxGsi?: number;
+  /** vfio-pci can add MSI-X vectors to an enabled index (no NORESIZE). Default true. */
+  dynamicMsix?: boolean;
 }
 
 /** A host with one VM (MiniKvm), one assigned device, QEMU's VFIO side and a guest driver. */
@@ -35,7 +37,7 @@ export class Rig {
     this.host = new IrqBypassHost(this.ctx, { kvm: this.kvm, hostCpus: o.hostCpus ?? 16, vendor: o.vendor ?? 'vmx', devicePosting: o.devicePosting ?? true });
     const n = o.msixVectors ?? 3;
     const irqCpu = o.irqCpu ?? (() => 0);
-    this.vfio = this.host.assignDevice({ name: '0000:3b:00.0', requesterId: 0x3b00, msixVectors: n }, { irqCpu: (_k, v) => irqCpu(v) });
+    this.vfio = this.host.assignDevice({ name: '0000:3b:00.0', requesterId: 0x3b00, msixVectors: n }, { irqCpu: (_k, v) => irqCpu(v), dynamicMsix: o.dynamicMsix ?? true });
     this.pdev = new PciDevice(this.ctx, { name: 'vfio-pci.0', vendorId: 0x8086, deviceId: 0x1572, classCode: 0x020000, msiSink: this.kvm, configSize: 4096 });
     this.msix = MsixTable.exclusiveBar(this.pdev, n, 0);
     this.routes = new KvmRoutingTable(this.kvm, 24);
