@@ -6,7 +6,7 @@
  *      beside the C reference tools/ring-ref/ring_ref.c (two pthreads, same ring, built here
  *      with the system gcc), alternating runs, medians and per-pair ratios;
  *   3. notifications per buffer with and without EVENT_IDX, steady producer/consumer.
- * Options: BENCH_QUICK=1 shortens every section.
+ * Options: BENCH_QUICK=1 shortens every section; BENCH_ONLY=1|2|3 runs one section.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -162,7 +162,7 @@ async function section2(): Promise<void> {
   console.log(`\n== 2. two threads over one SharedArrayBuffer: split ring, queue ${SIZE}, batch ${BATCH}, polling (packets/s) ==`);
   console.log(`  host: ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (spinning pairs are sensitive to it)`);
   const bin = buildC();
-  const count = QUICK ? 1_000_000 : 3_000_000;
+  const count = QUICK ? 300_000 : 1_000_000;
   const pairs = QUICK ? 3 : 5;
   for (const mode of ['on-kick', 'immediate'] as const) {
     const ts: number[] = [];
@@ -262,6 +262,7 @@ function section3(): void {
   }
 }
 
-section1();
-await section2();
-section3();
+const only = process.env['BENCH_ONLY'];
+if (only === undefined || only === '1') section1();
+if (only === undefined || only === '2') await section2();
+if (only === undefined || only === '3') section3();
