@@ -7,6 +7,14 @@
 export interface PacketHandler {
   readonly name: string;
   handle(frame: Uint8Array, reply: (frame: Uint8Array) => void): void;
+  /**
+   * A declarative equivalent of `handle` the zero-copy data path can run inline: 'macswap'
+   * (copy to RX, swap MACs there), 'loopback' (copy to RX), 'drop'. Handlers with side
+   * effects beyond that leave it undefined.
+   */
+  readonly forward?: 'macswap' | 'loopback' | 'drop';
+  /** Told about frames the inline path consumed (counters). */
+  counted?(frames: number, bytes: number): void;
 }
 
 /** testpmd's macswap: swap destination and source MAC, send the frame back. */
@@ -14,6 +22,7 @@ export function macswapHandler(): PacketHandler {
   const tmp = new Uint8Array(6);
   return {
     name: 'macswap',
+    forward: 'macswap',
     handle(frame, reply) {
       if (frame.length < 12) return;
       tmp.set(frame.subarray(0, 6));
@@ -26,18 +35,23 @@ export function macswapHandler(): PacketHandler {
 
 /** Reflects every frame unchanged. */
 export function loopbackHandler(): PacketHandler {
-  return { name: 'loopback', handle: (frame, reply) => reply(frame) };
+  return { name: 'loopback', forward: 'loopback', handle: (frame, reply) => reply(frame) };
 }
 
 /** Counts frames and bytes, sends nothing back (testpmd rxonly). */
 export function counterHandler(): PacketHandler & { frames: number; bytes: number } {
   const h = {
     name: 'count',
+    forward: 'drop' as const,
     frames: 0,
     bytes: 0,
     handle(frame: Uint8Array): void {
       h.frames++;
       h.bytes += frame.length;
+    },
+    counted(frames: number, bytes: number): void {
+      h.frames += frames;
+      h.bytes += bytes;
     },
   };
   return h;

@@ -42,6 +42,7 @@ export class VhostUserNetServer {
       handler: options.handler ?? packetHandler(options.mode ?? 'macswap'),
       poll: options.poll ?? false,
       queuePairs: options.queuePairs ?? 1,
+      dataPath: 'fast',
       defer: (fn) => void setImmediate(fn),
     });
   }

@@ -1,5 +1,6 @@
 import type { TraceBus, TraceChannel } from '@virq/core';
 import { DescriptorChain, SplitVirtqueueDevice, type VirtioRingEvent } from '@virq/virtio-ring';
+import { FastSplitQueue, regionViews } from './fast-split-queue.js';
 import type { VhostUserHost } from './host.js';
 import type { VhostUserMessage } from './message.js';
 import { macswapHandler, type PacketHandler } from './packet-handler.js';
@@ -62,6 +63,12 @@ export interface VhostUserNetOptions {
   /** Most TX chains per pass before yielding. Default 256. */
   budget?: number;
   trace?: TraceBus;
+  /**
+   * 'fast': the zero-copy FastSplitQueue when the memory table is one region (every real
+   * front end), else virtio-ring; 'virtio-ring': always @virq/virtio-ring's
+   * SplitVirtqueueDevice (the model's default: its trace shows every ring step).
+   */
+  dataPath?: 'fast' | 'virtio-ring';
   /** Extra features to offer / protocol features override. */
   features?: bigint;
   protocolFeatures?: bigint;
@@ -70,6 +77,8 @@ export interface VhostUserNetOptions {
 interface QueuePair {
   rx: SplitVirtqueueDevice | undefined;
   tx: SplitVirtqueueDevice | undefined;
+  frx: FastSplitQueue | undefined;
+  ftx: FastSplitQueue | undefined;
   scheduled: boolean;
   /** RX used elements filled and not yet flushed. */
   rxPending: number;
@@ -91,6 +100,9 @@ export class VhostUserNetBackend<F> {
   handler: PacketHandler;
   readonly queuePairs: number;
   readonly poll: boolean;
+  readonly dataPath: 'fast' | 'virtio-ring';
+  /** Whether the running device uses the fast path. */
+  fast = false;
   private pairs: QueuePair[] = [];
   private hdrLen = 12;
   private mrg = true;
@@ -111,6 +123,7 @@ export class VhostUserNetBackend<F> {
     this.handler = options.handler ?? macswapHandler();
     this.queuePairs = options.queuePairs ?? 1;
     this.poll = options.poll ?? false;
+    this.dataPath = options.dataPath ?? 'virtio-ring';
     this.budget = options.budget ?? 256;
     this.defer = options.defer;
     this.ringTrace = options.trace?.channel<VirtioRingEvent>('virtio-ring');
@@ -146,7 +159,14 @@ export class VhostUserNetBackend<F> {
     this.mrg = p.hasFeature(VirtioFeature.NET_F_MRG_RXBUF);
     this.hdrLen = this.mrg || p.hasFeature(VirtioFeature.F_VERSION_1) ? 12 : 10;
     this.pairs = [];
-    for (let q = 0; q < this.queuePairs; q++) this.pairs.push({ rx: undefined, tx: undefined, scheduled: false, rxPending: 0 });
+    const regions = p.mem!.regions;
+    const r0 = regions[0];
+    this.fast = this.dataPath === 'fast' && regions.length === 1 && r0 !== undefined && (r0.mapping.offset & 3) === 0 && !p.hasFeature(VirtioFeature.F_ACCESS_PLATFORM);
+    for (let q = 0; q < this.queuePairs; q++) this.pairs.push({ rx: undefined, tx: undefined, frx: undefined, ftx: undefined, scheduled: false, rxPending: 0 });
+    if (this.fast) {
+      this.newFastDevice();
+      return;
+    }
     for (let i = 0; i < p.nrVring; i++) {
       const v = p.vrings[i]!;
       const dev = new SplitVirtqueueDevice(mem, {
@@ -179,6 +199,30 @@ export class VhostUserNetBackend<F> {
     else for (let q = 0; q < this.pairs.length; q++) this.schedule(q);
   }
 
+  private newFastDevice(): void {
+    const p = this.protocol;
+    const r = p.mem!.regions[0]!;
+    const views = regionViews(r.mapping.buffer, r.mapping.offset, r.memorySize);
+    const eventIdx = p.hasFeature(VirtioFeature.RING_F_EVENT_IDX);
+    for (let i = 0; i < p.nrVring; i++) {
+      const v = p.vrings[i]!;
+      const q = new FastSplitQueue(views, r.memorySize, r.guestPhysAddr, v.size, v.descGpa!, v.availGpa!, v.usedGpa!, eventIdx, i, () => {
+        this.counters.calls++;
+        v.calls++;
+        v.call?.signal();
+      }, this.ringTrace);
+      const usedIdx = views.u16[(v.usedGpa! - r.guestPhysAddr + 2) >>> 1]!;
+      q.setBase(usedIdx !== v.lastUsedIdx ? usedIdx : v.lastAvailIdx);
+      if (this.poll) q.disableNotification();
+      const pair = this.pairs[i >> 1];
+      if (pair === undefined) continue;
+      if ((i & 1) === 0) pair.frx = q;
+      else pair.ftx = q;
+    }
+    if (this.poll) this.startPolling();
+    else for (let q = 0; q < this.pairs.length; q++) this.schedule(q);
+  }
+
   /** DPDK destroy_device: remember where each ring stopped (GET_VRING_BASE answers it). */
   private destroyDevice(): void {
     const p = this.protocol;
@@ -188,6 +232,13 @@ export class VhostUserNetBackend<F> {
         if (dev !== undefined && v !== undefined) {
           v.lastAvailIdx = dev.getVringBase();
           v.lastUsedIdx = dev.used;
+        }
+      }
+      for (const [fq, idx] of [[pair.frx, 2 * q], [pair.ftx, 2 * q + 1]] as const) {
+        const v = p.vrings[idx];
+        if (fq !== undefined && v !== undefined) {
+          v.lastAvailIdx = fq.lastAvail;
+          v.lastUsedIdx = fq.usedIdx;
         }
       }
     });
@@ -209,7 +260,7 @@ export class VhostUserNetBackend<F> {
       pair.scheduled = false;
       if (this.pairs[q] !== pair) return;
       // vhost's handle_tx pattern: no kicks while draining, then re-enable and re-check.
-      const tx = pair.tx;
+      const tx = pair.ftx ?? pair.tx;
       if (tx === undefined) return;
       tx.disableNotification();
       const n = this.processTx(pair);
@@ -233,6 +284,7 @@ export class VhostUserNetBackend<F> {
 
   /** One pass over a pair's TX ring: at most `budget` chains. Returns the chains taken. */
   processTx(pair: QueuePair): number {
+    if (pair.ftx !== undefined) return this.processTxFast(pair, pair.ftx);
     const tx = pair.tx;
     if (tx === undefined || tx.broken) return 0;
     const p = this.protocol;
@@ -264,6 +316,144 @@ export class VhostUserNetBackend<F> {
     return n;
   }
 
+  /** The zero-copy pass: typed-array ring access, frames copied once (TX buffer → RX buffer). */
+  private processTxFast(pair: QueuePair, tx: FastSplitQueue): number {
+    let avail = tx.available();
+    if (avail === 0) return 0;
+    if (avail > this.budget) avail = this.budget;
+    const c = this.counters;
+    const hl = this.hdrLen;
+    const h = this.handler;
+    const fwd = h.forward;
+    const txEnabled = this.protocol.vrings[tx.index]?.enabled ?? false;
+    const u8 = tx.u8;
+    this.current = pair;
+    let n = 0;
+    let frames = 0;
+    let bytes = 0;
+    for (; n < avail; n++) {
+      const head = tx.nextHead();
+      if (head < 0) break;
+      let src = u8;
+      let off = tx.simple(head, false);
+      let len = tx.lastLen;
+      if (off < 0) {
+        if (!tx.walk(head, false)) break;
+        if (tx.segBytes > this.scratch.length) this.scratch = new Uint8Array(tx.segBytes);
+        len = tx.gather(this.scratch);
+        src = this.scratch;
+        off = 0;
+      }
+      if (!txEnabled) c.txDropped++;
+      else if (len > hl) {
+        frames++;
+        bytes += len - hl;
+        if (fwd === 'macswap' || fwd === 'loopback') this.deliverFast(pair, src, off + hl, len - hl, fwd === 'macswap');
+        else if (fwd !== 'drop') {
+          const f = src === u8 ? u8.slice(off + hl, off + len) : src.subarray(off + hl, off + len);
+          h.handle(f, this.replyFn);
+        }
+      }
+      tx.fill(head, 0);
+      if ((n & 31) === 31) this.flushFast(pair);
+    }
+    c.txFrames += frames;
+    c.txBytes += bytes;
+    if (fwd === 'drop' && h.counted !== undefined) h.counted(frames, bytes);
+    this.flushFast(pair);
+    this.current = undefined;
+    return n;
+  }
+
+  private flushFast(pair: QueuePair): void {
+    const c = this.counters;
+    const tx = pair.ftx!;
+    const rx = pair.frx;
+    if (tx.flushAndNotify() === 0) c.callsSuppressed++;
+    pair.rxPending = 0;
+    if (rx !== undefined && rx.flushAndNotify() === 0) c.callsSuppressed++;
+  }
+
+  /** virtio_dev_rx_split on the fast path: one frame from `src[off, off+len)` into RX. */
+  private deliverFast(pair: QueuePair, src: Uint8Array, off: number, len: number, swap: boolean): boolean {
+    const c = this.counters;
+    const rx = pair.frx;
+    if (rx === undefined || rx.available() === 0 || !(this.protocol.vrings[rx.index]?.enabled ?? false)) {
+      c.rxDropped++;
+      return false;
+    }
+    const hl = this.hdrLen;
+    const need = hl + len;
+    const head = rx.nextHead();
+    if (head < 0) {
+      c.rxDropped++;
+      return false;
+    }
+    const u8 = rx.u8;
+    const dst = rx.simple(head, true);
+    if (dst >= 0 && rx.lastLen >= need) {
+      u8.fill(0, dst, dst + hl);
+      if (hl === 12) u8[dst + 10] = 1;
+      if (src === u8) u8.copyWithin(dst + hl, off, off + len);
+      else u8.set(src.subarray(off, off + len), dst + hl);
+      if (swap && len >= 12) swapMacs(u8, dst + hl);
+      rx.fill(head, need);
+    } else if (!this.deliverFastSlow(rx, head, src, off, len, swap)) {
+      c.rxDropped++;
+      return false;
+    }
+    c.rxFrames++;
+    c.rxBytes += len;
+    if (++pair.rxPending + 64 >= rx.size) {
+      pair.rxPending = 0;
+      if (rx.flushAndNotify() === 0) c.callsSuppressed++;
+    }
+    return true;
+  }
+
+  /** Chained or (MRG_RXBUF) several RX buffers: stage header + frame, then scatter. */
+  private readonly heads: number[] = [];
+  private readonly caps: number[] = [];
+  private deliverFastSlow(rx: FastSplitQueue, first: number, src: Uint8Array, off: number, len: number, swap: boolean): boolean {
+    const hl = this.hdrLen;
+    const need = hl + len;
+    let have = 0;
+    let k = 0;
+    let head = first;
+    for (;;) {
+      if (!rx.walk(head, true)) return false;
+      this.heads[k] = head;
+      this.caps[k] = rx.segBytes;
+      have += rx.segBytes;
+      k++;
+      if (have >= need || !this.mrg || k >= 64 || rx.available() === 0) break;
+      head = rx.nextHead();
+      if (head < 0) return false;
+    }
+    if (have < need) {
+      rx.unget(k);
+      return false;
+    }
+    if (this.stage.length < need) this.stage = new Uint8Array(need);
+    const st = this.stage;
+    st.fill(0, 0, hl);
+    if (hl === 12) {
+      st[10] = k & 0xff;
+      st[11] = k >>> 8;
+    }
+    st.set(src.subarray(off, off + len), hl);
+    if (swap && len >= 12) swapMacs(st, hl);
+    let at = 0;
+    for (let i = 0; i < k; i++) {
+      rx.walk(this.heads[i]!, true);
+      const w = rx.scatter(st, at, need, 0);
+      at += w;
+      rx.fill(this.heads[i]!, w);
+    }
+    return true;
+  }
+  private stage = new Uint8Array(2048);
+
   private flushPair(pair: QueuePair): void {
     const tx = pair.tx!;
     if (tx.flush() > 0) this.notify(tx);
@@ -282,6 +472,7 @@ export class VhostUserNetBackend<F> {
    */
   deliver(frame: Uint8Array, pair: QueuePair | undefined = this.current ?? this.pairs[0]): boolean {
     const c = this.counters;
+    if (pair?.frx !== undefined) return this.deliverFast(pair, frame, 0, frame.length, false);
     const rx = pair?.rx;
     if (rx === undefined || rx.broken || !(this.protocol.vrings[rx.index]?.enabled ?? false)) {
       c.rxDropped++;
@@ -342,6 +533,11 @@ export class VhostUserNetBackend<F> {
     return n;
   }
 
+  /** The fast-path queues, for inspection: [rx0, tx0, …] (empty on the virtio-ring path). */
+  fastQueues(): (FastSplitQueue | undefined)[] {
+    return this.pairs.flatMap((p) => [p.frx, p.ftx]);
+  }
+
   /** The ring devices, for inspection: [rx0, tx0, rx1, tx1, …]. */
   rings(): (SplitVirtqueueDevice | undefined)[] {
     return this.pairs.flatMap((p) => [p.rx, p.tx]);
@@ -354,3 +550,12 @@ export class VhostUserNetBackend<F> {
   }
 }
 
+
+/** Swaps the destination and source MAC of the frame at `at`. */
+function swapMacs(b: Uint8Array, at: number): void {
+  for (let i = 0; i < 6; i++) {
+    const t = b[at + i]!;
+    b[at + i] = b[at + 6 + i]!;
+    b[at + 6 + i] = t;
+  }
+}

@@ -35,6 +35,7 @@ export interface NetRigOptions {
   handler?: PacketHandler;
   features?: bigint;
   poll?: boolean;
+  dataPath?: 'fast' | 'virtio-ring';
 }
 
 /** A guest (virtio-ring driver side) wired to the net back end through the QEMU front end. */
@@ -45,7 +46,7 @@ export function makeNetRig(o: NetRigOptions = {}): NetRig {
   const host = new InProcessHost(ctx.scheduler, { actor: be });
   const buffer = new ArrayBuffer(MEM);
   const mem = new GuestMemory([{ gpa: 0, size: MEM, buffer }]);
-  const net = new VhostUserNetBackend<InProcessFd>(host, { handler: o.handler, poll: o.poll, defer: (fn) => void ctx.scheduler.after(0, be, fn), trace: ctx.trace });
+  const net = new VhostUserNetBackend<InProcessFd>(host, { handler: o.handler, poll: o.poll, dataPath: o.dataPath, defer: (fn) => void ctx.scheduler.after(0, be, fn), trace: ctx.trace });
   const link = new InProcessVhostUserLink(net.protocol);
   const fe = new VhostUserFrontend<InProcessFd>(link, { protocolFeatures: QEMU_PROTOCOL_FEATURES });
   const features = o.features ?? bit(32) | bit(15) | bit(29);

@@ -1,8 +1,9 @@
 import { TraceRecorder } from '@virq/core';
 import { VhostUserRequest, counterHandler, encodeVringState, icmpEchoHandler, inetChecksum, bit } from '@virq/vhost-user';
-import { RXBUF, frame, guestPostRx, guestSend, makeNetRig } from './net-rig.js';
+import { RXBUF, frame, guestPostRx, guestSend, makeNetRig as makeRig, type NetRigOptions } from './net-rig.js';
 
-describe('vhost-user-net back end on @virq/virtio-ring (model, in-process transport)', () => {
+describe.each(['virtio-ring', 'fast'] as const)('vhost-user-net back end, %s data path (model, in-process transport)', (dataPath) => {
+  const makeNetRig = (o: NetRigOptions = {}) => makeRig({ dataPath, ...o });
   it('macswap: frames the guest sends come back with MACs swapped, virtio_net_hdr num_buffers = 1', () => {
     const r = makeNetRig();
     expect(r.net.running).toBe(true);
@@ -85,9 +86,10 @@ describe('vhost-user-net back end on @virq/virtio-ring (model, in-process transp
     guestSend(r, 0);
     r.ctx.scheduler.runUntilIdle();
     const fns = rec.functions();
-    expect(fns).toContain('fill_vec_buf_split');
+    if (dataPath === 'virtio-ring') expect(fns).toContain('fill_vec_buf_split');
+    expect(r.net.fast).toBe(dataPath === 'fast');
     const i = fns.indexOf('vhost_vring_call_split');
-    expect(i).toBeGreaterThan(0);
+    expect(i).toBeGreaterThanOrEqual(0);
     expect(fns[i + 1]).toBe('eventfd_write');
   });
 
@@ -106,6 +108,23 @@ describe('vhost-user-net back end on @virq/virtio-ring (model, in-process transp
     r.ctx.scheduler.runUntilIdle();
     expect(r.net.counters.txDropped).toBe(1);
     expect(r.net.counters.rxFrames).toBe(0);
+  });
+
+  it('a descriptor outside guest memory breaks the ring (NEEDS_RESET), touches nothing and does not loop', () => {
+    const r = makeNetRig();
+    guestPostRx(r, 2);
+    guestSend(r, 0);
+    r.ctx.scheduler.runUntilIdle();
+    // Corrupt the next TX descriptor: address far outside the 4 MiB of guest memory.
+    const head = r.tx.availIdx;
+    guestSend(r, 1, frame(1), false);
+    const descTable = 0x20000;
+    const slot = r.mem.read16(0x20000 + 16 * 256 + 4 + 2 * (head & 255));
+    r.mem.write64(descTable + 16 * slot, 0x7fff_0000_0000);
+    r.tx.kick();
+    r.ctx.scheduler.runUntilIdle();
+    expect(r.net.counters.ringErrors + (r.net.fastQueues()[1]?.broken ? 1 : 0)).toBeGreaterThan(0);
+    expect(r.net.counters.txFrames).toBe(1);
   });
 
   it('icmpecho answers ARP requests and ICMP echo requests with valid checksums', () => {
