@@ -1,7 +1,8 @@
-import { EventFd, type Actor, type KvmRoutingTable, type MsiMessage, type SimContext, type TraceChannel, type VmInterruptApi } from '@virq/core';
+import { EventFd, VirqError, type Actor, type KvmRoutingTable, type MsiMessage, type SimContext, type TraceChannel, type VmInterruptApi } from '@virq/core';
 import type { MsixTable, PciDevice } from '@virq/pci';
 import type { IrqBypassPkgTraceEvent } from './trace-events.js';
 import type { VfioPciCore } from './vfio-pci-core.js';
+import type { VfioIrqSet } from './vfio-uapi.js';
 import { VfioIrqInfoFlag, VfioIrqSetFlag, VfioPciIrqIndex } from './vfio-uapi.js';
 
 /** QEMU's `VFIOMSIVector`: two notifiers per vector. */
@@ -85,6 +86,8 @@ export class QemuVfioPci {
   readonly trace: TraceChannel<IrqBypassPkgTraceEvent>;
   /** Interrupts QEMU handled in userspace (vfio_msi_interrupt / vfio_intx_interrupt). */
   userspaceInterrupts = 0;
+  /** Failed ioctls QEMU reported with error_report and survived (guest-driven paths never throw). */
+  errors = 0;
 
   constructor(
     private readonly ctx: SimContext,
@@ -236,10 +239,20 @@ export class QemuVfioPci {
   private addKvmMsiVirq(v: VfioMsiVector, msg: MsiMessage): void {
     if (this.noKvmMsix || !this.kvm.irqfdCapable) return;
     const fd = new EventFd(this.ctx.scheduler, { name: `vfio-msix${v.nr}-kvm_interrupt` });
-    const virq = this.routes.addMsiRoute(msg);
-    if (this.trace.on) this.trace.emit('qemu.vfio', 'kvm_irqchip_add_msi_route', 'vfio_add_kvm_msi_virq', { nr: v.nr, virq });
-    // kvm_irqchip_add_msi_route commits lazily; the irqfd needs the route live.
-    this.routes.commit();
+    let virq = -1;
+    try {
+      virq = this.routes.addMsiRoute(msg);
+      if (this.trace.on) this.trace.emit('qemu.vfio', 'kvm_irqchip_add_msi_route', 'vfio_add_kvm_msi_virq', { nr: v.nr, virq });
+      // kvm_irqchip_add_msi_route commits lazily; the irqfd needs the route live.
+      this.routes.commit();
+    } catch (e) {
+      // No GSI left, or KVM refused the table: stay on the userspace notifier.
+      if (!VirqError.is(e)) throw e;
+      this.report('vfio_add_kvm_msi_virq', e);
+      if (virq >= 0) this.routes.releaseVirq(virq);
+      fd.close();
+      return;
+    }
     try {
       if (this.trace.on) this.trace.emit('qemu.vfio', 'kvm_irqchip_add_irqfd_notifier_gsi', 'vfio_add_kvm_msi_virq', { nr: v.nr, virq });
       this.kvm.irqfd({ fd, gsi: virq });
@@ -267,7 +280,12 @@ export class QemuVfioPci {
     if (this.trace.on) this.trace.emit('qemu.vfio', 'kvm_irqchip_update_msi_route', 'vfio_update_kvm_msi_virq', { virq: v.virq });
     this.routes.updateMsiRoute(v.virq, msg);
     if (this.trace.on) this.trace.emit('qemu.vfio', 'kvm_irqchip_commit_routes', 'vfio_update_kvm_msi_virq', {});
-    this.routes.commit();
+    try {
+      this.routes.commit();
+    } catch (e) {
+      if (!VirqError.is(e)) throw e;
+      this.report('kvm_irqchip_commit_routes', e);
+    }
   }
 
   /** vfio_enable_vectors(msix): one SET_IRQS for vectors 0..nr_vectors-1. */
@@ -280,19 +298,19 @@ export class QemuVfioPci {
       fds.push(fd);
     }
     if (this.trace.on) this.trace.emit('qemu.vfio', 'vfio_enable_vectors', 'vfio_msix_vector_do_use', { count: this.nrVectors });
-    this.vfio.setIrqs({ flags: VfioIrqSetFlag.DATA_EVENTFD | VfioIrqSetFlag.ACTION_TRIGGER, index: VfioPciIrqIndex.MSIX, start: 0, count: this.nrVectors, data: fds });
+    this.ioctl({ flags: VfioIrqSetFlag.DATA_EVENTFD | VfioIrqSetFlag.ACTION_TRIGGER, index: VfioPciIrqIndex.MSIX, start: 0, count: this.nrVectors, data: fds }, 'vfio_enable_vectors');
   }
 
   /** vfio_set_irq_signaling(index, subindex, ACTION_TRIGGER, fd). */
   private setIrqSignaling(index: number, nr: number, fd: EventFd, caller: string): void {
     if (this.trace.on) this.trace.emit('qemu.vfio', 'vfio_set_irq_signaling', caller, { index, nr, fd: fd.name });
-    this.vfio.setIrqs({ flags: VfioIrqSetFlag.DATA_EVENTFD | VfioIrqSetFlag.ACTION_TRIGGER, index, start: nr, count: 1, data: [fd] });
+    this.ioctl({ flags: VfioIrqSetFlag.DATA_EVENTFD | VfioIrqSetFlag.ACTION_TRIGGER, index, start: nr, count: 1, data: [fd] }, 'vfio_set_irq_signaling');
   }
 
   /** vfio_disable_irqindex: TRIGGER + DATA_NONE, count 0. */
   private disableIrqIndex(index: number): void {
     if (this.vfio.type === 'none') return;
-    this.vfio.setIrqs({ flags: VfioIrqSetFlag.DATA_NONE | VfioIrqSetFlag.ACTION_TRIGGER, index, start: 0, count: 0 });
+    this.ioctl({ flags: VfioIrqSetFlag.DATA_NONE | VfioIrqSetFlag.ACTION_TRIGGER, index, start: 0, count: 0 }, 'vfio_disable_irqindex');
   }
 
   private disableInterrupts(): void {
@@ -371,6 +389,23 @@ export class QemuVfioPci {
     if (this.trace.on) this.trace.emit('qemu.vfio', 'vfio_intx_eoi', 'vfio_region_write', { dev: this.pdev.name });
     c.pending = false;
     this.pdev.setIrq(false);
-    this.vfio.setIrqs({ flags: VfioIrqSetFlag.DATA_NONE | VfioIrqSetFlag.ACTION_UNMASK, index: VfioPciIrqIndex.INTX, start: 0, count: 1 });
+    this.ioctl({ flags: VfioIrqSetFlag.DATA_NONE | VfioIrqSetFlag.ACTION_UNMASK, index: VfioPciIrqIndex.INTX, start: 0, count: 1 }, 'vfio_intx_eoi');
+  }
+
+  /** VFIO_DEVICE_SET_IRQS from a guest-driven path: failures are reported, never thrown (error_report). */
+  private ioctl(set: VfioIrqSet, caller: string): boolean {
+    try {
+      this.vfio.setIrqs(set);
+      return true;
+    } catch (e) {
+      if (!VirqError.is(e)) throw e;
+      this.report(caller, e);
+      return false;
+    }
+  }
+
+  private report(caller: string, e: VirqError): void {
+    this.errors++;
+    if (this.trace.on) this.trace.emit('qemu.vfio', 'error_report', caller, { dev: this.pdev.name, code: e.code, errno: e.errno ?? '', message: e.message });
   }
 }

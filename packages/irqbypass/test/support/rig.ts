@@ -16,6 +16,8 @@ export interface RigOptions {
   intxGsi?: number;
   /** vfio-pci can add MSI-X vectors to an enabled index (no NORESIZE). Default true. */
   dynamicMsix?: boolean;
+  /** Highest GSI QEMU may allocate for MSI routes. */
+  maxGsi?: number;
 }
 
 /** A host with one VM (MiniKvm), one assigned device, QEMU's VFIO side and a guest driver. */
@@ -40,7 +42,7 @@ export class Rig {
     this.vfio = this.host.assignDevice({ name: '0000:3b:00.0', requesterId: 0x3b00, msixVectors: n }, { irqCpu: (_k, v) => irqCpu(v), dynamicMsix: o.dynamicMsix ?? true });
     this.pdev = new PciDevice(this.ctx, { name: 'vfio-pci.0', vendorId: 0x8086, deviceId: 0x1572, classCode: 0x020000, msiSink: this.kvm, configSize: 4096 });
     this.msix = MsixTable.exclusiveBar(this.pdev, n, 0);
-    this.routes = new KvmRoutingTable(this.kvm, 24);
+    this.routes = new KvmRoutingTable(this.kvm, 24, o.maxGsi ?? 4095);
     this.qemu = new QemuVfioPci(this.ctx, { pdev: this.pdev, msix: this.msix, vfio: this.vfio, kvm: this.kvm, routes: this.routes, ...(o.intxGsi === undefined ? {} : { intxGsi: o.intxGsi }) });
   }
 
