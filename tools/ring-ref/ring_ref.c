@@ -14,7 +14,8 @@
  *           guest-memory bounds checks, u32 length sum, used element, release store of
  *           used.idx per batch, full fence + avail.flags read (should_notify) per batch.
  * Build: gcc -O2 -pthread ring_ref.c -o ring_ref
- * Run:   ./ring_ref [count] [batch] [qsize] [immediate|on-kick]   (avail.idx publication, as the TS driver's availPublish)
+ * Run:   ./ring_ref [count] [batch] [qsize] [immediate|on-kick] [pin]
+ *        (avail.idx publication as the TS driver's availPublish; pin: driver on CPU 0, device on CPU 1)
  * Prints one line: "packets=<n> seconds=<s> pps=<packets per second>".
  */
 #define _GNU_SOURCE
@@ -41,7 +42,8 @@ static volatile uint16_t *avail; /* flags, idx, ring[Q], used_event */
 static volatile uint16_t *used16;/* flags, idx, then ring as used_elem */
 static struct used_elem *used_ring;
 static unsigned Q, B;
-static int publish_on_kick; /* 0: store avail.idx per buffer (Linux); 1: once per batch at kick_prepare */
+static int publish_on_kick;
+static int pin; /* pin the driver to CPU 0 and the device to CPU 1 (as the TS bench pins its workers) */ /* 0: store avail.idx per buffer (Linux); 1: once per batch at kick_prepare */
 static uint64_t COUNT;
 static volatile int start_flag;
 static uint64_t kicks, notifies, errors;
@@ -49,8 +51,17 @@ static uint64_t kicks, notifies, errors;
 static inline uint16_t ld_acq(volatile uint16_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static inline void st_rel(volatile uint16_t *p, uint16_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 
+static void pin_to(int cpu) {
+  if (!pin) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
 static void *driver(void *arg) {
   (void)arg;
+  pin_to(0);
   uint16_t *next = malloc(Q * sizeof(uint16_t));
   uint16_t *chain_len = calloc(Q, sizeof(uint16_t));
   uint64_t *tokens = calloc(Q, sizeof(uint64_t));
@@ -113,6 +124,7 @@ static int in_memory(uint64_t addr, uint32_t len) { return addr < mem_size && le
 
 static void *device(void *arg) {
   (void)arg;
+  pin_to(1);
   uint16_t last_avail = 0, shadow_avail = 0, used_idx = 0;
   uint64_t processed = 0;
   unsigned inuse = 0;
@@ -171,6 +183,7 @@ int main(int argc, char **argv) {
   B = argc > 2 ? (unsigned)atoi(argv[2]) : 32;
   Q = argc > 3 ? (unsigned)atoi(argv[3]) : 256;
   publish_on_kick = argc > 4 && strcmp(argv[4], "on-kick") == 0;
+  pin = argc > 5 && strcmp(argv[5], "pin") == 0;
   mem_size = 0x100000;
   mem = aligned_alloc(4096, mem_size);
   memset(mem, 0, mem_size);

@@ -6,7 +6,8 @@
  *      beside the C reference tools/ring-ref/ring_ref.c (two pthreads, same ring, built here
  *      with the system gcc), alternating runs, medians and per-pair ratios;
  *   3. notifications per buffer with and without EVENT_IDX, steady producer/consumer.
- * Options: BENCH_QUICK=1 shortens every section; BENCH_ONLY=1|2|3 runs one section.
+ * Options: BENCH_QUICK=1 shortens every section; BENCH_ONLY=1|2|3 runs one section;
+ * BENCH_PIN=0 leaves the two threads unpinned.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -119,6 +120,16 @@ function section1(): void {
 // ---------------------------------------------------------------- 2. two threads vs C
 const SIZE = 256;
 const BATCH = 32;
+/** Pin driver and device to different CPUs in both implementations (needs taskset and ≥ 2 CPUs). */
+const PIN = process.env['BENCH_PIN'] !== '0' && os.cpus().length >= 2 && hasTaskset();
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 async function tsTwoThreads(count: number, availPublish: 'immediate' | 'on-kick'): Promise<number> {
   const sab = new SharedArrayBuffer(0x100000);
@@ -126,7 +137,7 @@ async function tsTwoThreads(count: number, availPublish: 'immediate' | 'on-kick'
   const c = new Int32Array(ctl);
   const url = new URL('./ring-worker.ts', import.meta.url);
   const execArgv = ['--import', new URL('../../../tools/ts-register.mjs', import.meta.url).href];
-  const mk = (role: string): Worker => new Worker(url, { workerData: { role, sab, ctl, size: SIZE, batch: BATCH, count, availPublish }, execArgv });
+  const mk = (role: string): Worker => new Worker(url, { workerData: { role, sab, ctl, size: SIZE, batch: BATCH, count, availPublish, pin: PIN }, execArgv });
   const ws = [mk('device'), mk('driver')];
   const done = ws.map((w) => new Promise<number>((res, rej) => {
     w.on('message', res);
@@ -152,7 +163,7 @@ function buildC(): string | undefined {
 }
 
 function cTwoThreads(bin: string, count: number, availPublish: string): number {
-  const line = execFileSync(bin, [String(count), String(BATCH), String(SIZE), availPublish], { encoding: 'utf8' });
+  const line = execFileSync(bin, [String(count), String(BATCH), String(SIZE), availPublish, PIN ? 'pin' : 'nopin'], { encoding: 'utf8' });
   const m = /pps=(\d+)/.exec(line);
   if (m === null) throw new Error(`unexpected C output: ${line}`);
   return Number(m[1]);
@@ -160,7 +171,7 @@ function cTwoThreads(bin: string, count: number, availPublish: string): number {
 
 async function section2(): Promise<void> {
   console.log(`\n== 2. two threads over one SharedArrayBuffer: split ring, queue ${SIZE}, batch ${BATCH}, polling (packets/s) ==`);
-  console.log(`  host: ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (spinning pairs are sensitive to it)`);
+  console.log(`  host: ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (spinning pairs are sensitive to it); driver/device ${PIN ? 'pinned to CPUs 0/1 in both' : 'not pinned'}`);
   const bin = buildC();
   const count = QUICK ? 300_000 : 1_000_000;
   const pairs = QUICK ? 3 : 5;

@@ -3,6 +3,8 @@
  * the device (QEMU model) of one split ring in a SharedArrayBuffer, polling, batch B, the same
  * steps as tools/ring-ref/ring_ref.c.
  */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import { workerData, parentPort } from 'node:worker_threads';
 import { GuestMemory } from '@virq/core';
 import { DescriptorChain, SplitVirtqueueDevice, SplitVirtqueueDriver, splitRingLayout } from '@virq/virtio-ring';
@@ -15,6 +17,8 @@ interface Job {
   batch: number;
   count: number;
   availPublish: 'immediate' | 'on-kick';
+  /** Pin this thread: driver → CPU 0, device → CPU 1 (as ring_ref.c does with "pin"). */
+  pin?: boolean;
 }
 
 const job = workerData as Job;
@@ -22,6 +26,12 @@ const mem = new GuestMemory([{ gpa: 0, size: job.sab.byteLength, buffer: job.sab
 const layout = splitRingLayout(job.size, 0x10000);
 const ctl = new Int32Array(job.ctl);
 const DATA = 0x80000;
+
+if (job.pin === true) {
+  // /proc/thread-self → "<pid>/task/<tid>": pin this worker's OS thread only.
+  const tid = fs.readlinkSync('/proc/thread-self').split('/').pop()!;
+  execFileSync('taskset', ['-p', '-c', job.role === 'driver' ? '0' : '1', tid], { stdio: 'ignore' });
+}
 
 function waitStart(): void {
   Atomics.add(ctl, 1, 1);
