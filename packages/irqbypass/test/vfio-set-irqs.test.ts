@@ -108,4 +108,18 @@ describe('VFIO_DEVICE_SET_IRQS (vfio_pci_intrs.c, FACTS §9.3)', () => {
     rig.vfio.reportError();
     expect(err!.count).toBe(2n);
   });
+
+  test('MSI: the block is allocated at enable (NORESIZE); a vector beyond it needs a disable/re-enable', () => {
+    const rig = new Rig({ msixVectors: 1 });
+    const dev = rig.host.assignDevice({ name: '0000:3c:00.0', requesterId: 0x3c00, msixVectors: 0, msiVectors: 4 });
+    const t = fds(rig.ctx, 4);
+    dev.setIrqs({ flags: F.DATA_EVENTFD | F.ACTION_TRIGGER, index: I.MSI, start: 0, count: 2, data: [t[0]!, t[1]!] });
+    expect(dev.type).toBe('msi');
+    expect(dev.getIrqInfo(I.MSI)).toMatchObject({ count: 4 });
+    rig.on(dev.device.actor.name, () => dev.device.fireMsi(1));
+    expect(t[1]!.count).toBe(1n);
+    expect(errOf(() => dev.setIrqs({ flags: F.DATA_EVENTFD | F.ACTION_TRIGGER, index: I.MSI, start: 3, count: 1, data: [t[3]!] })).code).toBe('vfio.no-vector');
+    // MSI-X on a device without MSI-X: no interrupts at that index.
+    expect(errOf(() => dev.setIrqs({ flags: F.DATA_EVENTFD | F.ACTION_TRIGGER, index: I.MSIX, start: 0, count: 1, data: [t[2]!] })).errno).toBe('EINVAL');
+  });
 });
