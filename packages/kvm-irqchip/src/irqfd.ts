@@ -245,7 +245,10 @@ export class IrqfdRegistry {
 
   /** kvm_irq_routing_update: refresh every irqfd's cached route. */
   routingUpdate(): void {
+    const tracing = this.host.tracing;
+    if (tracing) this.host.trace('kvm_irq_routing_update', 'kvm_set_irq_routing', { irqfds: this.items.length });
     for (const irqfd of this.items) {
+      if (tracing) this.host.trace('irqfd_update', 'kvm_irq_routing_update', { gsi: irqfd.gsi });
       irqfd.update();
       this.host.bypassHooks?.irqfdRoutingUpdated(irqfd);
     }
