@@ -2,7 +2,7 @@ export { AssignedPciDevice, type AssignedDeviceInit, type AssignedDeviceSink } f
 export { IrqBypassErrorCode } from './errors.js';
 export { HostCpus, type HostCpusOptions, type HostVectorHandler, type PostedInterruptProcessor } from './host-cpus.js';
 export { HostIrqDomain, type IrqHandler } from './host-irq.js';
-export { IntelInterruptRemapper, type PiDescriptorResolver } from './intel-ir.js';
+export { IntelInterruptRemapper, type IntelIrEntryState, type IntelIrState, type PiDescriptorResolver } from './intel-ir.js';
 export type { InterruptRemapper, VcpuAffinityInfo } from './interrupt-remapper.js';
 export {
   IrqBypassManager,
@@ -43,7 +43,7 @@ export {
   type VfioIrqInfo,
   type VfioIrqSet,
 } from './vfio-uapi.js';
-export { VmxPostedInterrupts, type VmxPiCounters, type VmxPostedInterruptsOptions } from './vmx-posted-intr.js';
+export { VmxPostedInterrupts, type VmxPiCounters, type VmxPiState, type VmxPostedInterruptsOptions } from './vmx-posted-intr.js';
 export { decodeIrte, encodeIrte, formatIrte, irteToBigInt, type Irte, type IrteWords, type PostedIrte, type RemappedIrte } from './vtd-irte.js';
 export { decodeX86Msi, isLowestPriority, isPostableDeliveryMode, x86MsiFixed, type X86MsiIrq } from './x86-msi.js';
 export { IrqBypassHost, type IrqBypassHostOptions } from './irq-bypass-host.js';

@@ -1,10 +1,24 @@
-import { VirqError, type SimContext, type TraceChannel } from '@virq/core';
+import { VirqError, checkSnapshot, type SimContext, type Snapshot, type TraceChannel } from '@virq/core';
 import { IrqBypassErrorCode } from './errors.js';
 import type { HostCpus } from './host-cpus.js';
 import type { InterruptRemapper, VcpuAffinityInfo } from './interrupt-remapper.js';
 import type { PiDescriptor } from './pi-descriptor.js';
 import type { IrqBypassPkgTraceEvent } from './trace-events.js';
 import { decodeIrte, encodeIrte, type Irte, type IrteWords, type RemappedIrte } from './vtd-irte.js';
+
+const INTEL_IR_SNAPSHOT = 'irqbypass.intel-ir';
+
+export interface IntelIrEntryState {
+  readonly index: number;
+  /** The IRTE's four u32 words. */
+  readonly words: readonly number[];
+  /** The remapped entry restored when posting ends, as four words (null: none). */
+  readonly host: readonly number[] | null;
+}
+
+export interface IntelIrState {
+  readonly entries: readonly IntelIrEntryState[];
+}
 
 /** Resolves a posted-interrupt descriptor by host physical address (the IOMMU's DMA read). */
 export interface PiDescriptorResolver {
@@ -141,6 +155,37 @@ export class IntelInterruptRemapper implements InterruptRemapper {
   /** The raw entry (four u32 words). */
   irte(index: number): IrteWords | undefined {
     return this.table.get(index);
+  }
+
+  /** Versioned state: the raw table and, per entry, the remapped entry posting falls back to. */
+  snapshot(): Snapshot<IntelIrState> {
+    const entries: IntelIrEntryState[] = [];
+    for (const [index, words] of this.table) {
+      const host = this.hostEntry.get(index);
+      entries.push({ index, words: [...words], host: host === undefined ? null : [...encodeIrte(host)] });
+    }
+    return { type: INTEL_IR_SNAPSHOT, version: 1, state: { entries: entries.sort((a, b) => a.index - b.index) } };
+  }
+
+  restore(snapshot: Snapshot<IntelIrState>): void {
+    const st = checkSnapshot(snapshot, INTEL_IR_SNAPSHOT, 1);
+    this.table.clear();
+    this.hostEntry.clear();
+    this.targets.clear();
+    for (const e of st.entries) {
+      const words = [e.words[0]!, e.words[1]!, e.words[2]!, e.words[3]!] as const;
+      const decoded = decodeIrte(words);
+      this.table.set(e.index, words);
+      if (e.host !== null) {
+        const h = decodeIrte([e.host[0]!, e.host[1]!, e.host[2]!, e.host[3]!]);
+        if (h.mode !== 'remapped') throw new VirqError(IrqBypassErrorCode.IrteInvalid, `snapshot entry ${e.index}: the host fallback entry must be in remapped format`, { errno: 'EINVAL' });
+        this.hostEntry.set(e.index, h);
+      }
+      if (decoded.mode === 'posted') {
+        const owner = this.pids.descriptorAt(decoded.pda);
+        if (owner !== undefined) this.targets.set(e.index, { vcpuId: owner.vcpuId, vector: decoded.vector });
+      }
+    }
   }
 
   private write(index: number, e: Irte, caller: string): void {

@@ -1,4 +1,4 @@
-import { VirqError, type Actor, type SimContext, type TraceChannel } from '@virq/core';
+import { VirqError, checkSnapshot, type Actor, type SimContext, type Snapshot, type TraceChannel } from '@virq/core';
 import { IrqBypassErrorCode } from './errors.js';
 import type { HostCpus } from './host-cpus.js';
 import type { PiDescriptorResolver } from './intel-ir.js';
@@ -13,6 +13,15 @@ export interface VmxPostedInterruptsOptions {
   descriptorBase?: number;
   /** The IOMMU can post (IRQ_POSTING_CAP). Default true. */
   iommuPostingCapable?: boolean;
+}
+
+const VMX_PI_SNAPSHOT = 'irqbypass.vmx-pi';
+
+export interface VmxPiState {
+  readonly descriptors: Readonly<Record<number, PiDescriptorState>>;
+  /** Host CPU → vCPU ids blocked there with the wakeup vector. */
+  readonly wakeupLists: Readonly<Record<number, readonly number[]>>;
+  readonly assignedDevices: number;
 }
 
 export interface VmxPiCounters {
@@ -201,10 +210,32 @@ export class VmxPostedInterrupts implements PiDescriptorResolver, IrqPostingBack
     return vectors;
   }
 
-  snapshot(): Record<number, PiDescriptorState> {
-    const out: Record<number, PiDescriptorState> = {};
-    for (const [id, d] of this.descs) out[id] = d.snapshot();
-    return out;
+  /** Versioned state: every descriptor, the wakeup lists, the assignment count. */
+  snapshot(): Snapshot<VmxPiState> {
+    const descriptors: Record<number, PiDescriptorState> = {};
+    for (const [id, d] of this.descs) descriptors[id] = d.snapshot();
+    const wakeupLists: Record<number, number[]> = {};
+    this.wakeupLists.forEach((l, cpu) => {
+      if (l.length > 0) wakeupLists[cpu] = l.map((v) => v.vcpuId);
+    });
+    return { type: VMX_PI_SNAPSHOT, version: 1, state: { descriptors, wakeupLists, assignedDevices: this.assignedDevices } };
+  }
+
+  /** Puts descriptors and wakeup lists back (the vCPUs must exist in the irqchip). */
+  restore(snapshot: Snapshot<VmxPiState>): void {
+    const st = checkSnapshot(snapshot, VMX_PI_SNAPSHOT, 1);
+    for (const [id, ds] of Object.entries(st.descriptors)) this.descriptor(Number(id)).restore(ds);
+    for (const l of this.wakeupLists) l.length = 0;
+    this.onWakeupList.clear();
+    for (const [cpu, ids] of Object.entries(st.wakeupLists)) {
+      for (const id of ids) {
+        const v = this.kvm.vcpu(id);
+        if (v === undefined) throw new VirqError(IrqBypassErrorCode.VcpuUnknown, `snapshot puts vCPU ${id} on a wakeup list but the VM has no such vCPU`, { errno: 'EINVAL' });
+        this.wakeupLists[Number(cpu)]!.push(v);
+        this.onWakeupList.set(id, Number(cpu));
+      }
+    }
+    this.assignedDevices = st.assignedDevices;
   }
 
   /** The CPU's posted-interrupt processing (no exit): clear ON, PIR → vIRR. */
