@@ -93,4 +93,21 @@ describe('with the real @virq/kvm-irqchip behind the KvmPiPort', () => {
     expect(rig.guest.taken.slice(takenBefore)).toEqual([expect.objectContaining({ vcpu: 2, vector: 0x40 })]);
     expect(rig.host.irteViolations(rig.vm.irqfds.items)).toEqual([]);
   });
+
+  test('AVIC by configuration: a blocked vCPU is woken through the GA log and takes the interrupt', () => {
+    const rig = new KvmRig({ vcpus: 4, vectors: 1, vendor: 'avic' });
+    rig.enableMsix(1, [{ apicId: 3, vector: 0x48 }]);
+    expect(rig.host.remapper.postedTarget(rig.host.irqs.irteIndexOf(rig.vfio.hostIrqOf(0)!))).toEqual({ vcpuId: 3, vector: 0x48 });
+    rig.guest.queue(3, { op: 'hlt' });
+    rig.advance(50_000);
+    expect(rig.vm.vcpu(3)!.blocked).toBe(true);
+    const takenBefore = rig.guest.taken.length;
+    const from = rig.mark();
+    rig.fire(0);
+    rig.advance(50_000);
+    const fns = rig.recorder.events.slice(from).map((e) => e.fn);
+    expect(fns.filter((f) => ['amd_iommu_ga_post', 'iommu_poll_ga_log', 'avic_ga_log_notifier', 'avic_vcpu_load'].includes(f))).toEqual(['amd_iommu_ga_post', 'iommu_poll_ga_log', 'avic_ga_log_notifier', 'avic_vcpu_load']);
+    expect(rig.guest.taken.slice(takenBefore)).toEqual([expect.objectContaining({ vcpu: 3, vector: 0x48 })]);
+    expect(rig.exits(3)['EXTERNAL_INTERRUPT'] ?? 0).toBe(0);
+  });
 });
