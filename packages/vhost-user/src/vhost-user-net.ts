@@ -62,6 +62,8 @@ export interface VhostUserNetOptions {
   defer: (fn: () => void) => void;
   /** Most TX chains per pass before yielding. Default 256. */
   budget?: number;
+  /** Poll mode: how long one spin lasts before yielding to the event loop (ms). Default 1; 0 = one pass. */
+  pollSliceMs?: number;
   trace?: TraceBus;
   /**
    * 'fast': the zero-copy FastSplitQueue when the memory table is one region (every real
@@ -107,6 +109,7 @@ export class VhostUserNetBackend<F> {
   private hdrLen = 12;
   private mrg = true;
   private readonly budget: number;
+  private readonly pollSliceMs: number;
   private readonly defer: (fn: () => void) => void;
   private polling = false;
   private readonly txChain = new DescriptorChain();
@@ -125,6 +128,7 @@ export class VhostUserNetBackend<F> {
     this.poll = options.poll ?? false;
     this.dataPath = options.dataPath ?? 'virtio-ring';
     this.budget = options.budget ?? 256;
+    this.pollSliceMs = options.pollSliceMs ?? 1;
     this.defer = options.defer;
     this.ringTrace = options.trace?.channel<VirtioRingEvent>('virtio-ring');
     this.protocol = new VhostUserBackend<F>(
@@ -271,12 +275,19 @@ export class VhostUserNetBackend<F> {
   private startPolling(): void {
     if (this.polling) return;
     this.polling = true;
+    // DPDK's lcore loop, but cooperative: spin over the TX rings for up to `pollSliceMs`, then
+    // yield one turn to Node's loop (vhost-user messages, signals) and come back.
+    const slice = this.pollSliceMs;
     const loop = (): void => {
       if (!this.polling || !this.protocol.running) {
         this.polling = false;
         return;
       }
-      for (const pair of this.pairs) this.processTx(pair);
+      const until = performance.now() + slice;
+      const pairs = this.pairs;
+      do {
+        for (let k = 0; k < 64; k++) for (let q = 0; q < pairs.length; q++) this.processTx(pairs[q]!);
+      } while (slice > 0 && performance.now() < until && this.pairs === pairs);
       this.defer(loop);
     };
     this.defer(loop);
@@ -392,9 +403,19 @@ export class VhostUserNetBackend<F> {
     const u8 = rx.u8;
     const dst = rx.simple(head, true);
     if (dst >= 0 && rx.lastLen >= need) {
-      u8.fill(0, dst, dst + hl);
-      if (hl === 12) u8[dst + 10] = 1;
-      if (src === u8) u8.copyWithin(dst + hl, off, off + len);
+      // Small frames: plain loops beat TypedArray fill/copyWithin, which call into the runtime.
+      if (hl === 12 && (dst & 3) === 0) {
+        const u32 = rx.u32;
+        const w = dst >>> 2;
+        u32[w] = 0;
+        u32[w + 1] = 0;
+        u32[w + 2] = 0x10000;
+      } else {
+        for (let i = 0; i < hl; i++) u8[dst + i] = 0;
+        if (hl === 12) u8[dst + 10] = 1;
+      }
+      if (src === u8 && len <= 256) copySmall(u8, rx.u32, dst + hl, off, len);
+      else if (src === u8) u8.copyWithin(dst + hl, off, off + len);
       else u8.set(src.subarray(off, off + len), dst + hl);
       if (swap && len >= 12) swapMacs(u8, dst + hl);
       rx.fill(head, need);
@@ -558,4 +579,17 @@ function swapMacs(b: Uint8Array, at: number): void {
     b[at + i] = b[at + 6 + i]!;
     b[at + 6 + i] = t;
   }
+}
+
+/** memmove of a short range inside one region (non-overlapping: RX and TX buffers differ). */
+function copySmall(u8: Uint8Array, u32: Uint32Array, dst: number, src: number, len: number): void {
+  let i = 0;
+  if (((dst | src) & 3) === 0) {
+    const d = dst >>> 2;
+    const s = src >>> 2;
+    const words = len >>> 2;
+    for (let w = 0; w < words; w++) u32[d + w] = u32[s + w]!;
+    i = words << 2;
+  }
+  for (; i < len; i++) u8[dst + i] = u8[src + i]!;
 }
