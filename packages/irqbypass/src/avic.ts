@@ -102,7 +102,7 @@ export class AmdIommuGaRemapper implements InterruptRemapper {
     }
     if (e.mode === 'remapped') {
       this.remapped++;
-      if (this.trace.on) this.trace.emit('iommu.remap', 'amd_iommu_remap', 'amd_iommu', { index, vector: e.vector });
+      if (this.trace.on) this.trace.emit('iommu.remap', 'hw:amdvi_remap_interrupt', undefined, { index, vector: e.vector });
       this.cpus.raise(this.cpus.cpuOfApicId(e.destApicId), e.vector, this.ctx.costs.ns.hostIpi);
       return;
     }
@@ -110,7 +110,7 @@ export class AmdIommuGaRemapper implements InterruptRemapper {
     const avic = this.avic;
     if (avic === undefined) throw new VirqError(IrqBypassErrorCode.ConfigInvalid, 'AMD IOMMU GA mode used without an AVIC model bound');
     avic.setBackingPageIrr(e.vcpuId, e.vector);
-    if (this.trace.on) this.trace.emit('iommu.post', 'amd_iommu_ga_post', 'amd_iommu', { index, vcpu: e.vcpuId, vector: e.vector, is_run: e.isRun });
+    if (this.trace.on) this.trace.emit('iommu.post', 'hw:amdvi_ga_interrupt', undefined, { index, vcpu: e.vcpuId, vector: e.vector, is_run: e.isRun });
     if (e.isRun) {
       this.doorbells++;
       avic.doorbell(this.cpus.cpuOfApicId(e.destApicId));
@@ -118,7 +118,7 @@ export class AmdIommuGaRemapper implements InterruptRemapper {
     }
     this.gaLogEntries++;
     this.gaLog.push(e.gaTag);
-    if (this.trace.on) this.trace.emit('iommu.ga_log', 'iommu_poll_ga_log', 'amd_iommu', { ga_tag: e.gaTag });
+    if (this.trace.on) this.trace.emit('iommu.ga_log', 'hw:amdvi_ga_log_write', undefined, { ga_tag: e.gaTag });
     this.cpus.raise(0, AMD_IOMMU_INT_VECTOR, this.ctx.costs.ns.hostIpi);
   }
 
@@ -315,6 +315,7 @@ export class AvicPostedInterrupts implements IrqPostingBackend {
 
   /** avic_ga_log_notifier: wake the vCPU named by each logged GA tag. */
   private gaLogNotifier(on: Actor): void {
+    if (this.trace.on) this.trace.emit('iommu.ga_log', 'iommu_poll_ga_log', 'amd_iommu_int_thread', { entries: this.iommu.gaLog.length }, undefined, on);
     while (this.iommu.gaLog.length > 0) {
       const tag = this.iommu.gaLog.shift()!;
       const vcpuId = tag & 0xff;

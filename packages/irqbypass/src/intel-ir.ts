@@ -113,7 +113,7 @@ export class IntelInterruptRemapper implements InterruptRemapper {
     if (e.mode === 'remapped') {
       this.remapped++;
       const cpu = this.cpus.cpuOfApicId(this.cpus.x2apic ? e.destId : (e.destId >>> 8) & 0xff);
-      if (this.trace.on) this.trace.emit('iommu.remap', 'intel_ir_remap', 'dmar', { index, cpu, vector: e.vector });
+      if (this.trace.on) this.trace.emit('iommu.remap', 'hw:vtd_remap_interrupt', undefined, { index, cpu, vector: e.vector });
       // Interrupt message → host CPU → handler entry (FACTS §15.6: host interrupt delivery ≈ 1 µs).
       this.cpus.raise(cpu, e.vector, this.ctx.costs.ns.hostIpi);
       return;
@@ -132,7 +132,7 @@ export class IntelInterruptRemapper implements InterruptRemapper {
       pid.testAndSetOn();
       notify = true;
     }
-    if (this.trace.on) this.trace.emit('iommu.post', 'intel_ir_post', 'dmar', { index, vcpu: owner.vcpuId, vector: e.vector, on: pid.on, sn: pid.sn, notify });
+    if (this.trace.on) this.trace.emit('iommu.post', 'hw:vtd_post_interrupt', undefined, { index, vcpu: owner.vcpuId, vector: e.vector, on: pid.on, sn: pid.sn, notify });
     if (notify) {
       this.notifications++;
       const ndst = pid.ndst;

@@ -132,8 +132,8 @@ export class KvmIrqBypass {
   /** kvm_arch_irq_bypass_del_producer. */
   delProducer(c: IrqfdConsumer, p: IrqBypassProducer): void {
     if (this.trace.on) this.trace.emit('kvm.del_producer', 'kvm_arch_irq_bypass_del_producer', '__disconnect', { host_irq: p.irq, gsi: c.view.gsi });
-    this.updateIrte(c, p.irq, false, 'kvm_arch_irq_bypass_del_producer');
     c.producer = undefined;
+    this.updateIrte(c, p.irq, false, 'kvm_arch_irq_bypass_del_producer');
     this.backend.endAssignment();
   }
 

@@ -38,7 +38,7 @@ describe('AMD AVIC + AMD-Vi GA mode as the alternative consumer (FACTS §8.6)', 
     const from = rig.mark();
     rig.on(rig.vfio.device.actor.name, () => rig.vfio.device.fireMsix(0));
     const fns = rig.fns(from);
-    const order = ['amd_iommu_ga_post', 'iommu_poll_ga_log', 'amd_iommu_int_handler', 'avic_ga_log_notifier', 'avic_vcpu_load', 'hw:virtual_interrupt_delivery'];
+    const order = ['hw:amdvi_ga_interrupt', 'hw:amdvi_ga_log_write', 'amd_iommu_int_handler', 'iommu_poll_ga_log', 'avic_ga_log_notifier', 'avic_vcpu_load', 'hw:virtual_interrupt_delivery'];
     expect(fns.filter((f) => order.includes(f))).toEqual(order);
     expect(ir.gaLogEntries).toBe(1);
     expect(rig.kvm.vcpu(2)!.state).toBe('running');

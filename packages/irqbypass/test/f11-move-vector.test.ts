@@ -66,7 +66,7 @@ describe('F11: an MSI-X vector of an assigned device moved from vCPU 5 to vCPU 6
     const from = rig.mark();
     rig.on(rig.vfio.device.actor.name, () => rig.vfio.device.fireMsix(1));
     const fns = rig.fns(from);
-    const order = ['intel_ir_post', 'sysvec_kvm_posted_intr_wakeup_ipi', 'pi_wakeup_handler', 'kvm_vcpu_wake_up', 'vmx_vcpu_pi_load', 'vmx_sync_pir_to_irr', 'hw:virtual_interrupt_delivery'];
+    const order = ['hw:vtd_post_interrupt', 'sysvec_kvm_posted_intr_wakeup_ipi', 'pi_wakeup_handler', 'kvm_vcpu_wake_up', 'vmx_vcpu_pi_load', 'vmx_sync_pir_to_irr', 'hw:virtual_interrupt_delivery'];
     expect(fns.filter((f) => order.includes(f))).toEqual(order);
     expect(v6.state).toBe('running');
     expect(rig.kvm.deliveries.at(-1)).toMatchObject({ vcpu: 6, vector: 0x41 });

@@ -38,7 +38,7 @@ describe('F12: masking and unmasking an MSI-X vector of an assigned device', () 
     const delivered = rig.kvm.deliveries.length;
     const fireFrom = rig.mark();
     rig.on(rig.vfio.device.actor.name, () => rig.vfio.device.fireMsix(0));
-    inOrder(rig.fns(fireFrom), ['intel_ir_remap', 'handle_edge_irq', 'vfio_msihandler', 'eventfd_signal', 'vfio_msi_interrupt', 'vfio_msix_pba_enable', 'msix_notify', 'msix_set_pending']);
+    inOrder(rig.fns(fireFrom), ['hw:vtd_remap_interrupt', 'handle_edge_irq', 'vfio_msihandler', 'eventfd_signal', 'vfio_msi_interrupt', 'vfio_msix_pba_enable', 'msix_notify', 'msix_set_pending']);
     expect(rig.kvm.deliveries.length).toBe(delivered);
     expect(rig.msix.isPending(0)).toBe(true);
     expect(rig.msix.pbaRead(0, 4) & 1).toBe(1);

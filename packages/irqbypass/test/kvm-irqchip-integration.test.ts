@@ -54,7 +54,7 @@ describe('with the real @virq/kvm-irqchip behind the KvmPiPort', () => {
     rig.fire(1);
     rig.advance(50_000);
     const fns = rig.recorder.events.slice(from).map((e) => e.fn);
-    expect(fns.filter((f) => ['intel_ir_post', 'pi_wakeup_handler', 'kvm_vcpu_wake_up', 'vmx_vcpu_pi_load', 'vmx_sync_pir_to_irr'].includes(f))).toEqual(['intel_ir_post', 'pi_wakeup_handler', 'kvm_vcpu_wake_up', 'vmx_vcpu_pi_load', 'vmx_sync_pir_to_irr']);
+    expect(fns.filter((f) => ['hw:vtd_post_interrupt', 'pi_wakeup_handler', 'kvm_vcpu_wake_up', 'vmx_vcpu_pi_load', 'vmx_sync_pir_to_irr'].includes(f))).toEqual(['hw:vtd_post_interrupt', 'pi_wakeup_handler', 'kvm_vcpu_wake_up', 'vmx_vcpu_pi_load', 'vmx_sync_pir_to_irr']);
     expect(rig.guest.taken.slice(takenBefore)).toEqual([expect.objectContaining({ vcpu: 6, vector: 0x41 })]);
     expect(rig.exits(6)['EXTERNAL_INTERRUPT'] ?? 0).toBe(0);
   });
@@ -106,7 +106,7 @@ describe('with the real @virq/kvm-irqchip behind the KvmPiPort', () => {
     rig.fire(0);
     rig.advance(50_000);
     const fns = rig.recorder.events.slice(from).map((e) => e.fn);
-    expect(fns.filter((f) => ['amd_iommu_ga_post', 'iommu_poll_ga_log', 'avic_ga_log_notifier', 'avic_vcpu_load'].includes(f))).toEqual(['amd_iommu_ga_post', 'iommu_poll_ga_log', 'avic_ga_log_notifier', 'avic_vcpu_load']);
+    expect(fns.filter((f) => ['hw:amdvi_ga_interrupt', 'hw:amdvi_ga_log_write', 'iommu_poll_ga_log', 'avic_ga_log_notifier', 'avic_vcpu_load'].includes(f))).toEqual(['hw:amdvi_ga_interrupt', 'hw:amdvi_ga_log_write', 'iommu_poll_ga_log', 'avic_ga_log_notifier', 'avic_vcpu_load']);
     expect(rig.guest.taken.slice(takenBefore)).toEqual([expect.objectContaining({ vcpu: 3, vector: 0x48 })]);
     expect(rig.exits(3)['EXTERNAL_INTERRUPT'] ?? 0).toBe(0);
   });
