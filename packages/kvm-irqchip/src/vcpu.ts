@@ -222,7 +222,12 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       const op = this.stepOp;
       if (op !== undefined && op.op === 'compute') {
         const left = this.stepEndsAt - this.host.scheduler.now;
-        if (left > 0) this.ops.unshift({ op: 'compute', ns: left, ...(op.fn !== undefined ? { fn: op.fn } : {}) });
+        if (left > 0) {
+          // The step was charged whole when it began; the part not run is charged again when
+          // it resumes, so take it back now.
+          this.actor.charge(-left);
+          this.ops.unshift({ op: 'compute', ns: left, ...(op.fn !== undefined ? { fn: op.fn } : {}) });
+        }
       } else if (op !== undefined) {
         this.ops.unshift(op);
       }
@@ -242,7 +247,17 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** The CPU's PIR → vIRR merge: IRR bits without KVM_REQ_EVENT; taken at once in guest mode. */
   syncPirToIrr(vectors: readonly number[]): void {
     for (const v of vectors) this.lapic.setIrr(v);
-    if (this.mode === 'in-guest' && this.running && this.ifFlag) this.virtualInterruptDelivery();
+    if (this.mode === 'in-guest' && this.running && this.ifFlag) {
+      this.virtualInterruptDelivery();
+      // The delivery interrupted the guest's current step; the guest goes on (with the
+      // handler first) on its own thread.
+      if (this.stepEvent === undefined) {
+        this.stepEvent = this.host.scheduler.after(0, this.actor, () => {
+          this.stepEvent = undefined;
+          this.guestStep();
+        });
+      }
+    }
   }
 
   // ---- MP state / events ------------------------------------------------------------
