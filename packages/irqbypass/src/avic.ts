@@ -97,7 +97,7 @@ export class AmdIommuGaRemapper implements InterruptRemapper {
   handleMsi(index: number): void {
     const e = this.table.get(index);
     if (e === undefined) {
-      if (this.trace.on) this.trace.emit('iommu.fault', 'amd_iommu_int_handler', 'amd_iommu', { index, reason: 'irte-not-present' });
+      if (this.trace.on) this.trace.emit('iommu.fault', 'hw:amdvi_irte_fault', undefined, { index, reason: 'irte-not-present' });
       return;
     }
     if (e.mode === 'remapped') {

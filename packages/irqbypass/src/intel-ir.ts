@@ -106,7 +106,7 @@ export class IntelInterruptRemapper implements InterruptRemapper {
     const w = this.table.get(index);
     if (w === undefined || (w[0] & 1) === 0) {
       this.faults++;
-      if (this.trace.on) this.trace.emit('iommu.fault', 'dmar_fault', 'intel_ir', { index, reason: 'irte-not-present' });
+      if (this.trace.on) this.trace.emit('iommu.fault', 'hw:vtd_interrupt_remapping_fault', undefined, { index, reason: 'irte-not-present' });
       return;
     }
     const e = decodeIrte(w);
@@ -121,7 +121,7 @@ export class IntelInterruptRemapper implements InterruptRemapper {
     const owner = this.pids.descriptorAt(e.pda);
     if (owner === undefined) {
       this.faults++;
-      if (this.trace.on) this.trace.emit('iommu.fault', 'dmar_fault', 'intel_ir', { index, reason: 'pda-unmapped' });
+      if (this.trace.on) this.trace.emit('iommu.fault', 'hw:vtd_interrupt_remapping_fault', undefined, { index, reason: 'pda-unmapped' });
       return;
     }
     this.posted++;
