@@ -18,3 +18,4 @@ export { VhostUserNetServer, type VhostUserNetServerOptions } from './vhost-user
 export { parseVhostUserNetArgs, runVhostUserNetCli, type VhostUserNetCliArgs } from './cli.js';
 export { BlockingSocketChannel } from './blocking-socket-channel.js';
 export { VhostIoctl, VhostKernelNet, type VhostKernelEvent, type VhostKernelMemoryRegion, type VhostKernelNetOptions } from './vhost-kernel.js';
+export { MODEL_QEMU_RAM_UVA, VhostKernelNetOps, VhostUserNetOps, type VhostKernelNetOpsInit, type VhostUserNetOpsInit } from './vhost-ops.js';

@@ -84,6 +84,8 @@ interface QueuePair {
   scheduled: boolean;
   /** RX used elements filled and not yet flushed. */
   rxPending: number;
+  /** The RX ring's enable state, refreshed at the start of each TX pass. */
+  rxEnabled: boolean;
 }
 
 /**
@@ -166,7 +168,7 @@ export class VhostUserNetBackend<F> {
     const regions = p.mem!.regions;
     const r0 = regions[0];
     this.fast = this.dataPath === 'fast' && regions.length === 1 && r0 !== undefined && (r0.mapping.offset & 3) === 0 && !p.hasFeature(VirtioFeature.F_ACCESS_PLATFORM);
-    for (let q = 0; q < this.queuePairs; q++) this.pairs.push({ rx: undefined, tx: undefined, frx: undefined, ftx: undefined, scheduled: false, rxPending: 0 });
+    for (let q = 0; q < this.queuePairs; q++) this.pairs.push({ rx: undefined, tx: undefined, frx: undefined, ftx: undefined, scheduled: false, rxPending: 0, rxEnabled: false });
     if (this.fast) {
       this.newFastDevice();
       return;
@@ -337,6 +339,7 @@ export class VhostUserNetBackend<F> {
     const h = this.handler;
     const fwd = h.forward;
     const txEnabled = this.protocol.vrings[tx.index]?.enabled ?? false;
+    pair.rxEnabled = pair.frx !== undefined && (this.protocol.vrings[pair.frx.index]?.enabled ?? false);
     const u8 = tx.u8;
     this.current = pair;
     let n = 0;
@@ -389,7 +392,7 @@ export class VhostUserNetBackend<F> {
   private deliverFast(pair: QueuePair, src: Uint8Array, off: number, len: number, swap: boolean): boolean {
     const c = this.counters;
     const rx = pair.frx;
-    if (rx === undefined || rx.available() === 0 || !(this.protocol.vrings[rx.index]?.enabled ?? false)) {
+    if (rx === undefined || !pair.rxEnabled || rx.available() === 0) {
       c.rxDropped++;
       return false;
     }
@@ -417,7 +420,11 @@ export class VhostUserNetBackend<F> {
       if (src === u8 && len <= 256) copySmall(u8, rx.u32, dst + hl, off, len);
       else if (src === u8) u8.copyWithin(dst + hl, off, off + len);
       else u8.set(src.subarray(off, off + len), dst + hl);
-      if (swap && len >= 12) swapMacs(u8, dst + hl);
+      if (swap && len >= 12) {
+        const a = dst + hl;
+        if ((a & 1) === 0) swapMacs16(rx.u16, a >>> 1);
+        else swapMacs(u8, a);
+      }
       rx.fill(head, need);
     } else if (!this.deliverFastSlow(rx, head, src, off, len, swap)) {
       c.rxDropped++;
@@ -493,7 +500,14 @@ export class VhostUserNetBackend<F> {
    */
   deliver(frame: Uint8Array, pair: QueuePair | undefined = this.current ?? this.pairs[0]): boolean {
     const c = this.counters;
-    if (pair?.frx !== undefined) return this.deliverFast(pair, frame, 0, frame.length, false);
+    if (pair?.frx !== undefined) {
+      if (pair === this.current) return this.deliverFast(pair, frame, 0, frame.length, false);
+      pair.rxEnabled = this.protocol.vrings[pair.frx.index]?.enabled ?? false;
+      const ok = this.deliverFast(pair, frame, 0, frame.length, false);
+      pair.rxPending = 0;
+      if (pair.frx.flushAndNotify() === 0) c.callsSuppressed++;
+      return ok;
+    }
     const rx = pair?.rx;
     if (rx === undefined || rx.broken || !(this.protocol.vrings[rx.index]?.enabled ?? false)) {
       c.rxDropped++;
@@ -592,4 +606,13 @@ function copySmall(u8: Uint8Array, u32: Uint32Array, dst: number, src: number, l
     i = words << 2;
   }
   for (; i < len; i++) u8[dst + i] = u8[src + i]!;
+}
+
+/** swapMacs on a 2-byte aligned frame: three u16 swaps. */
+function swapMacs16(u16: Uint16Array, at: number): void {
+  for (let i = 0; i < 3; i++) {
+    const t = u16[at + i]!;
+    u16[at + i] = u16[at + 3 + i]!;
+    u16[at + 3 + i] = t;
+  }
 }
