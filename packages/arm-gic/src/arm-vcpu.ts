@@ -32,6 +32,8 @@ export interface ArmVcpuHost {
   vgicV4Put(vcpu: ArmVcpu, needDoorbell: boolean): void;
   /** io_mem_abort: returns true when handled in the kernel (vGIC frames, ioeventfd). */
   handleMmio(vcpu: ArmVcpu, access: GuestMmioAccess): boolean;
+  /** KVM_EXIT_MMIO: what the VMM does with an access the kernel did not handle. */
+  readonly userspaceMmio?: ((vcpu: ArmVcpu, access: GuestMmioAccess) => void) | undefined;
   /** vgic_v3_dispatch_sgi (trapped ICC_SGI1R_EL1 write). */
   dispatchSgi(vcpu: ArmVcpu, value: bigint): void;
   /** Drives the maintenance interrupt (PPI 25) of host CPU `cpu`. */
@@ -270,7 +272,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
         this.pendingMmio = undefined;
         this.emit('vcpu.mmio', 'io_mem_abort', 'kvm_handle_guest_abort', { vcpu: this.vcpuId, addr: a.addr, len: a.len, write: a.write });
         if (!this.vm.handleMmio(this, a)) {
-          // KVM_EXIT_MMIO: out to the VMM and back
+          // KVM_EXIT_MMIO: out to the VMM (its MMIO dispatch) and back
+          this.vm.userspaceMmio?.(this, a);
           this.s.after(this.costs.exitToUserspace, this.actor, () => this.afterExit());
           return;
         }
@@ -389,6 +392,14 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   private guestDo(fn: () => void): void {
     this.guestActions.push(fn);
     if (this.state === 'guest' && !this.inHandler) this.s.after(0, this.actor, () => this.guestResume());
+  }
+
+  /**
+   * Runs guest code (a driver's transmit path, say) when the guest next runs: the same slot
+   * as the guest's own queued actions, after any interrupt it has to take first.
+   */
+  guestRun(fn: () => void): void {
+    this.guestDo(fn);
   }
 
   /** The guest accesses an MMIO address (DABT_LOW exit). */

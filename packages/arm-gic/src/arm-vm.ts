@@ -172,6 +172,9 @@ export class ArmVm implements ArmVcpuHost {
     this.v4?.put(vcpu, needDoorbell);
   }
 
+  /** The VMM's handler for KVM_EXIT_MMIO (QEMU's address-space dispatch: PCI BARs …). */
+  userspaceMmio: ((vcpu: ArmVcpu, access: GuestMmioAccess) => void) | undefined = undefined;
+
   handleMmio(_vcpu: ArmVcpu, a: GuestMmioAccess): boolean {
     const L = this.layout;
     let read: (() => bigint) | undefined;

@@ -1,0 +1,15 @@
+import { presetDocument, parseTopology } from '@virq/machine';
+import { createSimContext, TraceRecorder, formatFtrace } from '@virq/core';
+import { X86Machine } from '../src/x86/x86-machine.js';
+const doc = presetDocument('x86-q35');
+doc.devices = (doc.devices as Array<Record<string, unknown>>).map((d) => d.kind === 'virtio-net' ? { ...d, backend: 'in-vmm' } : d);
+const t = parseTopology(doc);
+const ctx = createSimContext({ seed: 1 });
+const m = new X86Machine(ctx, t);
+const rec = new TraceRecorder(ctx.trace.events$);
+m.start(); m.startWorkload(200_000);
+ctx.scheduler.runUntil(200_000);
+const v0 = m.vm.vcpu(0)!;
+console.log('mode', v0.mode, 'blocked', v0.blocked, 'tasks', m.cpus[0]!.pendingTasks, 'taken', m.cpus[0]!.taken, 'spurious', m.cpus[0]!.spurious);
+const ev = rec.events.filter((e) => e.actor.name.includes('CPU 0') || e.actor.name.includes('vcpu0'));
+console.log(formatFtrace(ev.slice(-40)));

@@ -1,0 +1,10 @@
+import { presetDocument, parseTopology, runTopology } from '@virq/machine';
+const name = process.argv[2] ?? 'arm-virt-gicv4';
+const doc = presetDocument(name);
+doc.devices = (doc.devices as Array<Record<string, unknown>>).map((d) => d.kind === 'virtio-net' ? { ...d, backend: 'in-vmm' } : d);
+const r = runTopology(parseTopology(doc), { keepTrace: true });
+const c = new Map<string, number>();
+for (const e of r.trace!) c.set(e.fn, (c.get(e.fn) ?? 0) + 1);
+console.log([...c].sort((a, b) => b[1] - a[1]).slice(0, 45).map(([k, v]) => `${v} ${k}`).join('\n'));
+const exits = r.trace!.filter((e) => e.fn === 'kvm_exit' || e.kind.includes('exit')).slice(0, 5);
+console.log(exits.map((e) => `${e.fn} ${JSON.stringify(e.args)}`).join('\n'));

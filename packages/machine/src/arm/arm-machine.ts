@@ -1,0 +1,297 @@
+import { EventFd, GuestMemory, KvmRoutingTable, type Actor, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
+import { ArmHost, ArmVm, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, armIrqLine, type GicVersion } from '@virq/arm-gic';
+import { IrqBypassManager } from '@virq/irqbypass';
+import { PciBus, pciBdf } from '@virq/pci';
+import { GuestPageAllocator, GuestVirtioNet, GuestVirtioPci, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame } from '@virq/virtio-pci';
+import { Serial16550 } from '../devices/serial-16550.js';
+import { ArmGuestCpu } from '../guest/arm-guest-cpu.js';
+import { GuestPciAccess } from '../guest/guest-pci-access.js';
+import { GuestIrqDomain } from '../guest/irq-domain.js';
+import type { Topology, VfioConfig, VirtioNetConfig } from '../topology.js';
+import type { ComposedMachine } from '../machine.js';
+import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
+import { restrictVmApi } from '../vm-api.js';
+
+const MMIO_BASE = 0x1000_0000;
+const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+/** The virt board's PL011 at SPI 1 (our 16550 stands in for it on an SPI, same IRQ number). */
+const SERIAL_BASE = 0x0900_0000;
+
+interface ArmVfioFunction {
+  config: VfioConfig;
+  deviceId: number;
+  hostIrqs: number[];
+  fds: EventFd[];
+  targets: Array<{ vcpu: number; lpi: number }>;
+}
+
+/**
+ * An arm64 "virt" machine on KVM's vGIC: the same devices as the x86 machine (virtio-net on
+ * virtio-pci, assigned functions, a UART) behind the same VmInterruptApi, with the GIC
+ * version chosen by the topology's one `irqchip.kind` line. MSIs go through the guest's vITS
+ * (DeviceID = PCI requester id); assigned-device interrupts are host LPIs whose VFIO-style
+ * handler signals an eventfd, connected to KVM's irqfd through the irqbypass manager, which
+ * on GICv4 forwards them as vLPIs (kvm_vgic_v4_set_forwarding).
+ */
+export class ArmMachine implements ComposedMachine {
+  readonly host: ArmHost;
+  readonly vm: ArmVm;
+  readonly mem: GuestMemory;
+  readonly bus = new PciBus(0);
+  readonly irqs = new GuestIrqDomain();
+  readonly cpus: ArmGuestCpu[] = [];
+  readonly current: { cpu: { capture: ArmGuestCpu['capture'] | undefined } | undefined } = { cpu: undefined };
+  readonly access: GuestPciAccess;
+  readonly alloc: GuestPageAllocator;
+  readonly mainLoop: Actor;
+  readonly routes: KvmRoutingTable;
+  readonly vmApi: VmInterruptApi;
+  readonly manager: IrqBypassManager;
+  readonly nets: Array<{ config: VirtioNetConfig; device: VirtioNet; proxy: VirtioPciProxy; pci: GuestVirtioPci; driver: GuestVirtioNet; backend: NetBackendHandle; vcpu: number }> = [];
+  readonly vfios: ArmVfioFunction[] = [];
+  readonly serials: Array<{ uart: Serial16550; spi: number }> = [];
+  readonly notes: string[] = [];
+  private nextDev = 1;
+  private nextMmio = MMIO_BASE;
+
+  constructor(
+    readonly ctx: SimContext,
+    readonly topology: Topology,
+  ) {
+    const t = topology;
+    const version: GicVersion = t.irqchip.kind === 'gicv3' ? 'v3' : t.irqchip.kind === 'gicv4' ? 'v4' : 'v4.1';
+    if (version !== 'v3' && !t.irqchip.posted) this.notes.push(`irqchip.posted off: the ${t.irqchip.kind} host forwards no vLPIs; assigned-device interrupts go through KVM's vITS`);
+    if (t.irqchip.apicv || t.irqchip.avic) this.notes.push('irqchip.apicv/avic are x86 settings; ignored on an ARM GIC');
+    const hostCpus = Math.max(2, ...t.vcpus.map((v) => v.hostCpu + 1));
+    this.host = new ArmHost(ctx, { numCpus: hostCpus, version });
+    const tables = GuestGicDriver.tablesSize(t.vcpus.length);
+    const ramBase = Math.ceil(tables / (1 << 20)) * (1 << 20) + (1 << 20);
+    this.mem = GuestMemory.ofSize(ramBase + (t.memoryMiB << 20));
+    this.alloc = new GuestPageAllocator(this.mem, ramBase, ramBase + (t.memoryMiB << 20));
+    this.vm = new ArmVm(ctx, { numVcpus: t.vcpus.length, gic: version, memory: this.mem, host: this.host, vcpuCpus: t.vcpus.map((v) => v.hostCpu) });
+    this.vmApi = restrictVmApi(this.vm.interruptApi, t.routing.irqfd, t.routing.ioeventfd);
+    if (!t.routing.irqfd) this.notes.push('routing.irqfd off: guest notifiers are read by the QEMU main loop (F8)');
+    this.mainLoop = ctx.scheduler.actor({ name: 'qemu-system-aarch64', kind: 'vmm-main', cpu: 0 });
+    this.routes = new KvmRoutingTable(this.vmApi, 32);
+    this.manager = new IrqBypassManager(ctx);
+    this.vm.userspaceMmio = (_vcpu, a) => {
+      const s = this.serials.find((x) => a.addr >= SERIAL_BASE && a.addr < SERIAL_BASE + 8 && x.uart.claims(a.addr - SERIAL_BASE + x.uart.base));
+      if (s !== undefined) {
+        const port = s.uart.base + (a.addr - SERIAL_BASE);
+        if (a.write) s.uart.ioWrite(port, Number(a.value & 0xffn));
+        else a.done?.(BigInt(s.uart.ioRead(port)));
+        return;
+      }
+      if (a.write) this.bus.mmioWrite(a.addr, a.len, Number(a.value & 0xffffffffn));
+      else a.done?.(BigInt(this.bus.mmioRead(a.addr, a.len)));
+    };
+    // irqbypass on ARM: KVM's irqfd is the consumer; a connection forwards the host LPI as a vLPI.
+    this.vm.irqfd.setIrqfdBypassHooks({
+      irqfdAssigned: (view) => {
+        const route = view.route;
+        this.manager.registerConsumer(
+          {
+            token: view.eventfd,
+            addProducer: (p) => void (route !== undefined && this.vm.kvmVgicV4SetForwarding(p.irq, route)),
+            delProducer: (p) => void (route !== undefined && this.vm.kvmVgicV4UnsetForwarding(p.irq, route)),
+          },
+          'kvm_irqfd_assign',
+        );
+      },
+      irqfdDeassigned: () => undefined,
+      irqfdRoutingUpdated: () => undefined,
+    });
+    this.vm.start();
+    for (const v of this.vm.vcpus) this.cpus.push(new ArmGuestCpu(v, ctx.scheduler, this.current));
+    this.access = new GuestPciAccess(this.bus, this.current, undefined);
+    // Before the run loop owns the guest (firmware, probe), writes go through KVM's ioeventfd
+    // bus, then the PCI bus, without exits.
+    const api = this.vm.irqfd;
+    const bus = this.bus;
+    this.directMmio = (a, s, v) => {
+      if (!api.mmioWrite(a, s, BigInt(v >>> 0))) bus.mmioWrite(a, s, v);
+    };
+    this.boot();
+  }
+
+  private readonly directMmio: (addr: number, size: 1 | 2 | 4 | 8, value: number) => void;
+
+  private boot(): void {
+    let virtioIndex = 0;
+    let vfioIndex = 0;
+    for (const d of this.topology.devices) {
+      switch (d.kind) {
+        case 'virtio-net':
+          this.addNet(d, virtioIndex++ % this.topology.vcpus.length);
+          break;
+        case 'vfio':
+          this.addVfio(d, vfioIndex++);
+          break;
+        case 'serial':
+          this.addSerial(d.name, d.irq);
+          break;
+        default:
+          this.notes.push(`${d.name}: ${d.kind} is not part of ARM machine runs; ignored`);
+      }
+    }
+  }
+
+  private addNet(cfg: VirtioNetConfig, vcpu: number): void {
+    const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
+    const net = bit(VirtioNetFeature.MAC) | bit(VirtioNetFeature.STATUS) | bit(VirtioNetFeature.CTRL_VQ) | bit(VirtioNetFeature.CTRL_RX) | bit(VirtioNetFeature.MRG_RXBUF) | (cfg.queuePairs > 1 ? bit(VirtioNetFeature.MQ) : 0n);
+    const device = new VirtioNet(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, mac: MAC, queuePairs: cfg.queuePairs, queueSize: cfg.queueSize, hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC) });
+    const irqs = this.irqs;
+    const sched = this.ctx.scheduler;
+    const proxy = new VirtioPciProxy(this.ctx, {
+      device,
+      vm: this.vmApi,
+      routes: this.routes,
+      msiSink: { deliverMsi: (m) => (irqs.raisedMsi(m, sched.now), this.vm.msiSink.deliverMsi(m)) },
+      vectors: cfg.msix ? undefined : 0,
+      ioeventfd: this.topology.routing.ioeventfd,
+    });
+    if (!cfg.msix) this.notes.push(`${cfg.name}: INTx on ARM is not modelled; using MSI-X`);
+    const bdf = pciBdf(0, this.nextDev++);
+    this.bus.attach(proxy.pci, bdf & 0xff);
+    const boot = { configRead: this.access.configRead.bind(this.access), configWrite: this.access.configWrite.bind(this.access), mmioRead: this.access.mmioRead.bind(this.access), mmioWrite: this.directMmio, pioRead: this.access.pioRead.bind(this.access), pioWrite: this.access.pioWrite.bind(this.access) };
+    const w = { mmio: this.nextMmio, pio: 0x1000 };
+    assignBars(boot, bdf, w);
+    this.nextMmio = w.mmio;
+    const backend = attachNetBackend(this, cfg, device);
+    const nvec = proxy.msix?.vectors ?? 1;
+    const { lpis, messages } = this.vm.guestDriver.mapMsi(proxy.pci.requesterId, nvec, vcpu);
+    let pci: GuestVirtioPci | undefined;
+    lpis.forEach((lpi, e) => {
+      this.irqs.bind(vcpu, lpi, `${cfg.name}-msix${e}`, () => void pci!.msixInterrupt(e));
+      this.irqs.registerMsi(messages[e]!, vcpu, lpi);
+      const cpu = this.cpus[vcpu]!;
+      this.vm.vcpus[vcpu]!.onInterrupt(lpi, (intid) => cpu.runGuest(() => void this.irqs.handle(vcpu, intid, sched.now)));
+    });
+    pci = new GuestVirtioPci(this.ctx, { access: this.access, bdf, mem: this.mem, alloc: this.alloc, vcpu: this.vm.vcpus[vcpu]!.actor, composeMsi: (e) => messages[e]! });
+    const driver = new GuestVirtioNet(this.ctx, { pci, alloc: this.alloc, features: net | ring, irqModes: ['msix-per-vq', 'msix-shared'] });
+    this.nets.push({ config: cfg, device, proxy, pci, driver, backend, vcpu });
+  }
+
+  private addSerial(name: string, irq: number): void {
+    const spi = irq;
+    const pin = this.vm.irqfd;
+    const sched = this.ctx.scheduler;
+    const vcpu = 0;
+    const intid = 32 + spi;
+    const uart = new Serial16550(name, 0x3f8, {
+      raise: () => {
+        this.irqs.raised(vcpu, intid, sched.now);
+        pin.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, intid), true);
+      },
+      lower: () => void pin.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, intid), false),
+    }, this.ctx.trace.channel('serial'));
+    this.vm.guestDriver.enableSpi(intid, { trigger: 'level', vcpu });
+    this.irqs.bind(vcpu, intid, `${name}-spi${spi}`, () => {
+      // The handler reads the interrupt status before its EOI, which drops the level line.
+      // arm-gic runs a guest handler as one slice and takes the data abort of an access it
+      // makes after that slice, so the read's effect is applied here and its exit (the
+      // trapped access to QEMU's UART) follows the handler.
+      uart.ioRead(0x3f8 + 2);
+      this.vm.vcpus[vcpu]!.guestMmio({ addr: SERIAL_BASE + 5, len: 1, write: false, value: 0n });
+    });
+    const cpu = this.cpus[vcpu]!;
+    this.vm.vcpus[vcpu]!.onInterrupt(intid, (i) => cpu.runGuest(() => void this.irqs.handle(vcpu, i, sched.now)));
+    uart.ioWrite(0x3f8 + 3, 0x03);
+    uart.ioWrite(0x3f8 + 1, 0x02);
+    uart.ioRead(0x3f8 + 2);
+    this.serials.push({ uart, spi });
+  }
+
+  private addVfio(cfg: VfioConfig, index: number): void {
+    const deviceId = ((index + 1) << 8) | 0;
+    const n = this.topology.vcpus.length;
+    const hostIrqs = this.host.mapDevice(deviceId, cfg.vectors, 0);
+    const t = this.ctx.trace.channel('vfio');
+    const fds: EventFd[] = [];
+    const targets: Array<{ vcpu: number; lpi: number }> = [];
+    // The guest's driver: one LPI per vector on its target vCPU (the vITS mapping).
+    for (let v = 0; v < cfg.vectors; v++) {
+      const vcpu = cfg.targetVcpus?.[v % cfg.targetVcpus.length] ?? (v + index) % n;
+      const { lpis, messages } = this.vm.guestDriver.mapMsi(deviceId + v + 1, 1, vcpu);
+      const lpi = lpis[0]!;
+      const msg = messages[0]!;
+      this.irqs.bind(vcpu, lpi, `${cfg.name}-msix${v}`, () => undefined);
+      const cpu = this.cpus[vcpu]!;
+      this.vm.vcpus[vcpu]!.onInterrupt(lpi, (i) => cpu.runGuest(() => void this.irqs.handle(vcpu, i, this.ctx.scheduler.now)));
+      const fd = new EventFd(this.ctx.scheduler, { name: `vfio-${cfg.name}-msix${v}` });
+      fds.push(fd);
+      const hostIrq = hostIrqs[v]!;
+      // vfio_msihandler: the host LPI's handler signals the trigger eventfd.
+      this.host.requestIrq(hostIrq, `vfio-msix[${v}](${cfg.name})`, () => {
+        if (t.on) t.emit('vfio.msihandler', 'vfio_msihandler', '__handle_irq_event_percpu', { irq: hostIrq });
+        fd.write(1);
+        return 'handled';
+      }, 0);
+      this.manager.registerProducer({ token: fd, irq: hostIrq }, 'vfio_msi_set_vector_signal');
+      // QEMU: an MSI route and an irqfd on it (the consumer side registers through the hook).
+      const gsi = this.routes.addMsiRoute(msg);
+      this.routes.commit();
+      this.vmApi.irqfd({ fd, gsi });
+      targets.push({ vcpu, lpi });
+    }
+    this.vfios.push({ config: cfg, deviceId, hostIrqs, fds, targets });
+  }
+
+  start(): void {
+    const busy = this.topology.workload.txPacketsPerSec > 0;
+    for (const v of this.vm.vcpus) v.guest.idleWithWfi = !busy || v.vcpuId !== 0;
+  }
+
+  /** The trace tells when a device's interrupt entered KVM (irqfd) for latency accounting. */
+  observe(e: TraceEvent): void {
+    if (e.fn === 'irqfd_wakeup') {
+      const msi = this.routes.msiOf((e.args as { gsi: number }).gsi);
+      if (msi !== undefined) this.irqs.raisedMsi(msi, e.time);
+    }
+  }
+
+  startWorkload(durationNs: number): void {
+    const w = this.topology.workload;
+    const s = this.ctx.scheduler;
+    for (const net of this.nets) {
+      if (w.txPacketsPerSec > 0) {
+        const cpu = this.cpus[net.vcpu]!;
+        const interval = 1e9 / w.txPacketsPerSec;
+        let seq = 0;
+        const tx = (): void => {
+          net.driver.startXmit(ethernetFrame([0xff, 0xff, 0xff, 0xff, 0xff, 0xff], MAC, 64, seq++));
+          const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
+          if (next < durationNs) cpu.at(next, tx);
+        };
+        cpu.at(Math.round(s.prng.exponential(interval)), tx);
+      }
+      if (w.rxPacketsPerSec > 0) net.backend.startRx(w.rxPacketsPerSec, durationNs);
+    }
+    const nic = s.actor({ name: 'nic-dma', kind: 'device', cpu: 0 });
+    for (const d of this.vfios) {
+      if (w.vfioInterruptsPerSec <= 0) continue;
+      const interval = 1e9 / w.vfioInterruptsPerSec;
+      let n = 0;
+      const fire = (): void => {
+        const v = n++ % d.targets.length;
+        const tgt = d.targets[v]!;
+        this.irqs.raised(tgt.vcpu, tgt.lpi, s.now);
+        this.host.deviceMsi(d.deviceId, v);
+        const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
+        if (next < durationNs) s.at(next, nic, fire);
+      };
+      s.at(Math.round(s.prng.exponential(interval)), nic, fire);
+    }
+    for (let i = 0; i < this.serials.length; i++) {
+      if (w.serialPerSec <= 0) continue;
+      const interval = 1e9 / w.serialPerSec;
+      const cpu = this.cpus[0]!;
+      const write = (): void => {
+        this.vm.vcpus[0]!.guestMmio({ addr: SERIAL_BASE, len: 1, write: true, value: 0x41n });
+        const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
+        if (next < durationNs) cpu.at(next, write);
+      };
+      cpu.at(Math.round(s.prng.exponential(interval)), write);
+    }
+  }
+}

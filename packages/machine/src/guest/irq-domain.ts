@@ -1,0 +1,93 @@
+import type { MsiMessage } from '@virq/core';
+import { MachineErrorCode, machineError } from '../errors.js';
+
+/** What runs when a vCPU takes a vector (the guest's irq handler). */
+export type GuestIrqHandler = (vcpuId: number, vector: number) => void;
+
+interface Slot {
+  name: string;
+  handler: GuestIrqHandler;
+  /** Time of the oldest device event not yet handled (latency start). */
+  pendingSince: number | undefined;
+}
+
+/** Linux x86's first/last device vectors (FIRST_EXTERNAL_VECTOR 0x20 + legacy 0x30..; below the system vectors). */
+const FIRST_DEVICE_VECTOR = 0x31;
+const LAST_DEVICE_VECTOR = 0xeb;
+
+/**
+ * The guest kernel's view of its interrupt vectors: which handler runs for (vCPU, vector),
+ * how an MSI for it is composed (x86: fixed, edge, physical destination = the vCPU's APIC
+ * id), and when the device event a handler answers was raised — so the machine measures
+ * device event → guest handler latency at the handler.
+ */
+export class GuestIrqDomain {
+  private readonly slots = new Map<number, Slot>();
+  private readonly nextVector = new Map<number, number>();
+  /** Called with each measured latency (ns). */
+  onLatency: ((ns: number, name: string) => void) | undefined;
+
+  /** (vCPU, vector or INTID) → one number; INTIDs go up to 2^20 (GIC LPIs). */
+  private key(vcpuId: number, vector: number): number {
+    return vcpuId * 1_048_576 + vector;
+  }
+
+  private readonly msis = new Map<string, { vcpu: number; vector: number }>();
+
+  private static msiKey(msg: MsiMessage): string {
+    return `${msg.addressHi}:${msg.addressLo}:${msg.data}:${msg.requesterId ?? -1}`;
+  }
+
+  /** Records that `msg` lands as `vector` (or INTID) on `vcpuId`. */
+  registerMsi(msg: MsiMessage, vcpuId: number, vector: number): MsiMessage {
+    this.msis.set(GuestIrqDomain.msiKey(msg), { vcpu: vcpuId, vector });
+    return msg;
+  }
+
+  /** A device sent `msg` now (latency starts for its vector). */
+  raisedMsi(msg: MsiMessage, now: number): void {
+    const t = this.msis.get(GuestIrqDomain.msiKey(msg));
+    if (t !== undefined) this.raised(t.vcpu, t.vector, now);
+  }
+
+  /** Allocates the next free x86 device vector on `vcpuId` for `handler`. */
+  allocate(vcpuId: number, name: string, handler: GuestIrqHandler): number {
+    const v = this.nextVector.get(vcpuId) ?? FIRST_DEVICE_VECTOR;
+    if (v > LAST_DEVICE_VECTOR) throw machineError(MachineErrorCode.Unsupported, `vCPU ${vcpuId} has no free interrupt vector left for ${name}`);
+    this.nextVector.set(vcpuId, v + 1);
+    this.slots.set(this.key(vcpuId, v), { name, handler, pendingSince: undefined });
+    return v;
+  }
+
+  /** Registers a handler on a fixed vector (IOAPIC pins programmed by the guest). */
+  bind(vcpuId: number, vector: number, name: string, handler: GuestIrqHandler): void {
+    this.slots.set(this.key(vcpuId, vector), { name, handler, pendingSince: undefined });
+  }
+
+  /** The x86 MSI message for (vCPU with `apicId`, `vector`): 0xFEE0_0000 | dest << 12, fixed, edge. */
+  static x86Msi(apicId: number, vector: number): MsiMessage {
+    return { addressLo: (0xfee00000 | ((apicId & 0xff) << 12)) >>> 0, addressHi: 0, data: vector & 0xff };
+  }
+
+  /** A device raised the interrupt behind (vCPU, vector) at `now`. */
+  raised(vcpuId: number, vector: number, now: number): void {
+    const s = this.slots.get(this.key(vcpuId, vector));
+    if (s !== undefined && s.pendingSince === undefined) s.pendingSince = now;
+  }
+
+  /** Runs the handler for a taken vector; returns false for a spurious one. */
+  handle(vcpuId: number, vector: number, now: number): boolean {
+    const s = this.slots.get(this.key(vcpuId, vector));
+    if (s === undefined) return false;
+    if (s.pendingSince !== undefined) {
+      this.onLatency?.(now - s.pendingSince, s.name);
+      s.pendingSince = undefined;
+    }
+    s.handler(vcpuId, vector);
+    return true;
+  }
+
+  nameOf(vcpuId: number, vector: number): string | undefined {
+    return this.slots.get(this.key(vcpuId, vector))?.name;
+  }
+}

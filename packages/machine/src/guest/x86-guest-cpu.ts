@@ -1,0 +1,87 @@
+import type { Scheduler } from '@virq/core';
+import type { GuestModel, GuestOp } from '@virq/kvm-irqchip';
+import type { GuestIrqDomain } from './irq-domain.js';
+
+interface Task {
+  time: number;
+  seq: number;
+  run: () => void;
+}
+
+/**
+ * One vCPU's guest kernel as the x86 run loop sees it (a `GuestModel`). Guest driver code
+ * (the Linux virtio/VFIO driver models) runs synchronously inside `next()` / `interrupt()`;
+ * the register writes it makes are captured (see `GuestMmio`) and handed to the vCPU as
+ * `mmio-write`/`pio-write` operations, so each one takes its real exit (EPT_MISCONFIG,
+ * IO_INSTRUCTION) and cost on the vCPU's timeline. Between tasks the guest computes until
+ * the next one is due, and halts when it has nothing left.
+ */
+export class X86GuestCpu implements GuestModel {
+  private readonly queued: GuestOp[] = [];
+  private tasks: Task[] = [];
+  private seq = 0;
+  /** Ops captured from driver code currently running on this vCPU. */
+  capture: GuestOp[] | undefined;
+  /** Interrupts taken, by vector. */
+  readonly taken = new Map<number, number>();
+  spurious = 0;
+
+  constructor(
+    readonly vcpuId: number,
+    private readonly scheduler: Scheduler,
+    private readonly irqs: GuestIrqDomain,
+    private readonly handlerNs: number,
+    private readonly current: { cpu: X86GuestCpu | undefined },
+  ) {}
+
+  /** Runs `fn` as guest code on this vCPU at or after `time`. */
+  at(time: number, run: () => void): void {
+    const t: Task = { time, seq: this.seq++, run };
+    const ts = this.tasks;
+    let i = ts.length;
+    while (i > 0 && (ts[i - 1]!.time > time || (ts[i - 1]!.time === time && ts[i - 1]!.seq > t.seq))) i--;
+    ts.splice(i, 0, t);
+  }
+
+  get pendingTasks(): number {
+    return this.tasks.length;
+  }
+
+  /** Runs driver code with this vCPU as the one whose register accesses are captured. */
+  private runGuest(fn: () => void, into: GuestOp[]): void {
+    const prevCpu = this.current.cpu;
+    const prevCap = this.capture;
+    this.current.cpu = this;
+    this.capture = into;
+    try {
+      fn();
+    } finally {
+      this.current.cpu = prevCpu;
+      this.capture = prevCap;
+    }
+  }
+
+  next(): GuestOp {
+    const q = this.queued;
+    if (q.length > 0) return q.shift()!;
+    const now = this.scheduler.now;
+    while (this.tasks.length > 0 && this.tasks[0]!.time <= now) {
+      const t = this.tasks.shift()!;
+      this.runGuest(t.run, q);
+      if (q.length > 0) return q.shift()!;
+    }
+    if (this.tasks.length > 0) return { op: 'compute', ns: this.tasks[0]!.time - now };
+    return { op: 'hlt' };
+  }
+
+  interrupt(vcpuId: number, vector: number): readonly GuestOp[] {
+    this.taken.set(vector, (this.taken.get(vector) ?? 0) + 1);
+    const body: GuestOp[] = [];
+    let known = false;
+    this.runGuest(() => {
+      known = this.irqs.handle(vcpuId, vector, this.scheduler.now);
+    }, body);
+    if (!known) this.spurious++;
+    return [{ op: 'compute', ns: this.handlerNs, fn: this.irqs.nameOf(vcpuId, vector) ?? 'spurious_interrupt' }, ...body, { op: 'eoi' }];
+  }
+}

@@ -1,0 +1,87 @@
+import { createSimContext, type SimContext, type TraceEvent } from '@virq/core';
+import { MetricsCollector, type RunMetrics } from './metrics.js';
+import { archOf, type Topology } from './topology.js';
+import { X86Machine } from './x86/x86-machine.js';
+import { ArmMachine } from './arm/arm-machine.js';
+import type { ComposedMachine } from './machine.js';
+
+export interface ScenarioResult {
+  metrics: RunMetrics;
+  /** The first device-to-guest delivery: from the first device notification to the guest handler. */
+  firstDelivery: TraceEvent[];
+  /** Every event, when `keepTrace` was asked for. */
+  trace: TraceEvent[] | undefined;
+  /** Effective settings and fallbacks the machine chose (e.g. "irqfd off: F8 path"). */
+  notes: string[];
+  ctx: SimContext;
+}
+
+export interface RunOptions {
+  /** Keep the whole trace (for --perfetto and reports). */
+  keepTrace?: boolean;
+}
+
+/** Functions that mark a device starting a delivery toward the guest. */
+const DELIVERY_START = new Set(['vhost_vring_call_split', 'vhost_signal', 'virtio_notify', 'vfio_msihandler', 'intel_ir_post', 'serial_update_irq', 'vgic_its_trigger_msi', 'kvm_vgic_inject_irq', 'its_vlpi_set_pending', 'amd_iommu_ga_post']);
+/** Functions that mark the guest's handler running. */
+const DELIVERY_END = new Set(['guest_interrupt', 'guest_irq_handler']);
+/** One per posted delivery: KVM-originated (APICv), device-originated through the IOMMU, direct vLPI. */
+const POSTED = new Set(['vmx_deliver_posted_interrupt', 'intel_ir_post', 'amd_iommu_ga_post', 'its_vlpi_direct']);
+const DOORBELLS = new Set(['pi_wakeup_handler', 'avic_ga_log_notifier', 'vgic_v4_doorbell_handler']);
+/** One per interrupt KVM injects: VMCS event injection on x86, queued to the vGIC's ap_list (then an LR) on ARM. */
+const INJECTED = new Set(['vmx_inject_irq', 'vgic_queue_irq_unlock']);
+
+/**
+ * Builds the topology's machine, runs its workload for `durationUs` of virtual time, and
+ * measures it. Every number comes from the run's own trace and actors; the same topology
+ * and seed give the same result.
+ */
+export function runTopology(topology: Topology, options: RunOptions = {}): ScenarioResult {
+  const ctx = createSimContext({ seed: topology.seed, costs: topology.costs });
+  const m = new MetricsCollector();
+  const all: TraceEvent[] | undefined = options.keepTrace ? [] : undefined;
+  const first: TraceEvent[] = [];
+  let firstState: 'wait' | 'open' | 'done' = 'wait';
+  const durationNs = topology.durationUs * 1000;
+  const machine: ComposedMachine = archOf(topology.irqchip.kind) === 'x86' ? new X86Machine(ctx, topology) : new ArmMachine(ctx, topology);
+  // Boot (firmware, driver probe) is done; the measurement starts here.
+  const sub = ctx.trace.events$.subscribe((e) => {
+    all?.push(e);
+    machine.observe(e);
+    if (firstState === 'wait' && DELIVERY_START.has(e.fn)) firstState = 'open';
+    if (firstState === 'open') {
+      first.push(e);
+      if (DELIVERY_END.has(e.fn) || first.length >= 400) firstState = 'done';
+    }
+    switch (e.fn) {
+      case 'kvm_exit': {
+        const a = e.args as { vcpu?: number; reason?: string };
+        m.exit(a.vcpu ?? -1, String(a.reason));
+        break;
+      }
+      case 'eventfd_signal':
+        m.eventfdSignals++;
+        break;
+      default:
+        if (e.kind === 'vring.kick_prepare') {
+          if ((e.args as { needsKick: boolean }).needsKick) m.kicksSent++;
+          else m.kicksSuppressed++;
+        } else if (e.kind === 'vring.should_notify') {
+          if ((e.args as { notify: boolean }).notify) m.notificationsSent++;
+          else m.notificationsSuppressed++;
+        } else if (INJECTED.has(e.fn)) m.injected++;
+        else if (POSTED.has(e.fn)) m.posted++;
+        else if (DOORBELLS.has(e.fn)) m.doorbells++;
+        else if (e.fn === 'kvm_set_irq' && (e.args as { ret?: number }).ret === 0) m.coalesced++;
+    }
+  });
+  machine.irqs.onLatency = (ns) => m.latency.record(ns);
+  machine.start();
+  machine.startWorkload(durationNs);
+  ctx.scheduler.runUntil(durationNs);
+  sub.unsubscribe();
+  const cpuTimeNs: Record<string, number> = {};
+  for (const a of ctx.scheduler.allActors()) if (a.cpuTimeNs > 0) cpuTimeNs[a.name] = (cpuTimeNs[a.name] ?? 0) + a.cpuTimeNs;
+  const metrics = m.finish({ topology: topology.name, irqchip: topology.irqchip.kind, seed: topology.seed, virtualTimeNs: durationNs, events: ctx.scheduler.executed, cpuTimeNs });
+  return { metrics, firstDelivery: firstState === 'wait' ? [] : first, trace: all, notes: machine.notes, ctx };
+}

@@ -1,0 +1,32 @@
+import fs from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { MachineErrorCode, machineError } from './errors.js';
+import { parseTopology, type Topology } from './topology.js';
+
+/** Parses topology text (YAML, of which JSON is a subset) and validates it. */
+export function parseTopologyText(text: string, origin = 'topology'): Topology {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { maxAliasCount: 100, uniqueKeys: true });
+  } catch (e) {
+    if (e instanceof YAMLParseError) {
+      const at = e.linePos?.[0];
+      const where = at === undefined ? '' : ` at line ${at.line}, column ${at.col}`;
+      throw machineError(MachineErrorCode.TopologySyntax, `${origin}: not valid YAML/JSON${where}: ${e.message.split('\n')[0]}`, { origin });
+    }
+    throw e;
+  }
+  return parseTopology(doc);
+}
+
+/** Loads a topology from a .yaml/.yml/.json file. */
+export function loadTopologyFile(path: string): Topology {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (e) {
+    throw machineError(MachineErrorCode.TopologyInvalid, `cannot read topology file ${path}: ${(e as Error).message}`, { path });
+  }
+  if (text.length > 4 * 1024 * 1024) throw machineError(MachineErrorCode.TopologyInvalid, `topology file ${path} is larger than 4 MiB`, { path });
+  return parseTopologyText(text, path);
+}

@@ -1,0 +1,363 @@
+import { GuestMemory, KvmRoutingTable, type Actor, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
+import { IrqBypassHost, QemuVfioPci, type VfioPciCore } from '@virq/irqbypass';
+import { APIC, IOAPIC_DEFAULT_BASE_ADDRESS, KvmVm, PcGsi, type KvmVcpu } from '@virq/kvm-irqchip';
+import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
+import { GuestPageAllocator, GuestVirtioNet, GuestVirtioPci, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame } from '@virq/virtio-pci';
+import { Serial16550 } from '../devices/serial-16550.js';
+import { MachineErrorCode, machineError } from '../errors.js';
+import { GuestPciAccess } from '../guest/guest-pci-access.js';
+import { GuestIrqDomain } from '../guest/irq-domain.js';
+import { X86GuestCpu } from '../guest/x86-guest-cpu.js';
+import type { Topology, VfioConfig, VirtioNetConfig } from '../topology.js';
+import type { ComposedMachine } from '../machine.js';
+import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
+import { restrictVmApi } from '../vm-api.js';
+
+const MMIO_BASE = 0xfe00_0000;
+const PIO_BASE = 0xc000;
+const SERIAL_PORTS = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
+const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
+export interface X86NetDevice {
+  config: VirtioNetConfig;
+  device: VirtioNet;
+  proxy: VirtioPciProxy;
+  pci: GuestVirtioPci;
+  driver: GuestVirtioNet;
+  backend: NetBackendHandle;
+  vcpu: number;
+}
+
+export interface X86VfioDevice {
+  config: VfioConfig;
+  vfio: VfioPciCore;
+  qemu: QemuVfioPci;
+  msix: MsixTable;
+  /** Vector n → (vCPU, guest vector). */
+  targets: Array<{ vcpu: number; vector: number }>;
+}
+
+/**
+ * An x86 q35-like machine on KVM's in-kernel irqchip: vCPU threads with the KVM run loop,
+ * QEMU's PCI bus with virtio-net (in-VMM, kernel vhost or vhost-user back end), VFIO
+ * functions whose interrupts go through irqbypass (VT-d posted or remapped; AVIC), and a
+ * 16550 UART on IRQ 4 through kvm_pc_gsi_handler. The guest is the Linux driver models of
+ * @virq/virtio-pci plus small 8250 and VFIO-consumer drivers, running on each vCPU's run loop.
+ */
+export class X86Machine implements ComposedMachine {
+  readonly vm: KvmVm;
+  readonly mem: GuestMemory;
+  readonly bus = new PciBus(0);
+  readonly irqs = new GuestIrqDomain();
+  readonly cpus: X86GuestCpu[] = [];
+  readonly current: { cpu: X86GuestCpu | undefined } = { cpu: undefined };
+  readonly access: GuestPciAccess;
+  readonly alloc: GuestPageAllocator;
+  readonly mainLoop: Actor;
+  readonly routes: KvmRoutingTable;
+  readonly vmApi: VmInterruptApi;
+  readonly gsi: PcGsi;
+  readonly bypass: IrqBypassHost | undefined;
+  readonly nets: X86NetDevice[] = [];
+  readonly vfios: X86VfioDevice[] = [];
+  readonly serials: Serial16550[] = [];
+  readonly notes: string[] = [];
+  private nextDev = 3;
+  private nextMmio = MMIO_BASE;
+  private nextPio = PIO_BASE;
+
+  constructor(
+    readonly ctx: SimContext,
+    readonly topology: Topology,
+  ) {
+    const t = topology;
+    if (t.irqchip.kind !== 'kvm-x86') {
+      throw machineError(MachineErrorCode.Unsupported, `an x86 machine run needs irqchip.kind kvm-x86 (the userspace irqchip is available as flow F4: \`virq flow F4\`), got ${t.irqchip.kind}`);
+    }
+    const hostOf = new Map(t.vcpus.map((v, i) => [i, v.hostCpu]));
+    this.vm = new KvmVm(ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1 });
+    this.vm.setApicv(t.irqchip.apicv);
+    this.vmApi = restrictVmApi(this.vm, t.routing.irqfd, t.routing.ioeventfd);
+    if (!t.routing.irqfd) this.notes.push('routing.irqfd off: guest notifiers are read by the QEMU main loop (F8)');
+    if (!t.routing.ioeventfd) this.notes.push('routing.ioeventfd off: virtqueue kicks exit to QEMU (virtio_pci_notify_write)');
+    this.mem = new GuestMemory([{ gpa: 0, size: t.memoryMiB << 20 }]);
+    this.alloc = new GuestPageAllocator(this.mem, 1 << 20, t.memoryMiB << 20);
+    this.mainLoop = ctx.scheduler.actor({ name: 'qemu-system-x86', kind: 'vmm-main', cpu: 0 });
+    this.routes = new KvmRoutingTable(this.vmApi, 24);
+    // QEMU's kvm_pc_setup_irq_routing: PIC pins for GSI 0-15 but 2, IOAPIC pins for GSI 0-23
+    // with GSI 0 on IOAPIC pin 2 (the timer override) and nothing for GSI 2.
+    for (let i = 0; i < 8; i++) if (i !== 2) this.routes.addIrqchipRoute(i, 0, i);
+    for (let i = 8; i < 16; i++) this.routes.addIrqchipRoute(i, 1, i - 8);
+    for (let i = 0; i < 24; i++) {
+      if (i === 0) this.routes.addIrqchipRoute(0, 2, 2);
+      else if (i !== 2) this.routes.addIrqchipRoute(i, 2, i);
+    }
+    this.routes.commit();
+    this.gsi = PcGsi.kernelIrqchip(ctx, this.vm);
+    // The driver models trace vp_notify themselves; the captured write is the exit that follows.
+    this.access = new GuestPciAccess(this.bus, this.current, undefined);
+    this.vm.onUserspaceExit = (_vcpu, exit) => {
+      if (exit.exit === 'IO') {
+        const s = this.serials.find((x) => x.claims(exit.addr));
+        if (s !== undefined) {
+          if (exit.write) s.ioWrite(exit.addr, exit.value);
+          return exit.write ? 0 : s.ioRead(exit.addr);
+        }
+        if (exit.write) this.bus.pioWrite(exit.addr, exit.len as 1 | 2 | 4, exit.value);
+        return exit.write ? 0 : this.bus.pioRead(exit.addr, exit.len as 1 | 2 | 4);
+      }
+      if (exit.write) this.bus.mmioWrite(exit.addr, exit.len as 1 | 2 | 4 | 8, exit.value);
+      return exit.write ? 0 : this.bus.mmioRead(exit.addr, exit.len as 1 | 2 | 4 | 8);
+    };
+    const usesVfio = t.devices.some((d) => d.kind === 'vfio');
+    if (usesVfio) {
+      this.bypass = new IrqBypassHost(ctx, {
+        kvm: this.vm,
+        hostCpus: Math.max(16, ...t.vcpus.map((v) => v.hostCpu + 1)),
+        vendor: t.irqchip.avic ? 'avic' : 'vmx',
+        devicePosting: t.irqchip.posted,
+      });
+      if (!t.irqchip.posted) this.notes.push('irqchip.posted off: assigned-device interrupts take host IRQ → vfio_msihandler → irqfd → injection');
+    } else {
+      this.bypass = undefined;
+    }
+    for (const v of this.vm.vcpus()) {
+      this.cpus.push(new X86GuestCpu(v.vcpuId, ctx.scheduler, this.irqs, ctx.costs.ns.guestHandler, this.current));
+    }
+    this.boot();
+  }
+
+  private vcpu(i: number): KvmVcpu {
+    return this.vm.vcpu(i)!;
+  }
+
+  /** Firmware + guest kernel boot, done before the run starts (no exits are counted for it). */
+  private boot(): void {
+    const t = this.topology;
+    // Linux: software-enable each LAPIC (SPIV), mask the 8259s (the IOAPIC is used).
+    for (const v of this.vm.vcpus()) v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    this.vm.guestAccess(0, 'out', 0x21, 0xff, 1);
+    this.vm.guestAccess(0, 'out', 0xa1, 0xff, 1);
+    let serialIndex = 0;
+    let virtioIndex = 0;
+    let vfioIndex = 0;
+    for (const d of t.devices) {
+      switch (d.kind) {
+        case 'virtio-net':
+          this.addNet(d, virtioIndex++ % t.vcpus.length);
+          break;
+        case 'vfio':
+          this.addVfio(d, vfioIndex++);
+          break;
+        case 'serial':
+          this.addSerial(d.name, d.irq, serialIndex++);
+          break;
+        case 'virtio-blk':
+        case 'pit':
+        case 'hpet':
+          this.notes.push(`${d.name}: ${d.kind} is not part of machine runs yet (see the flows for its paths); ignored`);
+          break;
+      }
+    }
+  }
+
+  private place(): number {
+    const bdf = pciBdf(0, this.nextDev++);
+    return bdf;
+  }
+
+  private assign(bdf: number): void {
+    const w = { mmio: this.nextMmio, pio: this.nextPio };
+    assignBars(this.access, bdf, w);
+    this.nextMmio = w.mmio;
+    this.nextPio = w.pio;
+  }
+
+  private addNet(cfg: VirtioNetConfig, vcpu: number): void {
+    const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
+    const net =
+      bit(VirtioNetFeature.MAC) | bit(VirtioNetFeature.STATUS) | bit(VirtioNetFeature.CTRL_VQ) | bit(VirtioNetFeature.CTRL_RX) |
+      bit(VirtioNetFeature.MRG_RXBUF) | (cfg.queuePairs > 1 ? bit(VirtioNetFeature.MQ) : 0n);
+    const device = new VirtioNet(this.ctx, {
+      name: cfg.name,
+      mem: this.mem,
+      mainLoop: this.mainLoop,
+      mac: MAC,
+      queuePairs: cfg.queuePairs,
+      queueSize: cfg.queueSize,
+      hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC),
+    });
+    const proxy = new VirtioPciProxy(this.ctx, {
+      device,
+      vm: this.vmApi,
+      routes: this.routes,
+      msiSink: { deliverMsi: (m) => (this.irqs.raisedMsi(m, this.ctx.scheduler.now), this.vm.deliverMsi(m)) },
+      intx: { setLevel: (level: boolean) => this.gsi.gsi[16 + (this.nets.length % 4)]!.set(level, 'pci_irq_handler') },
+      vectors: cfg.msix ? undefined : 0,
+      ioeventfd: this.topology.routing.ioeventfd,
+    });
+    const bdf = this.place();
+    this.bus.attach(proxy.pci, bdf & 0xff);
+    this.assign(bdf);
+    const backend = attachNetBackend(this, cfg, device);
+    const apicId = this.vcpu(vcpu).apicId;
+    let pci: GuestVirtioPci | undefined;
+    pci = new GuestVirtioPci(this.ctx, {
+      access: this.access,
+      bdf,
+      mem: this.mem,
+      alloc: this.alloc,
+      vcpu: this.vm.guestActor(this.vcpu(vcpu)),
+      composeMsi: (entry) => {
+        const vector = this.irqs.allocate(vcpu, `${cfg.name}-msix${entry}`, () => void pci!.msixInterrupt(entry));
+        return this.irqs.registerMsi(GuestIrqDomain.x86Msi(apicId, vector), vcpu, vector);
+      },
+    });
+    const driver = new GuestVirtioNet(this.ctx, { pci, alloc: this.alloc, features: net | ring, irqModes: cfg.msix ? ['msix-per-vq', 'msix-shared'] : ['intx'] });
+    if (!cfg.msix) this.bindIntx(pci, cfg.name, 16 + (this.nets.length % 4), vcpu);
+    this.nets.push({ config: cfg, device, proxy, pci, driver, backend, vcpu });
+  }
+
+  /** Programs the IOAPIC pin the device's INTx routes to (Linux's level, active-low PCI INTx). */
+  private bindIntx(pci: GuestVirtioPci, name: string, pin: number, vcpu: number): void {
+    const vector = this.irqs.allocate(vcpu, `${name}-intx`, () => void pci.intxInterrupt());
+    this.programIoapic(pin, vector, this.vcpu(vcpu).apicId, true);
+  }
+
+  /** Writes an IOAPIC redirection entry through IOREGSEL/IOWIN, as the guest kernel does. */
+  programIoapic(pin: number, vector: number, apicId: number, level: boolean): void {
+    const lo = vector | (level ? (1 << 15) | (1 << 13) : 0);
+    const hi = (apicId & 0xff) << 24;
+    const sel = IOAPIC_DEFAULT_BASE_ADDRESS;
+    this.vm.guestAccess(0, 'mmio_write', sel, 0x10 + pin * 2 + 1, 4);
+    this.vm.guestAccess(0, 'mmio_write', sel + 0x10, hi, 4);
+    this.vm.guestAccess(0, 'mmio_write', sel, 0x10 + pin * 2, 4);
+    this.vm.guestAccess(0, 'mmio_write', sel + 0x10, lo, 4);
+  }
+
+  private addSerial(name: string, irq: number, index: number): void {
+    const port = SERIAL_PORTS[index % SERIAL_PORTS.length]!;
+    const line = this.gsi.gsi[irq]!;
+    const vcpu = 0;
+    const vector = this.irqs.allocate(vcpu, `${name}-irq${irq}`, () => {
+      // serial8250_handle_irq reads IIR: an IO_INSTRUCTION exit to QEMU, which clears THRI
+      // and lowers the line (serial_update_irq → qemu_irq_lower).
+      this.cpus[vcpu]!.capture?.push({ op: 'pio-read', port: port + 2, len: 1, fn: 'serial8250_handle_irq' });
+    });
+    const irqs = this.irqs;
+    const sched = this.ctx.scheduler;
+    const s = new Serial16550(name, port, {
+      raise: (caller) => {
+        irqs.raised(vcpu, vector, sched.now);
+        line.raise(caller);
+      },
+      lower: (caller) => line.lower(caller),
+    }, this.ctx.trace.channel('serial'));
+    this.serials.push(s);
+    this.programIoapic(irq, vector, this.vcpu(vcpu).apicId, false);
+    s.ioWrite(port + 3, 0x03); // LCR 8N1
+    s.ioWrite(port + 1, 0x02); // IER: THRI, as the 8250 driver enables on transmit
+    s.ioRead(port + 2); // the probe's IIR read acknowledges the initial THRI
+  }
+
+  private addVfio(cfg: VfioConfig, index: number): void {
+    const host = this.bypass!;
+    const requesterId = ((index + 1) << 8) | 0;
+    const vfio = host.assignDevice({ name: `0000:${(index + 1).toString(16).padStart(2, '0')}:00.0`, requesterId, msixVectors: cfg.vectors });
+    const pdev = new PciDevice(this.ctx, { name: cfg.name, vendorId: 0x8086, deviceId: 0x1572, classCode: 0x020000, msiSink: this.vm, configSize: 4096 });
+    const msix = MsixTable.exclusiveBar(pdev, cfg.vectors, 0);
+    const qemu = new QemuVfioPci(this.ctx, { pdev, msix, vfio, kvm: this.vmApi, routes: this.routes, mainLoop: this.mainLoop });
+    const bdf = this.place();
+    this.bus.attach(pdev, bdf & 0xff);
+    this.assign(bdf);
+    // The guest driver: enable MSI-X (config space), then program and unmask each vector.
+    pdev.configWrite(PciReg.COMMAND, 2, PciCommand.MEMORY | PciCommand.MASTER);
+    pdev.configWrite(msix.capOffset + Msix.CONTROL_OFFSET, 1, Msix.ENABLE_MASK);
+    const base = this.barAddress(pdev);
+    const n = this.topology.vcpus.length;
+    const targets: Array<{ vcpu: number; vector: number }> = [];
+    for (let v = 0; v < cfg.vectors; v++) {
+      const vcpuIdx = cfg.targetVcpus?.[v % cfg.targetVcpus.length] ?? (v + index) % n;
+      const vector = this.irqs.allocate(vcpuIdx, `${cfg.name}-msix${v}`, () => undefined);
+      const msg = GuestIrqDomain.x86Msi(this.vcpu(vcpuIdx).apicId, vector);
+      const e = base + v * Msix.ENTRY_SIZE;
+      this.bus.mmioWrite(e + Msix.ENTRY_VECTOR_CTRL, 4, 1);
+      this.bus.mmioWrite(e + Msix.ENTRY_LOWER_ADDR, 4, msg.addressLo);
+      this.bus.mmioWrite(e + Msix.ENTRY_UPPER_ADDR, 4, msg.addressHi);
+      this.bus.mmioWrite(e + Msix.ENTRY_DATA, 4, msg.data);
+      this.bus.mmioWrite(e + Msix.ENTRY_VECTOR_CTRL, 4, 0);
+      targets.push({ vcpu: vcpuIdx, vector });
+    }
+    this.vfios.push({ config: cfg, vfio, qemu, msix, targets });
+  }
+
+  private barAddress(pdev: PciDevice): number {
+    const lo = pdev.configRead(PciReg.BASE_ADDRESS_0, 4) & ~0xf;
+    return lo >>> 0;
+  }
+
+  /** irqfd_wakeup names the GSI whose MSI route the device's interrupt takes: latency starts there. */
+  observe(e: TraceEvent): void {
+    if (e.fn === 'irqfd_wakeup') {
+      const msi = this.routes.msiOf((e.args as { gsi: number }).gsi);
+      if (msi !== undefined) this.irqs.raisedMsi(msi, e.time);
+    }
+  }
+
+  /** Starts every vCPU's run loop with its guest. */
+  start(): void {
+    for (const v of this.vm.vcpus()) {
+      v.setGuest(this.cpus[v.vcpuId]!);
+      v.run();
+    }
+  }
+
+  /** Schedules the topology's workload over [0, durationNs). */
+  startWorkload(durationNs: number): void {
+    const w = this.topology.workload;
+    const s = this.ctx.scheduler;
+    const prng = s.prng;
+    for (const net of this.nets) {
+      if (w.txPacketsPerSec > 0) {
+        const cpu = this.cpus[net.vcpu]!;
+        const interval = 1e9 / w.txPacketsPerSec;
+        let seq = 0;
+        const tx = (): void => {
+          net.driver.startXmit(ethernetFrame([0xff, 0xff, 0xff, 0xff, 0xff, 0xff], MAC, 64, seq++));
+          const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
+          if (next < durationNs) cpu.at(next, tx);
+        };
+        cpu.at(Math.round(prng.exponential(interval)), tx);
+      }
+      if (w.rxPacketsPerSec > 0) net.backend.startRx(w.rxPacketsPerSec, durationNs);
+    }
+    for (const d of this.vfios) {
+      if (w.vfioInterruptsPerSec <= 0) continue;
+      const interval = 1e9 / w.vfioInterruptsPerSec;
+      const dev = d.vfio.device;
+      let n = 0;
+      const fire = (): void => {
+        const v = n++ % d.targets.length;
+        const tgt = d.targets[v]!;
+        this.irqs.raised(tgt.vcpu, tgt.vector, s.now);
+        dev.fireMsix(v);
+        const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
+        if (next < durationNs) s.at(next, dev.actor, fire);
+      };
+      s.at(Math.round(prng.exponential(interval)), dev.actor, fire);
+    }
+    for (const serial of this.serials) {
+      if (w.serialPerSec <= 0) continue;
+      const interval = 1e9 / w.serialPerSec;
+      const cpu = this.cpus[0]!;
+      const port = serial.base;
+      const write = (): void => {
+        // 8250 transmit: the byte goes to THR (an IO_INSTRUCTION exit to QEMU).
+        cpu.capture?.push({ op: 'pio-write', port, len: 1, value: 0x41, fn: 'serial8250_tx_chars' });
+        const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
+        if (next < durationNs) cpu.at(next, write);
+      };
+      cpu.at(Math.round(prng.exponential(interval)), write);
+    }
+  }
+}
