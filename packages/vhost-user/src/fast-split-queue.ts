@@ -124,6 +124,28 @@ export class FastSplitQueue {
     return head;
   }
 
+  /**
+   * Touches the descriptors and first buffer bytes of the next `n` available chains without
+   * taking them (DPDK's rte_prefetch0 over a burst): the loads are independent, so the CPU
+   * overlaps the cache misses the other core's writes cause instead of taking them one by one
+   * in the dependent processing loop. Returns a value only so the loads are not dropped.
+   */
+  touch(n: number): number {
+    const u16 = this.u16;
+    const u32 = this.u32;
+    let acc = 0;
+    let at = this.lastAvail;
+    for (let i = 0; i < n; i++, at++) {
+      const head = u16[this.avail16 + 2 + (at & this.mask)]!;
+      if (head >= this.size) break;
+      const d = this.desc32 + 4 * head;
+      const off = u32[d]! + u32[d + 1]! * TWO32 - this.base;
+      acc ^= u32[d + 2]!;
+      if (off >= 0 && off + 4 <= this.regionSize) acc ^= this.u8[off]!;
+    }
+    return acc;
+  }
+
   /** Puts back the last `n` heads taken. */
   unget(n: number): void {
     this.lastAvail = (this.lastAvail - n) & 0xffff;

@@ -111,6 +111,8 @@ export class VhostUserNetBackend<F> {
   private hdrLen = 12;
   private mrg = true;
   private readonly budget: number;
+  /** Sink of the prefetch loads (keeps them alive). */
+  touched = 0;
   private readonly pollSliceMs: number;
   private readonly defer: (fn: () => void) => void;
   private polling = false;
@@ -345,6 +347,12 @@ export class VhostUserNetBackend<F> {
     let n = 0;
     let frames = 0;
     let bytes = 0;
+    this.touched ^= tx.touch(avail);
+    const rxq = pair.frx;
+    if (rxq !== undefined && fwd !== 'drop') {
+      const ra = rxq.available();
+      this.touched ^= rxq.touch(ra < avail ? ra : avail);
+    }
     for (; n < avail; n++) {
       const head = tx.nextHead();
       if (head < 0) break;
