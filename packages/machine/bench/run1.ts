@@ -1,11 +1,14 @@
 import { formatFtrace } from '@virq/core';
-import { presetDocument, parseTopology, runTopology, renderMetricsTable } from '@virq/machine';
+import { presetDocument } from '../src/presets.js';
+import { parseTopology } from '../src/topology.js';
+import { runTopology } from '../src/scenario.js';
+import { renderMetricsTable } from '../src/render-table.js';
 const name = process.argv[2] ?? 'x86-q35';
 const doc = presetDocument(name);
-doc.devices = (doc.devices as Array<Record<string, unknown>>).map((d) => d.kind === 'virtio-net' ? { ...d, backend: 'in-vmm' } : d);
+if (process.argv[3]) doc.devices = (doc.devices as Array<Record<string, unknown>>).map((d) => d.kind === 'virtio-net' ? { ...d, backend: process.argv[3] } : d);
 const t0 = Date.now();
 const r = runTopology(parseTopology(doc));
 console.log('wall', Date.now() - t0, 'ms');
-console.log(formatFtrace(r.firstDelivery));
+if (process.env.FIRST) console.log(formatFtrace(r.firstDelivery));
 console.log(renderMetricsTable([{ label: {}, metrics: r.metrics }], 'table'));
 console.log(r.notes, r.metrics.cpuTimeNs, r.metrics.exits.perVcpu);

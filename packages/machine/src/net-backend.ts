@@ -1,4 +1,6 @@
+import { VhostKernelNetOps, VhostUserNetOps, macswapHandler } from '@virq/vhost-user';
 import { ethernetFrame, type VirtioNet } from '@virq/virtio-pci';
+import type { Actor, GuestMemory } from '@virq/core';
 import type { ComposedMachine } from './machine.js';
 import type { VirtioNetConfig } from './topology.js';
 
@@ -53,11 +55,62 @@ function inVmmBackend(m: ComposedMachine, dev: VirtioNet): NetBackendHandle {
   };
 }
 
-export function attachNetBackend(m: ComposedMachine, cfg: VirtioNetConfig, dev: VirtioNet): NetBackendHandle {
+/** A packet source on `actor`: Poisson arrivals at `rate`/s until `untilNs`. */
+function arrivals(m: ComposedMachine, actor: Actor, rate: number, untilNs: number, deliver: (frame: Uint8Array) => void): void {
+  const s = m.ctx.scheduler;
+  const interval = 1e9 / rate;
+  let seq = 0;
+  const arrive = (): void => {
+    deliver(ethernetFrame([0x52, 0x54, 0x00, 0x12, 0x34, 0x56], PEER_MAC, 64, seq++));
+    const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
+    if (next < untilNs) s.at(next, actor, arrive);
+  };
+  s.at(Math.round(s.prng.exponential(interval)), actor, arrive);
+}
+
+/**
+ * vhost-user (the default): QEMU's vhost-user front end talks to our DPDK-style
+ * vhost-user-net back end over the in-process transport; the back end runs on its own thread
+ * (a DPDK lcore), takes the guest's tx frames (macswap reflects them back), and frames from
+ * the outside world arrive on that same thread (the PMD's port) into the guest's rx ring.
+ */
+function vhostUserBackend(m: ComposedMachine, dev: VirtioNet, cpu: number): NetBackendHandle {
+  const before = new Set(m.ctx.scheduler.allActors());
+  const ops = new VhostUserNetOps({ ctx: m.ctx, cpu, handler: macswapHandler() });
+  const actor = m.ctx.scheduler.allActors().find((a) => !before.has(a))!;
+  dev.setBackend({ kind: 'vhost-user', ops: [ops] });
+  return {
+    kind: 'vhost-user',
+    txFrames: () => ops.net.counters.txFrames,
+    startRx: (rate, untilNs) => arrivals(m, actor, rate, untilNs, (f) => void ops.net.deliver(f)),
+  };
+}
+
+/**
+ * Kernel vhost-net: the vhost worker thread serves the rings; its tap side reflects the
+ * guest's frames (macswap). Frames arriving from the outside on the tap are not modelled by
+ * @virq/vhost-user's vhost-net (its handle_rx is fed by handle_tx only), so `startRx` is a
+ * no-op and the machine says so.
+ */
+function vhostKernelBackend(m: ComposedMachine, dev: VirtioNet, mem: GuestMemory, cpu: number): NetBackendHandle {
+  const ops = new VhostKernelNetOps({ ctx: m.ctx, memory: mem, ownerPid: m.mainLoop.pid, handler: macswapHandler(), cpu });
+  dev.setBackend({ kind: 'vhost-kernel', ops: [ops] });
+  return {
+    kind: 'vhost',
+    txFrames: () => ops.dev.counters.txFrames,
+    startRx: (rate) => {
+      if (rate > 0) m.notes.push(`${dev.name}: kernel vhost-net receives only the reflection of the guest's tx (tap rx from outside is not modelled); rxPacketsPerSec ignored`);
+    },
+  };
+}
+
+export function attachNetBackend(m: ComposedMachine, cfg: VirtioNetConfig, dev: VirtioNet, mem: GuestMemory, backendCpu: number): NetBackendHandle {
   switch (cfg.backend) {
     case 'in-vmm':
       return inVmmBackend(m, dev);
-    default:
-      return inVmmBackend(m, dev);
+    case 'vhost-user':
+      return vhostUserBackend(m, dev, backendCpu);
+    case 'vhost':
+      return vhostKernelBackend(m, dev, mem, backendCpu);
   }
 }

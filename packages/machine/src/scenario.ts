@@ -59,7 +59,11 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
         m.exit(a.vcpu ?? -1, String(a.reason));
         break;
       }
+      // eventfd_signal (kernel: ioeventfd, VFIO, vhost's call), eventfd_write (a DPDK-style
+      // back end's call), vhost_signal (vhost-net's call): one count per eventfd write.
       case 'eventfd_signal':
+      case 'eventfd_write':
+      case 'vhost_signal':
         m.eventfdSignals++;
         break;
       default:

@@ -111,7 +111,8 @@ export class ArmMachine implements ComposedMachine {
     this.directMmio = (a, s, v) => {
       if (!api.mmioWrite(a, s, BigInt(v >>> 0))) bus.mmioWrite(a, s, v);
     };
-    this.boot();
+    ctx.scheduler.at(0, this.vm.vcpus[0]!.actor, () => this.boot());
+    ctx.scheduler.runUntil(0);
   }
 
   private readonly directMmio: (addr: number, size: 1 | 2 | 4 | 8, value: number) => void;
@@ -136,6 +137,14 @@ export class ArmMachine implements ComposedMachine {
     }
   }
 
+  /** Host CPU for back-end threads: the first one no vCPU runs on (or the last vCPU's). */
+  private backendCpu(): number {
+    const used = new Set(this.topology.vcpus.map((v) => v.hostCpu));
+    let c = 0;
+    while (used.has(c)) c++;
+    return c;
+  }
+
   private addNet(cfg: VirtioNetConfig, vcpu: number): void {
     const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
     const net = bit(VirtioNetFeature.MAC) | bit(VirtioNetFeature.STATUS) | bit(VirtioNetFeature.CTRL_VQ) | bit(VirtioNetFeature.CTRL_RX) | bit(VirtioNetFeature.MRG_RXBUF) | (cfg.queuePairs > 1 ? bit(VirtioNetFeature.MQ) : 0n);
@@ -157,7 +166,7 @@ export class ArmMachine implements ComposedMachine {
     const w = { mmio: this.nextMmio, pio: 0x1000 };
     assignBars(boot, bdf, w);
     this.nextMmio = w.mmio;
-    const backend = attachNetBackend(this, cfg, device);
+    const backend = attachNetBackend(this, cfg, device, this.mem, this.backendCpu());
     const nvec = proxy.msix?.vectors ?? 1;
     const { lpis, messages } = this.vm.guestDriver.mapMsi(proxy.pci.requesterId, nvec, vcpu);
     let pci: GuestVirtioPci | undefined;
@@ -223,7 +232,10 @@ export class ArmMachine implements ComposedMachine {
       const hostIrq = hostIrqs[v]!;
       // vfio_msihandler: the host LPI's handler signals the trigger eventfd.
       this.host.requestIrq(hostIrq, `vfio-msix[${v}](${cfg.name})`, () => {
-        if (t.on) t.emit('vfio.msihandler', 'vfio_msihandler', '__handle_irq_event_percpu', { irq: hostIrq });
+        if (t.on) {
+          t.emit('vfio.msihandler', 'vfio_msihandler', '__handle_irq_event_percpu', { irq: hostIrq });
+          t.emit('vfio.eventfd_signal', 'eventfd_signal', 'vfio_msihandler', { fd: fd.fd });
+        }
         fd.write(1);
         return 'handled';
       }, 0);

@@ -124,7 +124,10 @@ export class X86Machine implements ComposedMachine {
     for (const v of this.vm.vcpus()) {
       this.cpus.push(new X86GuestCpu(v.vcpuId, ctx.scheduler, this.irqs, ctx.costs.ns.guestHandler, this.current));
     }
-    this.boot();
+    // Firmware and the guest's driver probe run at time 0 on vCPU 0's guest context, before the
+    // run loops start (nothing of it is measured).
+    ctx.scheduler.at(0, this.vm.guestActor(this.vcpu(0)), () => this.boot());
+    ctx.scheduler.runUntil(0);
   }
 
   private vcpu(i: number): KvmVcpu {
@@ -173,6 +176,14 @@ export class X86Machine implements ComposedMachine {
     this.nextPio = w.pio;
   }
 
+  /** Host CPU for back-end threads: the first one no vCPU runs on (or the last vCPU's). */
+  private backendCpu(): number {
+    const used = new Set(this.topology.vcpus.map((v) => v.hostCpu));
+    let c = 0;
+    while (used.has(c)) c++;
+    return c;
+  }
+
   private addNet(cfg: VirtioNetConfig, vcpu: number): void {
     const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
     const net =
@@ -199,7 +210,7 @@ export class X86Machine implements ComposedMachine {
     const bdf = this.place();
     this.bus.attach(proxy.pci, bdf & 0xff);
     this.assign(bdf);
-    const backend = attachNetBackend(this, cfg, device);
+    const backend = attachNetBackend(this, cfg, device, this.mem, this.backendCpu());
     const apicId = this.vcpu(vcpu).apicId;
     let pci: GuestVirtioPci | undefined;
     pci = new GuestVirtioPci(this.ctx, {
