@@ -1,0 +1,97 @@
+import { compareTopologies } from '../src/compare.js';
+import { presetDocument } from '../src/presets.js';
+import { parseVary } from '../src/vary.js';
+import { runTopology } from '../src/scenario.js';
+import { parseTopology } from '../src/topology.js';
+
+const short = (name: string, edit: (d: Record<string, unknown>) => void = () => undefined) => {
+  const d = presetDocument(name);
+  d.durationUs = 400;
+  edit(d);
+  return parseTopology(d);
+};
+
+describe('scenario runs', () => {
+  it('the default x86 machine moves packets, posts the VFIO NIC\'s interrupts and counts exits by reason', () => {
+    const r = runTopology(short('x86-q35'));
+    const m = r.metrics;
+    expect(m.kicks.sent).toBeGreaterThan(0); // guest tx through vp_notify
+    expect(m.exits.byReason['EPT_MISCONFIG']).toBe(m.kicks.sent); // each kick is one notify write exit
+    expect(m.notifications.sent).toBeGreaterThan(0);
+    expect(m.interrupts.posted).toBeGreaterThan(0); // APICv + VT-d posting
+    expect(m.interrupts.injected).toBe(0); // with APICv nothing is injected through the VMCS
+    expect(m.latencyNs.count).toBeGreaterThan(10);
+    expect(m.latencyNs.p50).toBeGreaterThan(0);
+    expect(m.latencyNs.p99).toBeGreaterThanOrEqual(m.latencyNs.p50);
+    expect(Object.keys(m.exits.perVcpu).sort()).toEqual(['0', '1']);
+    // CPU time of a vCPU thread can never exceed the run's virtual time (plus the step in flight).
+    expect(m.cpuTimeNs['CPU 0/KVM']!).toBeLessThanOrEqual(m.virtualTimeNs + 20_000);
+    // The first delivery ends in the guest's handler.
+    expect(r.firstDelivery.at(-1)!.fn).toBe('guest_interrupt');
+  });
+
+  it('without APICv and posting, interrupts are injected on entry and cost exits', () => {
+    const on = runTopology(short('x86-q35')).metrics;
+    const off = runTopology(short('x86-q35-noapicv')).metrics;
+    expect(off.interrupts.posted).toBe(0);
+    expect(off.interrupts.injected).toBeGreaterThan(0);
+    expect(off.exits.total).toBeGreaterThan(on.exits.total);
+    expect(off.exits.byReason['APIC_ACCESS'] ?? 0).toBeGreaterThan(0); // the guest's EOI traps
+  });
+
+  it('same topology and seed → the same metrics; another seed → other ones', () => {
+    const a = runTopology(short('x86-q35')).metrics;
+    const b = runTopology(short('x86-q35')).metrics;
+    const c = runTopology(short('x86-q35', (d) => (d.seed = 2))).metrics;
+    expect(b).toEqual(a);
+    expect(c).not.toEqual(a);
+  });
+
+  it('the same topology runs on ARM with only the irqchip line changed; GICv4 posts what GICv3 injects', () => {
+    const v3 = runTopology(short('x86-q35', (d) => (d.irqchip = { kind: 'gicv3' }))).metrics;
+    const v4 = runTopology(short('x86-q35', (d) => (d.irqchip = { kind: 'gicv4' }))).metrics;
+    expect(v3.irqchip).toBe('gicv3');
+    expect(Object.keys(v3.exits.byReason).every((r) => ['IRQ', 'WFx', 'HVC', 'DABT_LOW', 'SYS64'].includes(r))).toBe(true);
+    expect(v3.interrupts.posted).toBe(0);
+    expect(v4.interrupts.posted).toBeGreaterThan(0);
+    expect(v4.exits.byReason['IRQ'] ?? 0).toBeLessThan(v3.exits.byReason['IRQ'] ?? 0);
+    expect(v3.kicks.sent).toBeGreaterThan(0);
+  });
+
+  it('every back end serves the guest\'s transmit; EVENT_IDX suppresses kicks', () => {
+    for (const backend of ['in-vmm', 'vhost', 'vhost-user']) {
+      const m = runTopology(short('x86-q35', (d) => ((d.devices as Array<Record<string, unknown>>)[0]!.backend = backend))).metrics;
+      expect(m.kicks.sent).toBeGreaterThan(0);
+      expect(m.notifications.sent).toBeGreaterThan(0);
+    }
+    const noIdx = runTopology(short('x86-q35', (d) => ((d.devices as Array<Record<string, unknown>>)[0]!.eventIdx = false))).metrics;
+    const idx = runTopology(short('x86-q35')).metrics;
+    expect(idx.kicks.suppressed).toBeGreaterThan(0);
+    expect(noIdx.notifications.suppressed).toBeLessThan(idx.notifications.suppressed);
+  });
+
+  it('irqfd off: guest notifiers go through the QEMU main loop (F8), with a note', () => {
+    const r = runTopology(short('x86-q35', (d) => (d.routing = { irqfd: false, ioeventfd: true })), { keepTrace: true });
+    expect(r.notes.join('\n')).toMatch(/irqfd off/);
+    expect(r.trace!.some((e) => e.fn === 'virtio_queue_guest_notifier_read')).toBe(true);
+    expect(r.trace!.some((e) => e.fn === 'irqfd_wakeup' && e.actor.name.startsWith('vhost'))).toBe(false);
+  });
+});
+
+describe('compare', () => {
+  it('runs the matrix; the same cell in a worker thread and in-process gives the same numbers', async () => {
+    const doc = presetDocument('x86-q35');
+    doc.durationUs = 200;
+    const dims = [parseVary('posted=on,off')];
+    const inProc = await compareTopologies(doc, dims, { workers: 0 });
+    const threads = await compareTopologies(doc, dims, { workers: 2 });
+    expect(inProc.map((r) => r.label)).toEqual([{ posted: 'on' }, { posted: 'off' }]);
+    expect(threads.map((r) => r.metrics)).toEqual(inProc.map((r) => r.metrics));
+    expect(inProc[0]!.metrics.interrupts.posted).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a bad cell fails before anything runs, naming the path', async () => {
+    const doc = presetDocument('x86-q35');
+    await expect(compareTopologies(doc, [parseVary('vcpus=0,2')], { workers: 0 })).rejects.toThrow(/topology\.vcpus: expected a list of 1 to 4096 vCPUs/);
+  });
+});
