@@ -22,8 +22,8 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     seeds: '000 §1',
     packages: ['virtio-pci', 'virtio-ring', 'kvm-irqchip'],
     variants: {
-      ioeventfd: ['virtio_queue_rq', 'virtqueue_add_sgs', 'virtqueue_kick_prepare', 'virtqueue_notify', 'vp_notify', 'exit:EPT_MISCONFIG', 'kvm_io_bus_write', 'eventfd_signal', 'virtio_queue_host_notifier_read', 'virtio_queue_notify_vq', 'virtqueue_pop'],
-      'no-ioeventfd': ['virtio_queue_rq', 'virtqueue_add_sgs', 'virtqueue_kick_prepare', 'virtqueue_notify', 'vp_notify', 'exit:EPT_MISCONFIG', 'virtio_pci_notify_write', 'virtio_queue_notify', 'virtqueue_pop'],
+      ioeventfd: ['virtio_queue_rq', 'virtqueue_add_split', 'virtqueue_kick_prepare', 'virtqueue_notify', 'vp_notify', 'exit:EPT_MISCONFIG', 'kvm_io_bus_write', 'eventfd_signal', 'virtio_queue_host_notifier_read', 'virtio_queue_notify_vq', 'virtqueue_pop'],
+      'no-ioeventfd': ['virtio_queue_rq', 'virtqueue_add_split', 'virtqueue_kick_prepare', 'virtqueue_notify', 'vp_notify', 'exit:EPT_MISCONFIG', 'virtio_pci_notify_write', 'virtio_queue_notify', 'virtqueue_pop'],
     },
   },
   {
@@ -32,7 +32,8 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     seeds: '000 §2.1',
     packages: ['virtio-pci'],
     variants: {
-      ok: ['virtnet_set_rx_mode', 'virtnet_send_command', 'virtqueue_kick', 'virtqueue_notify', 'vp_notify', 'virtio_net_handle_ctrl', 'virtio_net_handle_rx_mode', 'virtqueue_push'],
+      ok: ['virtnet_set_rx_mode', 'virtnet_send_command', 'virtqueue_kick_prepare', 'virtqueue_notify', 'vp_notify', 'virtio_net_handle_ctrl', 'virtio_net_handle_rx_mode', 'virtqueue_flush', 'virtqueue_get_buf_ctx_split'],
+      'wrong-size': ['virtnet_send_command', 'virtqueue_kick_prepare', 'virtqueue_notify', 'vp_notify', 'virtio_net_handle_ctrl', 'virtqueue_flush', 'virtqueue_get_buf_ctx_split'],
     },
   },
   {
@@ -40,7 +41,7 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     title: 'virtio-net transmit',
     seeds: '000 §2.2',
     packages: ['virtio-pci', 'virtio-ring'],
-    variants: { tx: ['start_xmit', 'virtqueue_add_outbuf', 'virtqueue_notify', 'vp_notify', 'eventfd_signal', 'virtqueue_pop'] },
+    variants: { tx: ['start_xmit', 'virtqueue_add_split', 'virtqueue_notify', 'vp_notify', 'eventfd_signal', 'virtqueue_pop'] },
   },
   {
     id: 'F4',
@@ -57,7 +58,7 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     variants: {
       'kernel-irqchip': [
         'serial_ioport_write', 'serial_update_irq', 'qemu_irq_raise', 'qemu_set_irq', 'kvm_pc_gsi_handler', 'qemu_set_irq', 'kvm_pic_set_irq', 'kvm_set_irq',
-        'kvm_vm_ioctl_irq_line', 'kvm_set_irq', 'kvm_irq_map_gsi',
+        'kvm_vm_ioctl_irq_line', 'kvm_set_irq',
         'kvm_set_pic_irq', 'kvm_pic_set_irq', 'pic_set_irq1', 'pic_update_irq', 'pic_unlock',
         'kvm_set_ioapic_irq', 'ioapic_set_irq', 'ioapic_service', 'ioapic_deliver', 'kvm_irq_delivery_to_apic', 'kvm_apic_set_irq', '__apic_accept_irq', 'kvm_make_request', 'kvm_vcpu_kick',
         'vcpu_enter_guest', 'kvm_check_request', 'inject_pending_event', 'vmx_inject_irq', 'vmx_vcpu_run',
@@ -80,7 +81,7 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     packages: ['kvm-irqchip'],
     variants: {
       xapic: ['exit:APIC_ACCESS', 'kvm_lapic_reg_write', 'apic_send_ipi', 'kvm_irq_delivery_to_apic', '__apic_accept_irq'],
-      x2apic: ['exit:MSR_WRITE', 'kvm_lapic_reg_write', 'apic_send_ipi', 'kvm_irq_delivery_to_apic', '__apic_accept_irq'],
+      x2apic: ['exit:MSR_WRITE', 'handle_wrmsr', 'apic_send_ipi', 'kvm_irq_delivery_to_apic', '__apic_accept_irq'],
     },
   },
   {
