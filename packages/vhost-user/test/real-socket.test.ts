@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GuestMemory } from '@virq/core';
-import { NativeEventFd, UnixStreamSocket, memfdCreate, mmapFd, nativeSupport } from '@virq/native';
+import { NativeEventFd, UnixSocketServer, UnixStreamSocket, memfdCreate, mmapFd, nativeSupport } from '@virq/native';
 import { SplitVirtqueueDriver, splitRingLayout } from '@virq/virtio-ring';
 import { BlockingSocketChannel, QEMU_PROTOCOL_FEATURES, VhostUserFrontend, bit } from '@virq/vhost-user';
 
@@ -29,12 +29,13 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
-async function startBackend(sock: string, extra: string[] = []): Promise<{ child: ChildProcess; out: () => string }> {
+async function startBackend(sock: string, extra: string[] = [], waitForSocket = true): Promise<{ child: ChildProcess; out: () => string }> {
   const child = spawn(process.execPath, [BIN, '--socket', sock, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  if (!waitForSocket) return { child, out: () => out };
   for (let i = 0; i < 200 && !existsSync(sock); i++) await sleep(50);
   if (!existsSync(sock)) throw new Error(`backend did not create ${sock}: ${out}`);
   return { child, out: () => out };
@@ -119,6 +120,30 @@ run('real Unix socket transport (@virq/native) against the CLI back end', () => 
     again.init(2, []);
     expect(again.backendFeatures & bit(30)).toBe(bit(30));
     (again.channel as BlockingSocketChannel).close();
+    expect(await stopBackend(child)).toBe(0);
+    expect(out()).toMatch(/connections=2 /);
+  }, 30_000);
+
+  it('client mode with --reconnect: connects to a listening front end and comes back after a disconnect', async () => {
+    const sock = path.join(dir, 'vu-client.sock');
+    const server = UnixSocketServer.listen(sock);
+    const { child, out } = await startBackend(sock, ['--client', '--reconnect'], false);
+    const accept = async (): Promise<UnixStreamSocket> => {
+      for (let i = 0; i < 100; i++) {
+        const s = server.accept();
+        if (s !== undefined) return s;
+        await sleep(50);
+      }
+      throw new Error(`the back end did not connect: ${out()}`);
+    };
+    for (let round = 0; round < 2; round++) {
+      const ch = new BlockingSocketChannel(await accept());
+      const fe = new VhostUserFrontend<number>(ch, { protocolFeatures: QEMU_PROTOCOL_FEATURES });
+      fe.init(2, []);
+      expect(fe.backendFeatures & bit(32)).toBe(bit(32));
+      ch.close();
+    }
+    server.close();
     expect(await stopBackend(child)).toBe(0);
     expect(out()).toMatch(/connections=2 /);
   }, 30_000);
