@@ -584,7 +584,10 @@ export class VhostUserBackend<F> {
   private checkReady(): void {
     if (!this.running && this.isReady()) {
       this.running = true;
-      if (this.trace?.on) this.trace.emit('vhost-user.ready', 'virtio_is_ready', 'vhost_user_msg_handler', { nrVring: this.nrVring, features: `0x${this.features.toString(16)}` });
+      if (this.trace?.on) {
+        this.trace.emit('vhost-user.ready', 'virtio_is_ready', 'vhost_user_msg_handler', { nrVring: this.nrVring, features: `0x${this.features.toString(16)}` });
+        this.trace.emit('vhost-user.ready', 'new_device', 'vhost_user_msg_handler', { nrVring: this.nrVring });
+      }
       this.device.newDevice?.();
     }
   }
@@ -592,6 +595,7 @@ export class VhostUserBackend<F> {
   private stopDevice(): void {
     if (!this.running) return;
     this.running = false;
+    if (this.trace?.on) this.trace.emit('vhost-user.stopped', 'destroy_device', 'vhost_user_msg_handler', { nrVring: this.nrVring });
     this.device.destroyDevice?.();
   }
 

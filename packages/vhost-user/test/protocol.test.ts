@@ -1,4 +1,4 @@
-import { VirqError } from '@virq/core';
+import { TraceRecorder, VirqError } from '@virq/core';
 import {
   QEMU_PROTOCOL_FEATURES,
   VHOST_USER_F_PROTOCOL_FEATURES,
@@ -111,6 +111,22 @@ describe('QEMU 7.2 front end against the back end (qemu-vhost-user-sequence.txt)
     expect(bases).toEqual([0, 0]);
     expect(rig.backend.vrings[0]!.started).toBe(false);
     expect(rig.backend.running).toBe(false);
+  });
+});
+
+describe('F15: the DPDK-style back end as a trace', () => {
+  it('each message runs its handler under vhost_user_msg_handler; virtio_is_ready → new_device follow the last needed message', () => {
+    const rig = makeRig();
+    const rec = new TraceRecorder(rig.ctx.trace.events$);
+    const fe = new VhostUserFrontend<InProcessFd>(rig.link, { protocolFeatures: QEMU_PROTOCOL_FEATURES });
+    fe.init(2, [rig.eventfd('m0'), rig.eventfd('m1')]);
+    fe.setVringEnable(2, true);
+    qemuStart(rig, fe, [rig.eventfd('c0'), rig.eventfd('c1')], [rig.eventfd('k0'), rig.eventfd('k1')]);
+    const fns = rec.functions();
+    expect(rec.events.filter((e) => e.fn.startsWith('vhost_user_')).every((e) => e.caller === 'vhost_user_msg_handler')).toBe(true);
+    const ready = fns.indexOf('virtio_is_ready');
+    expect(fns.slice(ready - 4, ready + 2)).toEqual(['vhost_user_set_vring_kick', 'vhost_user_set_vring_call', 'vhost_user_get_status', 'vhost_user_set_status', 'virtio_is_ready', 'new_device']);
+    expect(fns.filter((f) => f === 'new_device').length).toBe(1);
   });
 });
 
