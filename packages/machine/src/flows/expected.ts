@@ -110,7 +110,8 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     seeds: '001',
     packages: ['virtio-pci', 'kvm-irqchip'],
     variants: {
-      irqfd: ['handle_irq_event', 'netif_receive_skb', 'br_handle_frame', 'tun_net_xmit', 'tap_send', 'virtio_net_receive', 'virtqueue_flush', 'irqfd_wakeup', 'kvm_irq_delivery_to_apic', 'kvm_vcpu_kick', 'exit:EXTERNAL_INTERRUPT', 'vmx_inject_irq'],
+      msix: ['handle_irq_event', 'netif_receive_skb', 'br_handle_frame', 'tun_net_xmit', 'tap_send', 'virtio_net_receive_rcu', 'msix_notify', 'kvm_send_userspace_msi', 'kvm_irq_delivery_to_apic', 'kvm_vcpu_kick', 'exit:EXTERNAL_INTERRUPT', 'vmx_inject_irq'],
+      intx: ['handle_irq_event', 'netif_receive_skb', 'br_handle_frame', 'tun_net_xmit', 'tap_send', 'virtio_net_receive_rcu', 'pci_set_irq', 'kvm_vm_ioctl_irq_line', 'kvm_set_ioapic_irq', 'ioapic_deliver', 'kvm_irq_delivery_to_apic', 'kvm_vcpu_kick', 'exit:EXTERNAL_INTERRUPT', 'vmx_inject_irq'],
     },
   },
   {
@@ -159,8 +160,10 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
       'vhost-user': [
         'virtio_set_status', 'virtio_net_set_status', 'virtio_net_vhost_status', 'vhost_net_start', 'virtio_pci_set_guest_notifiers', 'msix_set_vector_notifiers', 'msix_set_notifier_for_vector',
         'virtio_pci_vector_unmask', 'virtio_pci_vq_vector_unmask', 'kvm_virtio_pci_irqfd_use', 'kvm_irqchip_add_irqfd_notifier_gsi',
-        'vhost_virtqueue_start', 'VHOST_USER_SET_VRING_NUM', 'VHOST_USER_SET_VRING_BASE', 'VHOST_USER_SET_VRING_ADDR', 'VHOST_USER_SET_VRING_KICK', 'VHOST_USER_SET_VRING_CALL',
+        'vhost_user_set_vring_num', 'vhost_user_set_vring_base', 'vhost_user_set_vring_addr', 'vhost_user_set_vring_kick', 'vhost_user_set_vring_call',
       ],
+      'vectorless-tx': ['virtio_set_status', 'virtio_net_vhost_status', 'vhost_net_start', 'virtio_pci_set_guest_notifiers', 'vhost_user_set_vring_num', 'vhost_user_set_vring_kick', 'vhost_user_set_vring_call', 'vhost_user_set_vring_num', 'vhost_user_set_vring_kick', 'vhost_user_set_vring_call'],
+      'no-irqfd': ['virtio_set_status', 'virtio_net_set_status', 'virtio_net_vhost_status', 'vhost_net_start', 'virtio_pci_set_guest_notifiers', 'vhost_user_set_vring_num', 'vhost_user_set_vring_kick', 'vhost_user_set_vring_call'],
     },
   },
   {
@@ -169,7 +172,7 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     seeds: '003',
     packages: ['vhost-user'],
     variants: {
-      qemu: ['vhost_user_msg_handler', 'VHOST_USER_SET_VRING_KICK', 'VHOST_USER_SET_VRING_CALL', 'VHOST_USER_SET_VRING_NUM', 'VHOST_USER_SET_VRING_BASE', 'VHOST_USER_SET_VRING_ADDR', 'VHOST_USER_SET_VRING_KICK', 'VHOST_USER_SET_VRING_CALL', 'VHOST_USER_SET_VRING_ENABLE', 'VHOST_USER_SET_VRING_ENABLE', 'new_device'],
+      qemu: ['vhost_user_set_vring_kick', 'vhost_user_set_vring_call', 'vhost_user_set_vring_num', 'vhost_user_set_vring_base', 'vhost_user_set_vring_addr', 'vhost_user_set_vring_kick', 'vhost_user_set_vring_call', 'vhost_user_set_vring_enable', 'vhost_user_set_vring_enable', 'virtio_is_ready', 'new_device'],
     },
   },
   {
@@ -177,7 +180,7 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     title: 'the back end notifying the guest',
     seeds: '003',
     packages: ['vhost-user', 'virtio-ring'],
-    variants: { 'event-idx': ['virtio_dev_tx_split', 'vhost_vring_call_split', 'eventfd_signal', 'irqfd_wakeup'] },
+    variants: { 'event-idx': ['vhost_vring_call_split', 'eventfd_write', 'irqfd_wakeup', 'kvm_arch_set_irq_inatomic', 'kvm_irq_delivery_to_apic_fast', 'vmx_inject_irq'] },
   },
   {
     id: 'F17',
@@ -202,8 +205,8 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     seeds: '004',
     packages: ['arm-gic'],
     variants: {
-      resident: ['its_translate', 'vlpi_direct'],
-      'non-resident': ['its_translate', 'its_vpe_db'],
+      resident: ['its_vlpi_set_pending', 'its_vlpi_direct', 'gic_handle_irq', 'gic_eoi_irq'],
+      'non-resident': ['its_vlpi_set_pending', 'gic_handle_irq', 'vgic_v4_doorbell_handler', 'kvm_vcpu_kick', 'vgic_v4_load', 'its_vpe_schedule', 'kvm_entry', 'gic_handle_irq'],
     },
   },
 ];

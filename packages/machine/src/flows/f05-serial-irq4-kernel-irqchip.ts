@@ -8,7 +8,7 @@ const IRQ = 4;
 
 /**
  * F5: the 16550 UART at 0x3f8 on IRQ 4 with the in-kernel irqchip. vCPU 0's guest enables
- * THRI and writes a byte to THR (an IO_INSTRUCTION exit to QEMU); QEMU's serial model raises
+ * THRI in IER with THR empty (an IO_INSTRUCTION exit to QEMU); QEMU's serial model raises
  * IRQ 4, kvm_pc_gsi_handler turns it into KVM_IRQ_LINE (raise, then lower: an edge) and KVM
  * delivers it through both routing entries of GSI 4 (PIC and IOAPIC). vCPU 1, halted, is the
  * IOAPIC pin's destination: it is woken, the interrupt is injected on its next entry.
@@ -26,16 +26,16 @@ export const f05SerialIrq4KernelIrqchip = defineFlow('F5', (s) => {
     return exitIo?.(vcpu, exit) ?? 0;
   };
   // The guest's 8250 driver: vector 0x34 for IRQ 4 on vCPU 1 (edge, fixed), THRI enabled.
-  const vector = rig.irqs.allocate(1, 'serial0-irq4', () => undefined);
+  // serial8250_handle_irq reads IIR: an IO_INSTRUCTION exit; QEMU clears THRI and lowers IRQ 4.
+  const vector = rig.irqs.allocate(1, 'serial0-irq4', () => void rig.cpus[1]!.capture?.push({ op: 'pio-read', port: COM1 + 2, len: 1, fn: 'serial8250_handle_irq' }));
   rig.programIoapic(IRQ, vector, rig.vm.vcpu(1)!.apicId, false);
   serial.ioWrite(COM1 + 3, 0x03);
-  serial.ioWrite(COM1 + 1, 0x02);
-  serial.ioRead(COM1 + 2);
   // IRQ 4 left unmasked on the master 8259 (the legacy path KVM feeds as well); Linux masks
   // the BSP's LINT0 (ExtINT) once the IOAPIC is in use, so no vCPU accepts PIC interrupts.
   rig.vm.guestAccess(0, 'out', 0x21, 0xff & ~(1 << IRQ), 1);
   rig.vm.vcpu(0)!.lapic.regWrite(APIC.LVT0, 0x10700);
-  rig.guest(0, 10_000, () => rig.cpus[0]!.capture?.push({ op: 'pio-write', port: COM1, len: 1, value: 0x41, fn: 'serial8250_tx_chars' }));
+  // serial8250_start_tx: IER.THRI on with THR empty — the UART raises its interrupt at once.
+  rig.guest(0, 10_000, () => rig.cpus[0]!.capture?.push({ op: 'pio-write', port: COM1 + 1, len: 1, value: 0x02, fn: 'serial8250_start_tx' }));
   rig.start();
   rig.runUntil(5_000);
   s.mark();

@@ -96,7 +96,7 @@ export class X86FlowRig {
       device,
       vm: this.vmApi,
       routes: this.routes,
-      msiSink: { deliverMsi: (m) => this.vm.deliverMsi(m) },
+      msiSink: { deliverMsi: (m) => this.vm.signalMsi(m) },
       intx,
       ...(o.vectors === undefined ? {} : { vectors: o.vectors }),
     });
@@ -129,6 +129,17 @@ export class X86FlowRig {
     this.vm.guestAccess(0, 'mmio_write', sel + 0x10, (apicId & 0xff) << 24, 4);
     this.vm.guestAccess(0, 'mmio_write', sel, 0x10 + pin * 2, 4);
     this.vm.guestAccess(0, 'mmio_write', sel + 0x10, lo, 4);
+  }
+
+  /**
+   * Runs boot-time guest code (a driver's probe) on `vcpu`'s thread before the run loops
+   * start: its register accesses go straight to the devices, as firmware/boot does here.
+   */
+  boot<T>(vcpu: number, fn: () => T): T {
+    let out: T | undefined;
+    this.ctx.scheduler.after(0, this.vm.guestActor(this.vm.vcpu(vcpu)!), () => void (out = fn()));
+    this.ctx.scheduler.runUntilIdle();
+    return out as T;
   }
 
   /** Runs `fn` as guest kernel code on `vcpu` at virtual time `at` (its register writes exit). */
