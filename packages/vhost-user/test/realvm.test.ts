@@ -21,8 +21,19 @@ function whyNot(): string | undefined {
   if (!existsSync(path.join(REALVM, 'bench.sh'))) return `${REALVM}/bench.sh is missing`;
   const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (!have('qemu-system-x86_64') && !root) return 'qemu-system-x86_64 is not installed and we are not root to apt-get install it';
-  if (!have('apt-get') && !have('qemu-system-x86_64')) return 'qemu-system-x86_64 is not installed and there is no apt-get';
+  if (!have('qemu-system-x86_64')) {
+    if (!root) return 'qemu-system-x86_64 is not installed and we are not root to apt-get install it';
+    if (!have('apt-get')) return 'qemu-system-x86_64 is not installed and there is no apt-get';
+    // The packages realvm/README.md lists (lib.sh would install the same ones itself).
+    const pkgs = ['qemu-system-x86', 'busybox-static', 'cpio', 'kmod', 'gcc', 'libc6-dev', 'linux-image-cloud-amd64'];
+    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+    let r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { env, encoding: 'utf8', timeout: 170_000 });
+    if (r.status !== 0) {
+      spawnSync('apt-get', ['update'], { env, timeout: 120_000 });
+      r = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...pkgs], { env, encoding: 'utf8', timeout: 170_000 });
+    }
+    if (!have('qemu-system-x86_64')) return `qemu-system-x86_64 could not be installed: ${(r.stderr ?? '').trim().split('\n').pop() ?? r.error?.message}`;
+  }
   return undefined;
 }
 
