@@ -189,6 +189,9 @@ describe('flow-specific checks (issue 9)', () => {
   test('F15: new_device once, after every ring is ready', () => {
     const r = run('F15', 'qemu');
     expect(r.notes.join('\n')).toMatch(/new_device called 1 time\(s\); device running: true/);
+    const n = names(r.trace);
+    expect(n.filter((f) => f === 'new_device')).toHaveLength(1);
+    expect(n.indexOf('new_device')).toBeGreaterThan(n.lastIndexOf('vhost_user_set_vring_enable'));
   });
 
   test('F16: the back end decided to notify with EVENT_IDX and the guest got its frame back', () => {

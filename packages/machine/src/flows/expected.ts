@@ -3,6 +3,15 @@
  * show. A flow's trace passes when these names appear in this order (other steps may stand
  * between them: the real traces have more). Alternatives chosen by configuration are
  * separate variants. Exits are written `exit:<REASON>`.
+ *
+ * Where a seed names a wrapper the models trace one level down, the callee is listed (it is
+ * the real function inside the wrapper): virtqueue_add_sgs/_outbuf → virtqueue_add_split,
+ * virtqueue_kick → virtqueue_kick_prepare (+ virtqueue_notify), virtqueue_push →
+ * virtqueue_flush, virtio_net_receive → virtio_net_receive_rcu; QEMU's vhost_user_set_vring_*
+ * (front end, called from vhost_virtqueue_start) and DPDK's vhost_user_set_vring_* handlers
+ * (called from vhost_user_msg_handler) stand for the VHOST_USER_SET_VRING_* messages. F19's
+ * its_vlpi_set_pending / its_vlpi_direct are hardware steps (the ITS on a GITS_TRANSLATER
+ * write; GICR_VPENDBASER delivery) as @virq/arm-gic names them.
  */
 export interface FlowSpec {
   id: string;
