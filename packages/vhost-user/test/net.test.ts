@@ -127,6 +127,17 @@ describe.each(['virtio-ring', 'fast'] as const)('vhost-user-net back end, %s dat
     expect(r.net.counters.txFrames).toBe(1);
   });
 
+  it('F14: SET_VRING_CALL with "no fd" (a queue without an MSI-X vector) still makes the ring ready, and nothing is signalled', () => {
+    const r = makeNetRig({ handler: counterHandler() });
+    r.link.request({ request: VhostUserRequest.SET_VRING_CALL, flags: 1, payload: new Uint8Array([1, 1, 0, 0, 0, 0, 0, 0]), fds: [] });
+    expect(r.net.protocol.vrings[1]!.callFd).toBeNull();
+    expect(r.net.running).toBe(true);
+    guestSend(r, 0);
+    r.ctx.scheduler.runUntilIdle();
+    expect(r.net.counters.txFrames).toBe(1);
+    expect(r.interrupts[1]).toBe(0);
+  });
+
   it('icmpecho answers ARP requests and ICMP echo requests with valid checksums', () => {
     const h = icmpEchoHandler();
     const r = makeNetRig({ handler: h });
