@@ -358,7 +358,10 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   /** kvm_set_irq: every routing entry of `gsi`; the summed status (< 0 ignored, 0 coalesced, > 0 CPUs). */
   kvmSetIrq(sourceId: number, gsi: number, level: boolean, lineStatus: boolean): number {
     const routes = this.routing.routes(gsi);
-    if (this.t.on) this.trace('kvm_set_irq', sourceId === 0 ? 'kvm_vm_ioctl_irq_line' : 'irqfd_inject', { gsi, level, src: sourceId, entries: routes.length });
+    if (this.t.on) {
+      this.trace('kvm_set_irq', sourceId === 0 ? 'kvm_vm_ioctl_irq_line' : 'irqfd_inject', { gsi, level, src: sourceId, entries: routes.length });
+      this.trace('kvm_irq_map_gsi', 'kvm_set_irq', { gsi, entries: routes.length });
+    }
     let ret = -1;
     for (let i = 0; i < routes.length; i++) {
       const r = this.routeSet(routes[i]!, sourceId, level, lineStatus);

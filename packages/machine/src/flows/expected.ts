@@ -67,7 +67,7 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     variants: {
       'kernel-irqchip': [
         'serial_ioport_write', 'serial_update_irq', 'qemu_irq_raise', 'qemu_set_irq', 'kvm_pc_gsi_handler', 'qemu_set_irq', 'kvm_pic_set_irq', 'kvm_set_irq',
-        'kvm_vm_ioctl_irq_line', 'kvm_set_irq',
+        'kvm_vm_ioctl_irq_line', 'kvm_set_irq', 'kvm_irq_map_gsi',
         'kvm_set_pic_irq', 'kvm_pic_set_irq', 'pic_set_irq1', 'pic_update_irq', 'pic_unlock',
         'kvm_set_ioapic_irq', 'ioapic_set_irq', 'ioapic_service', 'ioapic_deliver', 'kvm_irq_delivery_to_apic', 'kvm_apic_set_irq', '__apic_accept_irq', 'kvm_make_request', 'kvm_vcpu_kick',
         'vcpu_enter_guest', 'kvm_check_request', 'inject_pending_event', 'vmx_inject_irq', 'vmx_vcpu_run',
