@@ -237,6 +237,34 @@ describe('back-end rules', () => {
     expect(rig.backend.vrings.slice(0, 2).every((v) => v.enabled)).toBe(true);
   });
 
+  it('RESET_DEVICE stops a running device (destroy_device), forgets the rings and the acked features', () => {
+    const rig = makeRig();
+    const fe = new VhostUserFrontend<InProcessFd>(rig.link, { protocolFeatures: QEMU_PROTOCOL_FEATURES });
+    fe.init(2, [rig.eventfd('m0'), rig.eventfd('m1')]);
+    fe.setVringEnable(2, true);
+    qemuStart(rig, fe, [rig.eventfd('c0'), rig.eventfd('c1')], [rig.eventfd('k0'), rig.eventfd('k1')]);
+    expect(rig.backend.running).toBe(true);
+    const kick = rig.backend.vrings[0]!.kickFd as InProcessFd;
+    expect(send(rig, VhostUserRequest.RESET_DEVICE, new Uint8Array(0)).error).toBeUndefined();
+    expect(rig.events.destroyDevice).toBe(1);
+    expect(rig.backend.running).toBe(false);
+    expect(rig.backend.vrings.length).toBe(0);
+    expect(rig.backend.features).toBe(0n);
+    expect(kick.closed).toBe(true);
+  });
+
+  it('GET_CONFIG answers the device config space when CONFIG is negotiated, and refuses reads past its end', () => {
+    const cfg = new Uint8Array([0x52, 0x54, 0, 0x12, 0x34, 0x56, 1, 0]);
+    const rig = makeRig({ protocolFeatures: bit(9), config: cfg });
+    send(rig, VhostUserRequest.SET_PROTOCOL_FEATURES, encodeU64(bit(9)));
+    const req = new Uint8Array(12 + 6);
+    new DataView(req.buffer).setUint32(4, 6, true);
+    const r = send(rig, VhostUserRequest.GET_CONFIG, req);
+    expect(Array.from(r.reply!.payload.subarray(12))).toEqual([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    new DataView(req.buffer).setUint32(0, 4, true);
+    expect(send(rig, VhostUserRequest.GET_CONFIG, req).error?.code).toBe(VhostUserErrorCode.BadSize);
+  });
+
   it('accepts SET_VRING_CALL at any time, closing the previous fd (F15 vhost_user_set_vring_call)', () => {
     const rig = owned();
     const first = rig.backend.vrings[0]!.callFd as InProcessFd;
