@@ -7,14 +7,16 @@ import { macswapHandler, type PacketHandler } from './packet-handler.js';
 import { VhostUserProtocolFeature, VirtioFeature, bit } from './protocol.js';
 import { VhostUserBackend, type VhostUserHandleResult } from './vhost-user-backend.js';
 
-/** Virtio features the net back end offers (no offloads: frames arrive without GSO/csum work). */
+/**
+ * Virtio features the net back end offers (no offloads: frames arrive without GSO/csum work;
+ * no NOTIFY_ON_EMPTY, which Linux never acks and the fast path does not implement).
+ */
 export const VHOST_USER_NET_FEATURES =
   bit(VirtioFeature.F_VERSION_1) |
   bit(VirtioFeature.NET_F_MRG_RXBUF) |
   bit(VirtioFeature.RING_F_EVENT_IDX) |
   bit(VirtioFeature.RING_F_INDIRECT_DESC) |
   bit(VirtioFeature.F_ANY_LAYOUT) |
-  bit(VirtioFeature.F_NOTIFY_ON_EMPTY) |
   bit(VirtioFeature.NET_F_GUEST_ANNOUNCE) |
   bit(VirtioFeature.NET_F_MQ);
 
