@@ -3,7 +3,7 @@ import { VhostUserErrorCode } from './errors.js';
 import type { PacketMode } from './packet-handler.js';
 import { VhostUserNetServer } from './vhost-user-net-server.js';
 
-const USAGE = 'usage: virq vhost-user-net --socket PATH [--client] [--mode macswap|loopback|icmpecho|count] [--poll] [--reconnect] [--queues N]';
+const USAGE = 'usage: virq vhost-user-net --socket PATH [--client] [--mode macswap|loopback|icmpecho|count] [--poll] [--reconnect] [--queues N] [--log-messages]';
 const MODES: readonly PacketMode[] = ['macswap', 'loopback', 'icmpecho', 'count'];
 
 export interface VhostUserNetCliArgs {
@@ -13,12 +13,14 @@ export interface VhostUserNetCliArgs {
   poll: boolean;
   reconnect: boolean;
   queues: number;
+  /** Print every vhost-user message received (`  N VHOST_USER_<NAME>`, like DPDK's debug log). */
+  logMessages: boolean;
 }
 
 /** Parses `[vhost-user-net] --socket PATH …`; a bare trailing path is the socket too. */
 export function parseVhostUserNetArgs(argv: readonly string[]): VhostUserNetCliArgs {
   const a = argv[0] === 'vhost-user-net' ? argv.slice(1) : argv.slice();
-  const out: VhostUserNetCliArgs = { socket: '', client: false, mode: 'macswap', poll: false, reconnect: false, queues: 1 };
+  const out: VhostUserNetCliArgs = { socket: '', client: false, mode: 'macswap', poll: false, reconnect: false, queues: 1, logMessages: false };
   for (let i = 0; i < a.length; i++) {
     const arg = a[i]!;
     const value = (): string => {
@@ -31,6 +33,7 @@ export function parseVhostUserNetArgs(argv: readonly string[]): VhostUserNetCliA
     else if (arg === '--client') out.client = true;
     else if (arg === '--poll') out.poll = true;
     else if (arg === '--reconnect') out.reconnect = true;
+    else if (arg === '--log-messages') out.logMessages = true;
     else if (arg === '--mode' || arg.startsWith('--mode=')) {
       const m = arg === '--mode' ? value() : arg.slice(7);
       if (!(MODES as readonly string[]).includes(m)) throw new VirqError(VhostUserErrorCode.Usage, `unknown --mode ${m}; choose one of ${MODES.join(', ')}`);
@@ -61,7 +64,7 @@ export async function runVhostUserNetCli(argv: string[]): Promise<number> {
   }
   let server: VhostUserNetServer;
   try {
-    server = new VhostUserNetServer({ socketPath: args.socket, client: args.client, reconnect: args.reconnect, mode: args.mode, poll: args.poll, queuePairs: args.queues, log: (l) => process.stdout.write(`${l}\n`) });
+    server = new VhostUserNetServer({ socketPath: args.socket, client: args.client, reconnect: args.reconnect, mode: args.mode, poll: args.poll, queuePairs: args.queues, logMessages: args.logMessages, log: (l) => process.stdout.write(`${l}\n`) });
     server.start();
   } catch (e) {
     process.stderr.write(`vhost-user-net: ${e instanceof Error ? e.message : String(e)}\n`);

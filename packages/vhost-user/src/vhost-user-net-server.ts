@@ -1,6 +1,7 @@
 import { VirqError } from '@virq/core';
 import { UnixSocketServer, UnixStreamSocket } from '@virq/native';
 import { VhostUserErrorCode } from './errors.js';
+import { requestName } from './protocol.js';
 import { NativeVhostUserHost } from './native-host.js';
 import { packetHandler, type PacketHandler, type PacketMode } from './packet-handler.js';
 import { VhostUserSocketConnection } from './socket-connection.js';
@@ -17,6 +18,8 @@ export interface VhostUserNetServerOptions {
   /** Busy-poll the TX rings (VRING_USED_F_NO_NOTIFY set); default: event driven, idle when quiet. */
   poll?: boolean;
   queuePairs?: number;
+  /** Log every message received, numbered per connection (`  N VHOST_USER_<NAME>`). */
+  logMessages?: boolean;
   log?: (line: string) => void;
 }
 
@@ -34,6 +37,7 @@ export class VhostUserNetServer {
   private retry: NodeJS.Timeout | undefined;
   private stopped = false;
   connections = 0;
+  private wasRunning = false;
   readonly log: (line: string) => void;
 
   constructor(readonly options: VhostUserNetServerOptions) {
@@ -75,13 +79,26 @@ export class VhostUserNetServer {
       return;
     }
     this.connections++;
-    this.conn = new VhostUserSocketConnection(s, (m) => this.net.handleMessage(m), () => this.closed());
+    let n = 0;
+    if (this.options.logMessages) this.log('== connection accepted');
+    this.conn = new VhostUserSocketConnection(
+      s,
+      (m) => {
+        const r = this.net.handleMessage(m);
+        if (this.options.logMessages) this.log(`${String(++n).padStart(3)} ${requestName(m.request)}${r.error ? `  (rejected: ${r.error.code}: ${r.error.message})` : ''}`);
+        if (this.options.logMessages && r.error === undefined && !this.wasRunning && this.net.running) this.log('== device ready (virtio_is_ready → new_device)');
+        this.wasRunning = this.net.running;
+        return r;
+      },
+      () => this.closed(),
+    );
   }
 
   private closed(): void {
     const err = this.conn?.lastError;
     this.log(`vhost-user-net: front end disconnected${err ? ` (last error: ${err.code}: ${err.message})` : ''}`);
     this.net.disconnect();
+    this.wasRunning = false;
     this.conn = undefined;
     if (this.options.client && this.options.reconnect && !this.stopped) this.retry = setTimeout(() => this.connect(), 1000);
   }
