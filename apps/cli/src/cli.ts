@@ -1,39 +1,108 @@
 import { parseArgs } from 'node:util';
 import { VirqError } from '@virq/core';
+import { presetNames, runGoldenCli, runVhostUserNetCli, varyKnobs, type TableFormat } from '@virq/machine';
+import { commandCompare } from './commands/compare.js';
+import { commandFlow, commandFlows } from './commands/flows.js';
 import { commandRun } from './commands/run.js';
 
 export const HELP = `virq — notifications and interrupts in virtualization, modelled and measured
 
 Usage:
-  virq run [--seed N] [--rounds N] [--perfetto FILE] [--quiet]
-      Run the default scenario and print the first delivery's trace (ftrace style),
-      the metrics, and optionally write a Perfetto/Chrome trace JSON.
+  virq run [TOPOLOGY.yaml|json] [--preset NAME] [--seed N] [--duration-us N]
+           [--perfetto FILE] [--mermaid FILE|-] [--report FILE.html] [--quiet]
+      Build the machine (default: preset x86-q35 — 2 vCPUs, virtio-net on vhost-user, a VFIO
+      NIC with posted interrupts, a serial port on IRQ 4), run its workload, print the first
+      delivery's trace (ftrace style), the metrics, and write a Perfetto trace.
+  virq compare [TOPOLOGY|--preset NAME] --vary KEY=V1,V2 [--vary ...]
+           [--format table|markdown|csv|json] [--workers N] [--report FILE.html]
+      Run the matrix of settings (one worker thread per core) and print the metrics side by side.
+      Keys: ${varyKnobs().join(', ')}.
+  virq flows                      List the 19 flows of FLOWS.md.
+  virq flow ID [--variant V] [--seed N] [--perfetto FILE] [--mermaid FILE|-]
+      Run one flow (F1..F19) and print its trace; checks the order against FLOWS.md.
+  virq presets                    List the built-in machines.
+  virq golden FILE...             Replay recorded KVM irqchip scenarios; one line each, then
+                                  "N passed, M failed".
+  virq vhost-user-net --socket PATH [--client] [--mode macswap|loopback|icmpecho|count]
+           [--poll] [--reconnect] [--queues N]
+      Serve a real vhost-user-net front end (QEMU) on a Unix socket until SIGINT.
   virq help
-      This text.
 
-Options:
-  --seed N        seed of the run (same seed, same trace)         default 1
-  --rounds N      kick/interrupt round trips to run                default 1000
-  --perfetto F    write the whole trace as Chrome trace JSON to F
-  --quiet         print only the summary
+Presets: ${presetNames().join(', ')}.
 `;
 
+type Out = (s: string) => void;
+
 /** Runs the `virq` command line; returns the exit status. */
-export async function runCli(argv: readonly string[], out: (s: string) => void = (s) => console.log(s), err: (s: string) => void = (s) => console.error(s)): Promise<number> {
+export async function runCli(argv: readonly string[], out: Out = (s) => console.log(s), err: Out = (s) => console.error(s)): Promise<number> {
   const [command = 'help', ...rest] = argv;
   try {
     switch (command) {
       case 'run': {
-        const { values } = parseArgs({
+        const { values, positionals } = parseArgs({
           args: [...rest],
-          options: { seed: { type: 'string' }, rounds: { type: 'string' }, perfetto: { type: 'string' }, quiet: { type: 'boolean' } },
+          allowPositionals: true,
+          options: {
+            preset: { type: 'string' },
+            seed: { type: 'string' },
+            'duration-us': { type: 'string' },
+            perfetto: { type: 'string' },
+            mermaid: { type: 'string' },
+            report: { type: 'string' },
+            quiet: { type: 'boolean' },
+          },
           strict: true,
         });
+        if (positionals.length > 1) throw usage('run takes at most one topology file');
         return commandRun(
-          { seed: intOption('seed', values.seed, 1), rounds: intOption('rounds', values.rounds, 1000, 1), perfetto: values.perfetto, quiet: values.quiet ?? false },
+          {
+            preset: values.preset,
+            topologyFile: positionals[0],
+            seed: optInt('seed', values.seed, 0),
+            durationUs: optInt('duration-us', values['duration-us'], 1),
+            perfetto: values.perfetto,
+            mermaid: values.mermaid,
+            report: values.report,
+            quiet: values.quiet ?? false,
+          },
           out,
         );
       }
+      case 'compare': {
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: { preset: { type: 'string' }, vary: { type: 'string', multiple: true }, format: { type: 'string' }, workers: { type: 'string' }, report: { type: 'string' } },
+          strict: true,
+        });
+        const format = (values.format ?? 'table') as TableFormat;
+        if (!['table', 'markdown', 'csv', 'json'].includes(format)) throw usage(`--format takes table, markdown, csv or json, got "${format}"`);
+        if ((values.vary ?? []).length === 0) throw usage('compare needs at least one --vary KEY=V1,V2');
+        return await commandCompare({ topologyFile: positionals[0], preset: values.preset, vary: values.vary ?? [], format, workers: optInt('workers', values.workers, 0), report: values.report }, out);
+      }
+      case 'flows':
+        return commandFlows(out);
+      case 'flow': {
+        const { values, positionals } = parseArgs({
+          args: [...rest],
+          allowPositionals: true,
+          options: { variant: { type: 'string' }, seed: { type: 'string' }, perfetto: { type: 'string' }, mermaid: { type: 'string' } },
+          strict: true,
+        });
+        if (positionals.length !== 1) throw usage('flow takes one id, e.g. `virq flow F11`');
+        return commandFlow(positionals[0]!, { variant: values.variant, seed: optInt('seed', values.seed, 0) ?? 1, perfetto: values.perfetto, mermaid: values.mermaid }, out);
+      }
+      case 'presets':
+        for (const p of presetNames()) out(p);
+        return 0;
+      case 'golden': {
+        if (rest.length === 0) throw usage('golden takes one or more recorded scenario files');
+        const r = runGoldenCli(rest);
+        for (const l of r.lines) out(l);
+        return r.failed === 0 ? 0 : 1;
+      }
+      case 'vhost-user-net':
+        return await runVhostUserNetCli([...rest]);
       case 'help':
       case '--help':
       case '-h':
@@ -44,24 +113,30 @@ export async function runCli(argv: readonly string[], out: (s: string) => void =
         return 2;
     }
   } catch (e) {
+    if (e instanceof UsageError) {
+      err(`virq ${command}: ${e.message}\n\n${HELP}`);
+      return 2;
+    }
     if (e instanceof VirqError) {
-      err(`virq: ${e.message} [${e.code}]`);
+      err(`virq ${command}: ${e.message} [${e.code}]`);
       return 1;
     }
     if (typeof e === 'object' && e !== null && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS')) {
-      const message = (e as { message?: unknown }).message;
-      err(`virq ${command}: ${String(message)}\n\n${HELP}`);
+      err(`virq ${command}: ${String((e as { message?: unknown }).message)}\n\n${HELP}`);
       return 2;
     }
     throw e;
   }
 }
 
-function intOption(name: string, v: string | undefined, dflt: number, min = 0): number {
-  if (v === undefined) return dflt;
+class UsageError extends Error {}
+function usage(m: string): UsageError {
+  return new UsageError(m);
+}
+
+function optInt(name: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) {
-    throw new VirqError('cli.bad-option', `--${name} takes an integer ≥ ${min}, got "${v}"`);
-  }
+  if (!Number.isSafeInteger(n) || n < min) throw new VirqError('cli.bad-option', `--${name} takes an integer ≥ ${min}, got "${v}"`);
   return n;
 }

@@ -136,7 +136,24 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   run(): void {
     if (this.state !== 'stopped') return;
     this.state = 'host';
+    this.runningSince = this.s.now;
     this.s.after(0, this.actor, () => this.enter());
+  }
+
+  // ---- CPU time: the thread runs (guest or host side) except while blocked or descheduled ----
+
+  private runningSince: number | undefined;
+
+  private stopRunning(): void {
+    if (this.runningSince !== undefined) this.actor.charge(this.s.now - this.runningSince);
+    this.runningSince = undefined;
+  }
+
+  /** Charges the vCPU thread's CPU time up to now (call at the end of a measurement). */
+  flushCpuTime(): void {
+    if (this.runningSince === undefined) return;
+    this.actor.charge(this.s.now - this.runningSince);
+    this.runningSince = this.s.now;
   }
 
   // ---- entry ----
@@ -293,9 +310,11 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
       const ns = this.preemptFor;
       this.preemptFor = 0;
       this.state = 'preempted';
+      this.stopRunning();
       if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, false);
       this.emit('vcpu.preempt', 'kvm_arch_vcpu_put', '__schedule', { vcpu: this.vcpuId, ns });
       this.s.after(ns, this.actor, () => {
+        this.runningSince = this.s.now;
         this.emit('vcpu.resume', 'kvm_arch_vcpu_load', 'finish_task_switch', { vcpu: this.vcpuId });
         this.enter();
       });
@@ -307,6 +326,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   /** kvm_vcpu_block after a WFI with nothing pending: the vPE goes non-resident with its doorbell armed. */
   private block(): void {
     this.state = 'blocked';
+    this.stopRunning();
     if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, true);
     this.emit('vcpu.block', 'kvm_vcpu_halt', 'kvm_handle_wfx', { vcpu: this.vcpuId });
     if (this.irqRequest || this.hasPending()) this.wake();
@@ -317,6 +337,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     this.state = 'host';
     this.stats.wakeups++;
     this.s.after(this.vm.ctx.costs.ns.threadWakeup, this.actor, () => {
+      this.runningSince = this.s.now;
       this.emit('vcpu.wake', 'kvm_vcpu_wakeup', 'try_to_wake_up', { vcpu: this.vcpuId });
       this.enter();
     });

@@ -3,7 +3,7 @@ import { EventFd, TraceRecorder, Tokens, VirqError, formatFtrace, msiMessage } f
 import {
   ArmGicTokens, GICD_TYPER, ItsCommand, ICH_HCR_NPIE, ICH_HCR_UIE, ICH_MISR_EOI, ICH_MISR_LRENP, KVM_ARM_IRQ_TYPE_CPU, KVM_ARM_IRQ_TYPE_PPI,
   KVM_ARM_IRQ_TYPE_SPI, LR_ACTIVE, LR_PENDING, VIRT_GIC_LAYOUT, VirtualCpuInterface, armIrqLine, decodeListRegister, encodeListRegister,
-  registerArmGic,
+  registerArmGic, ArmVm, GuestGicDriver,
 } from '@virq/arm-gic';
 import { GuestMemory, createSimContext } from '@virq/core';
 import { armMachine, assignedDevice, fnsOf, inOrder } from './helpers.js';
@@ -274,4 +274,21 @@ test('registerArmGic registers the ARM implementations behind core tokens', () =
   vm.gic.pin(7).setLevel(false, 40);
   expect(vm.gic.spis[7].lineLevel).toBe(false);
   expect(() => vm.gic.pin(64)).toThrow(/pins 0–63/);
+});
+
+describe('vCPU thread CPU time', () => {
+  test('a vCPU is charged while it runs and not while it is blocked in WFI', () => {
+    const ctx = createSimContext({ seed: 2 });
+    const vm = new ArmVm(ctx, { numVcpus: 2, gic: 'v3', memory: GuestMemory.ofSize(GuestGicDriver.tablesSize(2) + 0x100000) });
+    vm.start();
+    vm.vcpus[1]!.guest.idleWithWfi = false; // busy
+    ctx.scheduler.runUntil(100_000);
+    for (const v of vm.vcpus) v.flushCpuTime();
+    const idle = vm.vcpus[0]!.actor.cpuTimeNs;
+    const busy = vm.vcpus[1]!.actor.cpuTimeNs;
+    expect(busy).toBeGreaterThan(99_000);
+    expect(busy).toBeLessThanOrEqual(100_000);
+    expect(idle).toBeLessThan(5_000);
+    expect(idle).toBeGreaterThan(0);
+  });
 });

@@ -18,7 +18,12 @@ export type GuestOp =
   | { readonly op: 'sti' }
   | { readonly op: 'cli' }
   /** Leave KVM_RUN (an exit to userspace that ends the run loop). */
-  | { readonly op: 'stop' };
+  | { readonly op: 'stop' }
+  /**
+   * Guest code that runs at this point on the vCPU's own thread, taking no virtual time (its
+   * cost is what it returns: the operations it performs, run next, in order).
+   */
+  | { readonly op: 'call'; readonly run: () => readonly GuestOp[] | void };
 
 export interface GuestModel {
   /** The guest's next operation, called whenever the previous one finished. */

@@ -215,6 +215,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   }
   /** Scheduled out by the host after a preemption (vcpu->preempted). */
   preempted = false;
+  /** Between VMLAUNCH/VMRESUME and the first guest instruction. */
+  private entering = false;
 
   private preemptStep(): void {
     if (this.stepEvent !== undefined && this.stepEvent.pending) {
@@ -247,7 +249,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** The CPU's PIR → vIRR merge: IRR bits without KVM_REQ_EVENT; taken at once in guest mode. */
   syncPirToIrr(vectors: readonly number[]): void {
     for (const v of vectors) this.lapic.setIrr(v);
-    if (this.mode === 'in-guest' && this.running && this.ifFlag) {
+    // During VM entry the entry itself evaluates vIRR (enterGuest's continuation).
+    if (this.mode === 'in-guest' && this.running && this.ifFlag && !this.entering) {
       this.virtualInterruptDelivery();
       // The delivery interrupted the guest's current step; the guest goes on (with the
       // handler first) on its own thread.
@@ -359,7 +362,9 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.actor.charge(entry);
     this.mode = 'in-guest';
     if (tr) h.trace('vmx_vcpu_run', 'vcpu_enter_guest', { vcpu: this.vcpuId }, entry);
+    this.entering = true;
     h.scheduler.after(entry, this.actor, () => {
+      this.entering = false;
       if (vector >= 0) this.beginHandler(vector);
       else if (h.apicvActive && this.ifFlag && this.lapic.hasInterrupt() !== -1) this.virtualInterruptDelivery();
       this.guestStep();
@@ -444,12 +449,27 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         return;
       case 'sti':
         this.ifFlag = true;
+        if (h.apicvActive && !this.irqWindowRequested && this.pendingExtInt() === false) {
+          // Virtual-interrupt delivery: with IF set again the CPU evaluates RVI against PPR and
+          // takes a pending vIRR vector itself, no exit (SDM "Virtual-Interrupt Delivery").
+          if (this.lapic.hasInterrupt() !== -1) this.virtualInterruptDelivery();
+          this.guestStep();
+          return;
+        }
         if (this.irqWindowRequested || (this.requests & REQ_EVENT && this.hasPendingInterrupt())) {
           this.vmExit('PENDING_INTERRUPT', 'handle_interrupt_window', {}, 0, () => undefined);
           return;
         }
         this.guestStep();
         return;
+      case 'call': {
+        // Guest code at this point of the vCPU's instruction stream (a driver routine); what
+        // it returns runs next.
+        const more = op.run();
+        if (more !== undefined && more.length > 0) this.ops.unshift(...more);
+        this.guestStep();
+        return;
+      }
       case 'cli':
         this.ifFlag = false;
         this.guestStep();

@@ -41,3 +41,39 @@ describe('PIR → vIRR sync while the guest runs (APICv posted-interrupt process
     expect(v.actor.cpuTimeNs).toBeGreaterThan(60_000);
   });
 });
+
+describe('STI with APICv (virtual-interrupt delivery)', () => {
+  function run(apicv: boolean) {
+    const ctx = createSimContext();
+    const vm = new KvmVm(ctx, { nvcpus: 1 });
+    vm.setApicv(apicv);
+    const v = vm.vcpu(0)!;
+    v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    const taken: number[] = [];
+    let steps = 0;
+    v.setGuest({
+      next: () => (++steps < 40 ? { op: 'compute', ns: 5_000 } : { op: 'hlt' }),
+      interrupt: (_c, vector) => {
+        taken.push(vector);
+        // While the first handler runs (IF=0) a second interrupt arrives.
+        return vector === 0x50 ? [{ op: 'call', run: () => void vm.signalMsi({ addressLo: 0xfee00000, addressHi: 0, data: 0x51 }) }, { op: 'compute', ns: 300 }, { op: 'eoi' }] : [{ op: 'compute', ns: 300 }, { op: 'eoi' }];
+      },
+    });
+    v.run();
+    const dev = ctx.scheduler.actor({ name: 'dev', kind: 'device', cpu: 0 });
+    ctx.scheduler.at(12_000, dev, () => void vm.signalMsi({ addressLo: 0xfee00000, addressHi: 0, data: 0x50 }));
+    ctx.scheduler.runUntilIdle();
+    return { taken, exits: Object.fromEntries(v.exits) };
+  }
+
+  test('a vector pending when the handler re-enables interrupts is taken without an interrupt-window exit', () => {
+    const on = run(true);
+    expect(on.taken).toEqual([0x50, 0x51]);
+    expect(on.exits['PENDING_INTERRUPT'] ?? 0).toBe(0);
+    // Without APICv the same sequence needs KVM: the kick is an exit and the second vector is
+    // injected on an entry.
+    const off = run(false);
+    expect(off.taken).toEqual([0x50, 0x51]);
+    expect(Object.values(off.exits).reduce((a, b) => a + b, 0)).toBeGreaterThan(Object.values(on.exits).reduce((a, b) => a + b, 0));
+  });
+});

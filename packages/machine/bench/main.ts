@@ -26,8 +26,8 @@ function runOnce(vcpus: number, trace: Trace, deliveries: number): { nsPerDelive
   const features = 1n << BigInt(VIRTIO_F_VERSION_1);
   const call = new EventFd(ctx.scheduler, { name: 'rx-call' });
   const vhost = ctx.scheduler.actor({ name: 'vhost-4242', kind: 'vhost-worker', cpu: 0 });
-  const dev = new SplitVirtqueueDevice(mem, { size, ...lay, features, call: () => void call.write(1) });
-  const drv = new SplitVirtqueueDriver<number>(mem, { size, ...lay, features, notify: () => undefined });
+  const dev = new SplitVirtqueueDevice(mem, { ...lay, features, call: () => void call.write(1) });
+  const drv = new SplitVirtqueueDriver<number>(mem, { ...lay, features, notify: () => undefined });
   for (let i = 0; i < size; i++) drv.addInbuf(0x100000 + i * 2048, 2048, i);
   dev.disableNotification(); // the back end polls rx avail when it has a packet (no kicks)
   let handled = 0;

@@ -11,3 +11,7 @@ export { renderMermaid } from './render-mermaid.js';
 export { renderHtmlReport } from './render-html.js';
 export { ProgressBar } from './progress.js';
 export { FLOW_SPECS, firstMissing, type FlowSpec } from './flows/expected.js';
+export { FLOWS, flowById, flowFunctionNames, type FlowDefinition, type FlowRun } from './flows/registry.js';
+// The command-line entry points of packages the `virq` command fronts.
+export { runGoldenCli } from '@virq/kvm-irqchip';
+export { runVhostUserNetCli } from '@virq/vhost-user';

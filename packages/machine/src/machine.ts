@@ -17,4 +17,6 @@ export interface ComposedMachine {
   startWorkload(durationNs: number): void;
   /** Sees every trace event of the run (latency bookkeeping). */
   observe(e: TraceEvent): void;
+  /** The run is over: settle what is accounted lazily (CPU time of running threads). */
+  finish(): void;
 }

@@ -50,7 +50,8 @@ function inVmmBackend(m: ComposedMachine, dev: VirtioNet): NetBackendHandle {
         const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
         if (next < untilNs) s.at(next, nicCpu, arrive);
       };
-      s.at(Math.round(s.prng.exponential(interval)), nicCpu, arrive);
+      const first = Math.round(s.prng.exponential(interval));
+      if (first < untilNs) s.at(first, nicCpu, arrive);
     },
   };
 }
@@ -65,7 +66,8 @@ function arrivals(m: ComposedMachine, actor: Actor, rate: number, untilNs: numbe
     const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
     if (next < untilNs) s.at(next, actor, arrive);
   };
-  s.at(Math.round(s.prng.exponential(interval)), actor, arrive);
+  const first = Math.round(s.prng.exponential(interval));
+  if (first < untilNs) s.at(first, actor, arrive);
 }
 
 /**

@@ -23,8 +23,8 @@ export interface RunOptions {
 
 /** Functions that mark a device starting a delivery toward the guest. */
 const DELIVERY_START = new Set(['vhost_vring_call_split', 'vhost_signal', 'virtio_notify', 'vfio_msihandler', 'intel_ir_post', 'serial_update_irq', 'vgic_its_trigger_msi', 'kvm_vgic_inject_irq', 'its_vlpi_set_pending', 'amd_iommu_ga_post']);
-/** Functions that mark the guest's handler running. */
-const DELIVERY_END = new Set(['guest_interrupt', 'guest_irq_handler']);
+/** The guest handler's EOI ends a delivery (x86 LAPIC EOI, virtualised or trapped; GIC ICV_EOIR1). */
+const DELIVERY_END = new Set(['native_apic_mem_eoi', 'gic_eoi_irq']);
 /** One per posted delivery: KVM-originated (APICv), device-originated through the IOMMU, direct vLPI. */
 const POSTED = new Set(['vmx_deliver_posted_interrupt', 'intel_ir_post', 'amd_iommu_ga_post', 'its_vlpi_direct']);
 const DOORBELLS = new Set(['pi_wakeup_handler', 'avic_ga_log_notifier', 'vgic_v4_doorbell_handler']);
@@ -83,6 +83,7 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   machine.start();
   machine.startWorkload(durationNs);
   ctx.scheduler.runUntil(durationNs);
+  machine.finish();
   sub.unsubscribe();
   const cpuTimeNs: Record<string, number> = {};
   for (const a of ctx.scheduler.allActors()) if (a.cpuTimeNs > 0) cpuTimeNs[a.name] = (cpuTimeNs[a.name] ?? 0) + a.cpuTimeNs;

@@ -57,7 +57,7 @@ describe('topology validation', () => {
     expect(loadTopologyFile(j).seed).toBe(7);
     const bad = err(() => parseTopologyText('name: [unclosed\n', 'bad.yaml'));
     expect(bad.code).toBe('machine.topology-syntax');
-    expect(bad.message).toMatch(/^bad\.yaml: not valid YAML\/JSON at line 1/);
+    expect(bad.message).toMatch(/^bad\.yaml: not valid YAML\/JSON at line \d+, column \d+/);
     expect(err(() => loadTopologyFile(path.join(dir, 'missing.yaml'))).message).toMatch(/cannot read topology file/);
   });
 

@@ -254,6 +254,11 @@ export class ArmMachine implements ComposedMachine {
     for (const v of this.vm.vcpus) v.guest.idleWithWfi = !busy || v.vcpuId !== 0;
   }
 
+  /** vCPU threads are charged per running interval: close the open ones. */
+  finish(): void {
+    for (const v of this.vm.vcpus) v.flushCpuTime();
+  }
+
   /** The trace tells when a device's interrupt entered KVM (irqfd) for latency accounting. */
   observe(e: TraceEvent): void {
     if (e.fn === 'irqfd_wakeup') {
@@ -275,7 +280,8 @@ export class ArmMachine implements ComposedMachine {
           const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
           if (next < durationNs) cpu.at(next, tx);
         };
-        cpu.at(Math.round(s.prng.exponential(interval)), tx);
+        const first = Math.round(s.prng.exponential(interval));
+        if (first < durationNs) cpu.at(first, tx);
       }
       if (w.rxPacketsPerSec > 0) net.backend.startRx(w.rxPacketsPerSec, durationNs);
     }
@@ -292,7 +298,8 @@ export class ArmMachine implements ComposedMachine {
         const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
         if (next < durationNs) s.at(next, nic, fire);
       };
-      s.at(Math.round(s.prng.exponential(interval)), nic, fire);
+      const first = Math.round(s.prng.exponential(interval));
+      if (first < durationNs) s.at(first, nic, fire);
     }
     for (let i = 0; i < this.serials.length; i++) {
       if (w.serialPerSec <= 0) continue;
@@ -303,7 +310,8 @@ export class ArmMachine implements ComposedMachine {
         const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
         if (next < durationNs) cpu.at(next, write);
       };
-      cpu.at(Math.round(s.prng.exponential(interval)), write);
+      const first = Math.round(s.prng.exponential(interval));
+      if (first < durationNs) cpu.at(first, write);
     }
   }
 }

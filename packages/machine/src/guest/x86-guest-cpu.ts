@@ -76,12 +76,18 @@ export class X86GuestCpu implements GuestModel {
 
   interrupt(vcpuId: number, vector: number): readonly GuestOp[] {
     this.taken.set(vector, (this.taken.get(vector) ?? 0) + 1);
-    const body: GuestOp[] = [];
-    let known = false;
-    this.runGuest(() => {
-      known = this.irqs.handle(vcpuId, vector, this.scheduler.now);
-    }, body);
-    if (!known) this.spurious++;
-    return [{ op: 'compute', ns: this.handlerNs, fn: this.irqs.nameOf(vcpuId, vector) ?? 'spurious_interrupt' }, ...body, { op: 'eoi' }];
+    // The handler runs on the vCPU's own thread when the CPU gets to it (a 'call' op): its
+    // driver code, then its cost, then the register writes it made, then the EOI.
+    const name = this.irqs.nameOf(vcpuId, vector) ?? 'spurious_interrupt';
+    const run = (): readonly GuestOp[] => {
+      const body: GuestOp[] = [];
+      let known = false;
+      this.runGuest(() => {
+        known = this.irqs.handle(vcpuId, vector, this.scheduler.now);
+      }, body);
+      if (!known) this.spurious++;
+      return [{ op: 'compute', ns: this.handlerNs, fn: name }, ...body];
+    };
+    return [{ op: 'call', run }, { op: 'eoi' }];
   }
 }

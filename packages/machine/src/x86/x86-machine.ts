@@ -315,6 +315,9 @@ export class X86Machine implements ComposedMachine {
     }
   }
 
+  /** x86 vCPU threads are charged as they go; nothing to settle. */
+  finish(): void {}
+
   /** Starts every vCPU's run loop with its guest. */
   start(): void {
     for (const v of this.vm.vcpus()) {
@@ -338,7 +341,8 @@ export class X86Machine implements ComposedMachine {
           const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
           if (next < durationNs) cpu.at(next, tx);
         };
-        cpu.at(Math.round(prng.exponential(interval)), tx);
+        const first = Math.round(prng.exponential(interval));
+        if (first < durationNs) cpu.at(first, tx);
       }
       if (w.rxPacketsPerSec > 0) net.backend.startRx(w.rxPacketsPerSec, durationNs);
     }
@@ -355,7 +359,8 @@ export class X86Machine implements ComposedMachine {
         const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
         if (next < durationNs) s.at(next, dev.actor, fire);
       };
-      s.at(Math.round(prng.exponential(interval)), dev.actor, fire);
+      const first = Math.round(prng.exponential(interval));
+      if (first < durationNs) s.at(first, dev.actor, fire);
     }
     for (const serial of this.serials) {
       if (w.serialPerSec <= 0) continue;
@@ -368,7 +373,8 @@ export class X86Machine implements ComposedMachine {
         const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
         if (next < durationNs) cpu.at(next, write);
       };
-      cpu.at(Math.round(prng.exponential(interval)), write);
+      const first = Math.round(prng.exponential(interval));
+      if (first < durationNs) cpu.at(first, write);
     }
   }
 }
