@@ -10,43 +10,96 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
   return { code, out, err };
 }
 
-describe('virq command', () => {
-  it('run prints the first delivery in ftrace style, in the order of F1 then F9, and a summary', async () => {
-    const r = await cli(['run', '--rounds', '20']);
+const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'virq-cli-'));
+
+describe('virq run', () => {
+  it('runs the default x86 machine: first delivery in ftrace style, metrics, exits per vCPU, a Perfetto file', async () => {
+    const dir = tmp();
+    const perfetto = path.join(dir, 't.json');
+    const r = await cli(['run', '--duration-us', '300', '--perfetto', perfetto]);
     expect(r.code).toBe(0);
-    const fns = [...r.out.matchAll(/\]\s+\d+\.\d{9}: (\S+) <-/g)].map((m) => m[1]);
-    expect(fns).toEqual(['vp_notify', 'vmx_handle_exit', 'kvm_io_bus_write', 'eventfd_signal', 'vhost_poll_wakeup', 'vhost_signal', 'irqfd_wakeup', 'vmx_inject_irq', 'vring_interrupt']);
-    expect(r.out).toMatch(/rounds: 20 {2}kicks: 20 {2}calls: 20/);
-    expect(r.out).toMatch(/round trip: p50 \d+ ns {2}p99 \d+ ns/);
+    expect(r.out).toMatch(/^virq run: x86-q35 — 2 vCPUs, irqchip kvm-x86, net0 \(virtio-net\/vhost-user\), nic1 \(vfio\), ttyS0 \(serial\)/);
+    // The first delivery goes back end → call eventfd → irqfd → MSI → LAPIC, in that order.
+    const fns = [...r.out.matchAll(/\]\s+\d+\.\d{9}: (\S+)/g)].map((m) => m[1]!);
+    const order = ['eventfd_write', 'irqfd_wakeup', 'kvm_set_msi_irq', 'kvm_irq_delivery_to_apic_fast', '__apic_accept_irq', 'guest_interrupt'];
+    expect(order.map((f) => fns.indexOf(f)).every((i, k, a) => i >= 0 && (k === 0 || i > a[k - 1]!))).toBe(true);
+    expect(r.out).toMatch(/^exits\s+exits\/ms\s+kicks/m);
+    expect(r.out).toMatch(/vCPU 0: .*EPT_MISCONFIG \d+/);
+    const json = JSON.parse(fs.readFileSync(perfetto, 'utf8'));
+    expect(json.traceEvents.some((e: { name: string }) => e.name === 'irqfd_wakeup')).toBe(true);
+    expect(r.out).toContain(`Perfetto trace: ${perfetto}`);
   });
 
-  it('same seed → same output; another seed → another timeline', async () => {
-    const a = await cli(['run', '--seed', '7', '--rounds', '30']);
-    const b = await cli(['run', '--seed', '7', '--rounds', '30']);
-    const c = await cli(['run', '--seed', '8', '--rounds', '30']);
-    expect(a.out).toBe(b.out);
-    expect(a.out).not.toBe(c.out);
-  });
-
-  it('--perfetto writes Chrome trace JSON with every event', async () => {
-    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'virq-')), 'trace.json');
-    const r = await cli(['run', '--rounds', '5', '--perfetto', file, '--quiet']);
+  it('same machine on ARM by preset; a topology file works; --mermaid and --report write their files', async () => {
+    const dir = tmp();
+    const topo = path.join(dir, 'topo.yaml');
+    fs.writeFileSync(topo, 'name: tiny\nirqchip: { kind: gicv4 }\ndurationUs: 200\nvcpus: [{ id: 0, hostCpu: 1 }]\ndevices:\n  - { kind: vfio, vectors: 1 }\n');
+    const r = await cli(['run', topo, '--mermaid', path.join(dir, 'd.mmd'), '--report', path.join(dir, 'r.html'), '--quiet', '--perfetto', path.join(dir, 'p.json')]);
     expect(r.code).toBe(0);
-    const json = JSON.parse(fs.readFileSync(file, 'utf8'));
-    const steps = json.traceEvents.filter((e: { ph: string }) => e.ph !== 'M');
-    expect(steps).toHaveLength(5 * 9);
-    expect(steps[0].name).toBe('vp_notify');
+    expect(r.out).toMatch(/^virq run: tiny — 1 vCPUs, irqchip gicv4/);
+    expect(fs.readFileSync(path.join(dir, 'd.mmd'), 'utf8')).toMatch(/^sequenceDiagram/);
+    expect(fs.readFileSync(path.join(dir, 'r.html'), 'utf8')).toContain('<svg');
+    const arm = await cli(['run', '--preset', 'arm-virt-gicv3', '--duration-us', '200', '--quiet', '--perfetto', path.join(dir, 'a.json')]);
+    expect(arm.code).toBe(0);
+    expect(arm.out).toMatch(/irqchip gicv3/);
   });
 
-  it('bad options are explained, not thrown', async () => {
-    const r = await cli(['run', '--rounds', 'many']);
+  it('bad input is explained with its path, never thrown', async () => {
+    const dir = tmp();
+    const topo = path.join(dir, 'bad.yaml');
+    fs.writeFileSync(topo, 'devices:\n  - { kind: virtio-net, backend: dpdk }\n');
+    const r = await cli(['run', topo]);
     expect(r.code).toBe(1);
-    expect(r.err).toContain('--rounds takes an integer');
-    const u = await cli(['frobnicate']);
-    expect(u.code).toBe(2);
-    expect(u.err).toContain('unknown command');
-    const x = await cli(['run', '--bogus']);
-    expect(x.code).toBe(2);
-    expect((await cli(['--help'])).out).toContain('Usage:');
+    expect(r.err).toContain('topology.devices[0].backend: expected one of in-vmm, vhost, vhost-user, got "dpdk"');
+    expect((await cli(['run', '--preset', 'nope'])).err).toMatch(/unknown preset "nope"; presets: x86-q35/);
+    expect((await cli(['run', '--seed', 'x'])).code).toBe(1);
+    expect((await cli(['run', '--bogus'])).code).toBe(2);
+    expect((await cli(['frobnicate'])).code).toBe(2);
+    expect((await cli(['--help'])).out).toContain('virq compare');
+  });
+});
+
+describe('virq compare', () => {
+  it('prints one table of the matrix; csv and json formats', async () => {
+    const r = await cli(['compare', '--preset', 'x86-q35', '--vary', 'posted=on,off', '--vary', 'event_idx=on,off', '--workers', '0', '--format', 'csv']);
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n');
+    expect(lines[0]).toMatch(/^posted,event_idx,exits,/);
+    expect(lines.slice(1).map((l) => l.split(',').slice(0, 2).join(','))).toEqual(['on,on', 'on,off', 'off,on', 'off,off']);
+    const bad = await cli(['compare', '--vary', 'irqfd=maybe']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/"maybe" is not one of on, off/);
+    expect((await cli(['compare'])).code).toBe(2);
+  }, 60_000);
+});
+
+describe('virq flows / flow / golden / presets', () => {
+  it('lists the 19 flows and runs one with its order check', async () => {
+    const l = await cli(['flows']);
+    expect(l.out.split('\n').filter((x) => /^\s+F\d+/.test(x))).toHaveLength(19);
+    const f = await cli(['flow', 'F9', '--variant', 'deferred']);
+    expect(f.code).toBe(0);
+    expect(f.out).toMatch(/irqfd_inject/);
+    expect(f.out).toMatch(/order check: all \d+ steps of FLOWS\.md appear in order/);
+    const bad = await cli(['flow', 'F42']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/F42/);
+  });
+
+  it('golden replays the recorded KVM scenarios and ends with "N passed, M failed"', async () => {
+    const file = path.resolve(__dirname, '../../../../shared/golden/kvm-irqchip.json');
+    if (!fs.existsSync(file)) {
+      console.log(`skipped: ${file} is not present`);
+      return;
+    }
+    const r = await cli(['golden', file]);
+    expect(r.out.trim().split('\n').at(-1)).toMatch(/^\d+ passed, 0 failed$/);
+    expect(r.code).toBe(0);
+    const bad = await cli(['golden', path.join(tmp(), 'missing.json')]);
+    expect(bad.code).toBe(1);
+  });
+
+  it('presets lists the built-in machines', async () => {
+    expect((await cli(['presets'])).out.split('\n')).toEqual(expect.arrayContaining(['x86-q35', 'arm-virt-gicv4', 'arm-virt-gicv4.1']));
   });
 });
