@@ -19,3 +19,4 @@ export { parseVhostUserNetArgs, runVhostUserNetCli, type VhostUserNetCliArgs } f
 export { BlockingSocketChannel } from './blocking-socket-channel.js';
 export { VhostIoctl, VhostKernelNet, type VhostKernelEvent, type VhostKernelMemoryRegion, type VhostKernelNetOptions } from './vhost-kernel.js';
 export { MODEL_QEMU_RAM_UVA, VhostKernelNetOps, VhostUserNetOps, type VhostKernelNetOpsInit, type VhostUserNetOpsInit } from './vhost-ops.js';
+export { FastSplitQueue, regionViews, type RegionViews } from './fast-split-queue.js';
