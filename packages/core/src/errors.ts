@@ -10,7 +10,8 @@ export type ErrnoName =
   | 'EPERM' | 'ENOENT' | 'EINTR' | 'EIO' | 'E2BIG' | 'EBADF' | 'EAGAIN' | 'ENOMEM'
   | 'EFAULT' | 'EBUSY' | 'EEXIST' | 'ENODEV' | 'EINVAL' | 'ENOSPC' | 'ERANGE'
   | 'ENOSYS' | 'EOVERFLOW' | 'EOPNOTSUPP' | 'ENXIO' | 'EPROTO' | 'EMSGSIZE' | 'ENOTCONN'
-  | 'EPIPE' | 'ECONNREFUSED' | 'EADDRINUSE' | 'ECONNRESET' | 'ENAMETOOLONG' | 'EWOULDBLOCK';
+  | 'EPIPE' | 'ECONNREFUSED' | 'EADDRINUSE' | 'ECONNRESET' | 'ENAMETOOLONG' | 'EWOULDBLOCK'
+  | 'ENOBUFS' | 'ENOTTY';
 
 export interface VirqErrorOptions {
   errno?: ErrnoName;

@@ -123,6 +123,8 @@ export class VhostUserNetBackend<F> {
   private scratch = new Uint8Array(65536 + 64);
   private readonly hdr = new Uint8Array(12);
   private readonly ringTrace: TraceChannel<VirtioRingEvent> | undefined;
+  /** DPDK-level steps (virtio_dev_tx_split …) on the 'vhost-user-net' channel. */
+  private readonly netTrace: TraceChannel | undefined;
   private current: QueuePair | undefined;
   private readonly replyFn = (frame: Uint8Array): void => {
     this.deliver(frame);
@@ -137,6 +139,7 @@ export class VhostUserNetBackend<F> {
     this.pollSliceMs = options.pollSliceMs ?? 1;
     this.defer = options.defer;
     this.ringTrace = options.trace?.channel<VirtioRingEvent>('virtio-ring');
+    this.netTrace = options.trace?.channel('vhost-user-net');
     this.protocol = new VhostUserBackend<F>(
       host,
       {
@@ -301,6 +304,11 @@ export class VhostUserNetBackend<F> {
 
   /** One pass over a pair's TX ring: at most `budget` chains. Returns the chains taken. */
   processTx(pair: QueuePair): number {
+    const t = this.netTrace;
+    if (t !== undefined && t.on) {
+      const q = pair.ftx?.index ?? pair.tx?.index ?? -1;
+      t.emit('vhost.dequeue', 'virtio_dev_tx_split', 'rte_vhost_dequeue_burst', { queue: q });
+    }
     if (pair.ftx !== undefined) return this.processTxFast(pair, pair.ftx);
     const tx = pair.tx;
     if (tx === undefined || tx.broken) return 0;

@@ -189,7 +189,7 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     title: 'the back end notifying the guest',
     seeds: '003',
     packages: ['vhost-user', 'virtio-ring'],
-    variants: { 'event-idx': ['vhost_vring_call_split', 'eventfd_write', 'irqfd_wakeup', 'kvm_arch_set_irq_inatomic', 'kvm_irq_delivery_to_apic_fast', 'vmx_inject_irq'] },
+    variants: { 'event-idx': ['virtio_dev_tx_split', 'vhost_vring_call_split', 'eventfd_write', 'irqfd_wakeup', 'kvm_arch_set_irq_inatomic', 'kvm_irq_delivery_to_apic_fast', 'vmx_inject_irq'] },
   },
   {
     id: 'F17',
