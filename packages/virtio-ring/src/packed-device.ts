@@ -75,6 +75,8 @@ export class PackedVirtqueueDevice {
   private signalledUsed = 0;
   private signalledUsedValid = false;
   private inuse = 0;
+  /** Ring slots of the most recent pops, newest last (for unpop). */
+  private poppedDescs: number[] = [];
   private notification = true;
   private _status: VirtqueueStatus = 'ok';
   private _error: VirqError | undefined;
@@ -164,6 +166,8 @@ export class PackedVirtqueueDevice {
     }
     this.lastAvailIdx = next;
     this.inuse++;
+    this.poppedDescs.push(c.ndescs);
+    if (this.poppedDescs.length > this.size) this.poppedDescs.shift();
     const t = this.trace;
     if (t !== undefined && t.on) {
       t.emit('vring.pop', this.names.pop, undefined, { queue: this.index, head: c.id, lastAvailIdx: next | (this.availWrap ? 0x8000 : 0), availIdx: start, out: c.outNum, in: c.inNum, indirect: c.indirect });
@@ -306,6 +310,34 @@ export class PackedVirtqueueDevice {
     return copyToChain(this.mem, chain, src, offset);
   }
 
+  /**
+   * Puts the last `count` popped chains back (QEMU virtqueue_unpop → virtqueue_packed_rewind):
+   * last_avail_idx steps back over their ring slots, flipping the wrap counter when it crosses 0.
+   */
+  unpop(count = 1): boolean {
+    if (this._status !== 'ok' || count < 0 || count > this.inuse || count > this.poppedDescs.length) return false;
+    for (let i = 0; i < count; i++) {
+      const n = this.poppedDescs.pop()!;
+      if (this.lastAvailIdx < n) {
+        this.lastAvailIdx = this.size + this.lastAvailIdx - n;
+        this.availWrap = !this.availWrap;
+      } else {
+        this.lastAvailIdx -= n;
+      }
+      this.inuse--;
+    }
+    return true;
+  }
+
+  /**
+   * After a back end stopped (vhost_virtqueue_stop): a packed ring's used position restarts
+   * where the available one is (QEMU virtio_queue_packed_update_used_idx).
+   */
+  updateUsedIdx(): void {
+    this.usedIdx = this.lastAvailIdx;
+    this.usedWrap = this.availWrap;
+  }
+
   /** vhost GET_VRING_BASE for a packed ring: last_avail_idx | avail_wrap_counter << 15. */
   getVringBase(): number {
     return this.lastAvailIdx | (this.availWrap ? 0x8000 : 0);
@@ -319,6 +351,7 @@ export class PackedVirtqueueDevice {
     this.availWrap = this.usedWrap = (base & 0x8000) !== 0;
     this.signalledUsedValid = false;
     this.inuse = this.pending = 0;
+    this.poppedDescs = [];
   }
 
   reset(): void {

@@ -346,6 +346,18 @@ export class SplitVirtqueueDevice {
     return copyToChain(this.mem, chain, src, offset);
   }
 
+  /**
+   * After a back end stopped (vhost_virtqueue_stop): take the used index the back end left in
+   * the ring (QEMU virtio_queue_update_used_idx reads used->idx), which differs from
+   * last_avail_idx when chains were in flight.
+   */
+  updateUsedIdx(): void {
+    const u = Atomics.load(this.usedU16, this.used16 + 1);
+    this.inuse = Math.min(this.size, (this.lastAvailIdx - u) & 0xffff);
+    this.usedIdx = u;
+    this.pending = this.pendingBufs = 0;
+  }
+
   /** The u32 vhost GET_VRING_BASE returns for a split ring: last_avail_idx. */
   getVringBase(): number {
     return this.lastAvailIdx;

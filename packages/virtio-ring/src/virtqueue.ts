@@ -55,8 +55,13 @@ export interface VirtqueueDevice {
   writeToChain(chain: DescriptorChain, src: Uint8Array, offset?: number): number;
   getVringBase(): number;
   setVringBase(base: number): void;
+  /** After a back end stopped: re-read where its used ring got to (QEMU virtio_queue_update_used_idx). */
+  updateUsedIdx(): void;
+  /** Puts the last `count` popped chains back (QEMU virtqueue_unpop); false when it cannot. */
+  unpop(count?: number): boolean;
   reset(): void;
   snapshot(): Snapshot<unknown>;
+  restore(snapshot: Snapshot<never>): void;
 }
 
 /** A split or packed driver queue, per VIRTIO_F_RING_PACKED in `config.features`. */
