@@ -102,6 +102,9 @@ export class VhostDev {
       this.op('vhost_get_vring_base', 'vhost_virtqueue_stop', { index: idx, num: base });
       vq.lastAvailIdx = base;
       vdev.mapRing(vq);
+      // virtio_queue_update_used_idx: the used index is where the back end left it in memory
+      // (it differs from last_avail_idx when chains were in flight).
+      vq.ring?.updateUsedIdx();
     }
     this.started = false;
   }

@@ -350,8 +350,8 @@ export abstract class VirtioDevice {
       q.ring = undefined;
       if (qs.desc === 0) return;
       this.mapRing(q);
-      const ring = q.ring as { restore?: (s: Snapshot<unknown>) => void } | undefined;
-      if (qs.ring !== null && ring?.restore !== undefined) ring.restore(qs.ring);
+      const ring = (q as { readonly ring: VirtQueue['ring'] }).ring; // set by mapRing
+      if (qs.ring !== null && ring !== undefined) ring.restore(qs.ring as Snapshot<never>);
     });
   }
 

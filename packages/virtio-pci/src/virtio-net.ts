@@ -470,10 +470,7 @@ export class VirtioNet extends VirtioDevice {
     }
     if (offset < total) {
       // Without mergeable buffers a frame that does not fit is dropped (virtqueue_unpop).
-      // VirtqueueDevice has no unpop; the split queue class does.
-      const r = ring as { unpop?: (n: number) => boolean };
-      if (r.unpop !== undefined) r.unpop(1);
-      else ring.push(elems[0]![0], 0);
+      if (!ring.unpop(1)) ring.push(elems[0]![0], 0);
       this.rxDropped++;
       return 'dropped';
     }
