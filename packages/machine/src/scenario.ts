@@ -25,8 +25,12 @@ export interface RunOptions {
 const DELIVERY_START = new Set(['vhost_vring_call_split', 'vhost_signal', 'virtio_notify', 'vfio_msihandler', 'intel_ir_post', 'serial_update_irq', 'vgic_its_trigger_msi', 'kvm_vgic_inject_irq', 'its_vlpi_set_pending', 'amd_iommu_ga_post']);
 /** The guest handler's EOI ends a delivery (x86 LAPIC EOI, virtualised or trapped; GIC ICV_EOIR1). */
 const DELIVERY_END = new Set(['native_apic_mem_eoi', 'gic_eoi_irq']);
-/** One per posted delivery: KVM-originated (APICv), device-originated through the IOMMU, direct vLPI. */
-const POSTED = new Set(['vmx_deliver_posted_interrupt', 'intel_ir_post', 'amd_iommu_ga_post', 'its_vlpi_direct']);
+/**
+ * One per interrupt delivered without KVM injecting it: KVM-originated posted interrupts
+ * (APICv: vmx_deliver_posted_interrupt), device interrupts posted by the IOMMU (VT-d / AMD-Vi
+ * GA mode, traced as hardware steps by @virq/irqbypass), and direct vLPIs (GICv4).
+ */
+const POSTED = new Set(['vmx_deliver_posted_interrupt', 'hw:vtd_post_interrupt', 'hw:amdvi_ga_interrupt', 'its_vlpi_direct', 'hw:its_vlpi_direct']);
 const DOORBELLS = new Set(['pi_wakeup_handler', 'avic_ga_log_notifier', 'vgic_v4_doorbell_handler']);
 /** One per interrupt KVM injects: VMCS event injection on x86, queued to the vGIC's ap_list (then an LR) on ARM. */
 const INJECTED = new Set(['vmx_inject_irq', 'vgic_queue_irq_unlock']);
