@@ -3,6 +3,7 @@ import { ethernetFrame, type VirtioNet } from '@virq/virtio-pci';
 import type { Actor, GuestMemory } from '@virq/core';
 import type { ComposedMachine } from './machine.js';
 import type { VirtioNetConfig } from './topology.js';
+import { poissonArrivals } from './workload.js';
 
 /** What the machine needs of a virtio-net back end once attached. */
 export interface NetBackendHandle {
@@ -31,10 +32,7 @@ function inVmmBackend(m: ComposedMachine, dev: VirtioNet): NetBackendHandle {
     kind: 'in-vmm',
     txFrames: () => tx,
     startRx(rate, untilNs) {
-      const interval = 1e9 / rate;
-      let seq = 0;
-      const arrive = (): void => {
-        const frame = ethernetFrame([0x52, 0x54, 0x00, 0x12, 0x34, 0x56], PEER_MAC, 64, seq++);
+      arrivals(m, nicCpu, rate, untilNs, (frame) => {
         if (t.on) {
           t.emit('host.irq', 'handle_irq_event', 'handle_edge_irq', { irq: 'nic0' });
           t.emit('host.rx', 'netif_receive_skb', 'napi_gro_receive', { len: frame.length });
@@ -47,11 +45,7 @@ function inVmmBackend(m: ComposedMachine, dev: VirtioNet): NetBackendHandle {
           m.mainLoop.charge(ctx.costs.ns.deviceEmulation);
           dev.receive(frame);
         });
-        const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
-        if (next < untilNs) s.at(next, nicCpu, arrive);
-      };
-      const first = Math.round(s.prng.exponential(interval));
-      if (first < untilNs) s.at(first, nicCpu, arrive);
+      });
     },
   };
 }
@@ -59,15 +53,8 @@ function inVmmBackend(m: ComposedMachine, dev: VirtioNet): NetBackendHandle {
 /** A packet source on `actor`: Poisson arrivals at `rate`/s until `untilNs`. */
 function arrivals(m: ComposedMachine, actor: Actor, rate: number, untilNs: number, deliver: (frame: Uint8Array) => void): void {
   const s = m.ctx.scheduler;
-  const interval = 1e9 / rate;
   let seq = 0;
-  const arrive = (): void => {
-    deliver(ethernetFrame([0x52, 0x54, 0x00, 0x12, 0x34, 0x56], PEER_MAC, 64, seq++));
-    const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
-    if (next < untilNs) s.at(next, actor, arrive);
-  };
-  const first = Math.round(s.prng.exponential(interval));
-  if (first < untilNs) s.at(first, actor, arrive);
+  poissonArrivals(s, 1e9 / rate, untilNs, (t, step) => void s.at(t, actor, step), () => deliver(ethernetFrame([0x52, 0x54, 0x00, 0x12, 0x34, 0x56], PEER_MAC, 64, seq++)));
 }
 
 /**

@@ -11,6 +11,7 @@ import type { Topology, VfioConfig, VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
 import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
+import { poissonArrivals } from '../workload.js';
 
 const MMIO_BASE = 0x1000_0000;
 const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -270,48 +271,30 @@ export class ArmMachine implements ComposedMachine {
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
     const s = this.ctx.scheduler;
+    const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     for (const net of this.nets) {
       if (w.txPacketsPerSec > 0) {
         const cpu = this.cpus[net.vcpu]!;
-        const interval = 1e9 / w.txPacketsPerSec;
         let seq = 0;
-        const tx = (): void => {
-          net.driver.startXmit(ethernetFrame([0xff, 0xff, 0xff, 0xff, 0xff, 0xff], MAC, 64, seq++));
-          const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
-          if (next < durationNs) cpu.at(next, tx);
-        };
-        const first = Math.round(s.prng.exponential(interval));
-        if (first < durationNs) cpu.at(first, tx);
+        poissonArrivals(s, 1e9 / w.txPacketsPerSec, durationNs, (t, step) => cpu.at(t, step), () => void net.driver.startXmit(ethernetFrame(broadcast, MAC, 64, seq++)));
       }
       if (w.rxPacketsPerSec > 0) net.backend.startRx(w.rxPacketsPerSec, durationNs);
     }
     const nic = s.actor({ name: 'nic-dma', kind: 'device', cpu: 0 });
     for (const d of this.vfios) {
       if (w.vfioInterruptsPerSec <= 0) continue;
-      const interval = 1e9 / w.vfioInterruptsPerSec;
       let n = 0;
-      const fire = (): void => {
+      poissonArrivals(s, 1e9 / w.vfioInterruptsPerSec, durationNs, (t, step) => void s.at(t, nic, step), () => {
         const v = n++ % d.targets.length;
         const tgt = d.targets[v]!;
         this.irqs.raised(tgt.vcpu, tgt.lpi, s.now);
         this.host.deviceMsi(d.deviceId, v);
-        const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
-        if (next < durationNs) s.at(next, nic, fire);
-      };
-      const first = Math.round(s.prng.exponential(interval));
-      if (first < durationNs) s.at(first, nic, fire);
+      });
     }
-    for (let i = 0; i < this.serials.length; i++) {
-      if (w.serialPerSec <= 0) continue;
-      const interval = 1e9 / w.serialPerSec;
+    if (this.serials.length > 0 && w.serialPerSec > 0) {
       const cpu = this.cpus[0]!;
-      const write = (): void => {
-        this.vm.vcpus[0]!.guestMmio({ addr: SERIAL_BASE, len: 1, write: true, value: 0x41n });
-        const next = s.now + Math.max(1, Math.round(s.prng.exponential(interval)));
-        if (next < durationNs) cpu.at(next, write);
-      };
-      const first = Math.round(s.prng.exponential(interval));
-      if (first < durationNs) cpu.at(first, write);
+      poissonArrivals(s, 1e9 / w.serialPerSec, durationNs, (t, step) => cpu.at(t, step), () => this.vm.vcpus[0]!.guestMmio({ addr: SERIAL_BASE, len: 1, write: true, value: 0x41n }));
     }
   }
+
 }

@@ -6,6 +6,7 @@ import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
 import { X86GuestCpu } from '../guest/x86-guest-cpu.js';
 import { restrictVmApi } from '../vm-api.js';
+import { addPcIrqRoutes } from '../x86/pc-irq-routing.js';
 
 export interface X86FlowRigOptions {
   nvcpus?: number;
@@ -56,12 +57,7 @@ export class X86FlowRig {
     this.alloc = new GuestPageAllocator(this.mem, 1 << 20, 16 << 20);
     this.mainLoop = ctx.scheduler.actor({ name: 'qemu-system-x86', kind: 'vmm-main', cpu: 0 });
     this.routes = new KvmRoutingTable(this.vmApi, 24);
-    for (let i = 0; i < 8; i++) if (i !== 2) this.routes.addIrqchipRoute(i, 0, i);
-    for (let i = 8; i < 16; i++) this.routes.addIrqchipRoute(i, 1, i - 8);
-    for (let i = 0; i < 24; i++) {
-      if (i === 0) this.routes.addIrqchipRoute(0, 2, 2);
-      else if (i !== 2) this.routes.addIrqchipRoute(i, 2, i);
-    }
+    addPcIrqRoutes(this.routes);
     this.routes.commit();
     this.gsi = PcGsi.kernelIrqchip(ctx, this.vm);
     this.access = new GuestPciAccess(this.bus, this.current);

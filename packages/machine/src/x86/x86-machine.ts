@@ -12,6 +12,8 @@ import type { Topology, VfioConfig, VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
 import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
+import { poissonArrivals } from '../workload.js';
+import { addPcIrqRoutes } from './pc-irq-routing.js';
 
 const MMIO_BASE = 0xfe00_0000;
 const PIO_BASE = 0xc000;
@@ -84,14 +86,7 @@ export class X86Machine implements ComposedMachine {
     this.alloc = new GuestPageAllocator(this.mem, 1 << 20, t.memoryMiB << 20);
     this.mainLoop = ctx.scheduler.actor({ name: 'qemu-system-x86', kind: 'vmm-main', cpu: 0 });
     this.routes = new KvmRoutingTable(this.vmApi, 24);
-    // QEMU's kvm_pc_setup_irq_routing: PIC pins for GSI 0-15 but 2, IOAPIC pins for GSI 0-23
-    // with GSI 0 on IOAPIC pin 2 (the timer override) and nothing for GSI 2.
-    for (let i = 0; i < 8; i++) if (i !== 2) this.routes.addIrqchipRoute(i, 0, i);
-    for (let i = 8; i < 16; i++) this.routes.addIrqchipRoute(i, 1, i - 8);
-    for (let i = 0; i < 24; i++) {
-      if (i === 0) this.routes.addIrqchipRoute(0, 2, 2);
-      else if (i !== 2) this.routes.addIrqchipRoute(i, 2, i);
-    }
+    addPcIrqRoutes(this.routes);
     this.routes.commit();
     this.gsi = PcGsi.kernelIrqchip(ctx, this.vm);
     // The driver models trace vp_notify themselves; the captured write is the exit that follows.
@@ -330,51 +325,32 @@ export class X86Machine implements ComposedMachine {
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
     const s = this.ctx.scheduler;
-    const prng = s.prng;
+    const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     for (const net of this.nets) {
       if (w.txPacketsPerSec > 0) {
         const cpu = this.cpus[net.vcpu]!;
-        const interval = 1e9 / w.txPacketsPerSec;
         let seq = 0;
-        const tx = (): void => {
-          net.driver.startXmit(ethernetFrame([0xff, 0xff, 0xff, 0xff, 0xff, 0xff], MAC, 64, seq++));
-          const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
-          if (next < durationNs) cpu.at(next, tx);
-        };
-        const first = Math.round(prng.exponential(interval));
-        if (first < durationNs) cpu.at(first, tx);
+        poissonArrivals(s, 1e9 / w.txPacketsPerSec, durationNs, (t, step) => cpu.at(t, step), () => void net.driver.startXmit(ethernetFrame(broadcast, MAC, 64, seq++)));
       }
       if (w.rxPacketsPerSec > 0) net.backend.startRx(w.rxPacketsPerSec, durationNs);
     }
     for (const d of this.vfios) {
       if (w.vfioInterruptsPerSec <= 0) continue;
-      const interval = 1e9 / w.vfioInterruptsPerSec;
       const dev = d.vfio.device;
       let n = 0;
-      const fire = (): void => {
+      poissonArrivals(s, 1e9 / w.vfioInterruptsPerSec, durationNs, (t, step) => void s.at(t, dev.actor, step), () => {
         const v = n++ % d.targets.length;
         const tgt = d.targets[v]!;
         this.irqs.raised(tgt.vcpu, tgt.vector, s.now);
         dev.fireMsix(v);
-        const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
-        if (next < durationNs) s.at(next, dev.actor, fire);
-      };
-      const first = Math.round(prng.exponential(interval));
-      if (first < durationNs) s.at(first, dev.actor, fire);
+      });
     }
     for (const serial of this.serials) {
       if (w.serialPerSec <= 0) continue;
-      const interval = 1e9 / w.serialPerSec;
       const cpu = this.cpus[0]!;
-      const port = serial.base;
-      const write = (): void => {
-        // 8250 transmit: the byte goes to THR (an IO_INSTRUCTION exit to QEMU).
-        cpu.capture?.push({ op: 'pio-write', port, len: 1, value: 0x41, fn: 'serial8250_tx_chars' });
-        const next = s.now + Math.max(1, Math.round(prng.exponential(interval)));
-        if (next < durationNs) cpu.at(next, write);
-      };
-      const first = Math.round(prng.exponential(interval));
-      if (first < durationNs) cpu.at(first, write);
+      // 8250 transmit: the byte goes to THR (an IO_INSTRUCTION exit to QEMU).
+      poissonArrivals(s, 1e9 / w.serialPerSec, durationNs, (t, step) => cpu.at(t, step), () => cpu.capture?.push({ op: 'pio-write', port: serial.base, len: 1, value: 0x41, fn: 'serial8250_tx_chars' }));
     }
   }
+
 }
