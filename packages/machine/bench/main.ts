@@ -80,6 +80,7 @@ for (const vcpus of [1, 64, 1024]) for (const trace of ['off', 'idle', 'on'] as 
 const only = process.env['ONLY']; // e.g. ONLY=1/off, for profiling one configuration
 if (only !== undefined) cfgs.splice(0, cfgs.length, ...cfgs.filter((c) => `${c.vcpus}/${c.trace}` === only));
 const res = new Map<string, number[]>();
+const evs = new Map<string, number>();
 runOnce(2, 'off', 5000);
 runOnce(2, 'on', 2000);
 for (let r = 0; r < ROUNDS; r++) {
@@ -88,16 +89,17 @@ for (let r = 0; r < ROUNDS; r++) {
     if (x.handled !== N) throw new Error(`vcpus=${c.vcpus} trace=${c.trace}: ${x.handled} of ${N} packets reached the guest`);
     const k = `${c.vcpus}/${c.trace}`;
     res.set(k, [...(res.get(k) ?? []), x.nsPerDelivery]);
+    evs.set(k, x.events / N);
   }
 }
 console.log(`P1: virtio-net rx used ring → call → irqfd → MSI → LAPIC → inject → guest handler → EOI; ${N} deliveries per run, ${ROUNDS} rounds, medians (wall clock, one core)`);
-console.log('vCPUs  tracing          ns/delivery   deliveries/s   ratio to "off" (per-round median)');
+console.log('vCPUs  tracing          ns/delivery   deliveries/s   ratio to "off" (per-round median)   scheduler events/delivery');
 for (const c of cfgs) {
   if (!res.has(`${c.vcpus}/off`)) res.set(`${c.vcpus}/off`, res.get(`${c.vcpus}/${c.trace}`)!);
   const xs = res.get(`${c.vcpus}/${c.trace}`)!;
   const off = res.get(`${c.vcpus}/off`)!;
   const ratio = median(xs.map((v, i) => off[i]! / v));
-  console.log(`${String(c.vcpus).padStart(5)}  ${c.trace.padEnd(15)}  ${median(xs).toFixed(0).padStart(11)}   ${(1e9 / median(xs)).toFixed(0).padStart(12)}   ${ratio.toFixed(3)}`);
+  console.log(`${String(c.vcpus).padStart(5)}  ${c.trace.padEnd(15)}  ${median(xs).toFixed(0).padStart(11)}   ${(1e9 / median(xs)).toFixed(0).padStart(12)}   ${ratio.toFixed(3).padStart(34)}   ${(evs.get(`${c.vcpus}/${c.trace}`) ?? 0).toFixed(1)}`);
 }
 if (only === undefined) {
   const flat = median(res.get('1024/off')!) / median(res.get('1/off')!);
