@@ -230,7 +230,8 @@ export class ArmHost {
     const irq = this.gic.irqFor(pintid, cpu);
     if (irq === undefined || !irq.active) return;
     irq.active = false;
-    if (this.channel.on) this.channel.emit('host.deactivate', 'gic_deactivate_physical', 'ICV_EOIR1_EL1', { pintid, cpu });
+    // Hardware: the guest's deactivation of an HW = 1 list register deactivates pINTID in the physical GIC.
+    if (this.channel.on) this.channel.emit('host.deactivate', 'hw:gic_deactivate_physical', undefined, { pintid, cpu });
     this.gic.irqChanged(irq);
   }
 

@@ -27,9 +27,9 @@ export interface ArmVcpuHost {
   readonly channel: TraceChannel;
   readonly vhe: boolean;
   /** vgic_v4_load (GICv4): make the vPE resident on this CPU's redistributor. */
-  vgicV4Load(vcpu: ArmVcpu): void;
+  vgicV4Load(vcpu: ArmVcpu, caller?: string): void;
   /** vgic_v4_put (GICv4): make the vPE non-resident, doorbell armed when blocking. */
-  vgicV4Put(vcpu: ArmVcpu, needDoorbell: boolean): void;
+  vgicV4Put(vcpu: ArmVcpu, needDoorbell: boolean, caller?: string): void;
   /** io_mem_abort: returns true when handled in the kernel (vGIC frames, ioeventfd). */
   handleMmio(vcpu: ArmVcpu, access: GuestMmioAccess): boolean;
   /** KVM_EXIT_MMIO: what the VMM does with an access the kernel did not handle. */
@@ -161,7 +161,9 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   private enter(): void {
     this.state = 'host';
     this.irqRequest = false;
-    if (this.vpe !== undefined && !this.vpe.resident) this.vm.vgicV4Load(this);
+    // vgic_v4_load: from kvm_vcpu_wfi after a WFI block, else vgic_v3_load (kvm_arch_vcpu_load).
+    if (this.vpe !== undefined && !this.vpe.resident) this.vm.vgicV4Load(this, this.fromWfi ? 'kvm_vcpu_wfi' : 'vgic_v3_load');
+    this.fromWfi = false;
     const lrs = this.vm.channel.on ? this.flushTraced() : this.flush();
     const cost = this.halfSwitch + lrs * this.costs.gicListRegisterWrite;
     this.stats.entries++;
@@ -311,11 +313,12 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
       this.preemptFor = 0;
       this.state = 'preempted';
       this.stopRunning();
-      if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, false);
-      this.emit('vcpu.preempt', 'kvm_arch_vcpu_put', '__schedule', { vcpu: this.vcpuId, ns });
+      // preempt notifiers: kvm_sched_out → kvm_arch_vcpu_put → kvm_vgic_put → vgic_v3_put → vgic_v4_put
+      this.emit('vcpu.preempt', 'kvm_arch_vcpu_put', 'kvm_sched_out', { vcpu: this.vcpuId, ns });
+      if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, false, 'vgic_v3_put');
       this.s.after(ns, this.actor, () => {
         this.runningSince = this.s.now;
-        this.emit('vcpu.resume', 'kvm_arch_vcpu_load', 'finish_task_switch', { vcpu: this.vcpuId });
+        this.emit('vcpu.resume', 'kvm_arch_vcpu_load', 'kvm_sched_in', { vcpu: this.vcpuId });
         this.enter();
       });
       return;
@@ -323,12 +326,17 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     this.enter();
   }
 
-  /** kvm_vcpu_block after a WFI with nothing pending: the vPE goes non-resident with its doorbell armed. */
+  /**
+   * kvm_handle_wfx → kvm_vcpu_wfi with nothing pending: IN_WFI is set and the vPE goes
+   * non-resident with its doorbell armed (vgic_v4_put, need_db), then kvm_vcpu_halt blocks.
+   */
   private block(): void {
     this.state = 'blocked';
     this.stopRunning();
-    if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, true);
-    this.emit('vcpu.block', 'kvm_vcpu_halt', 'kvm_handle_wfx', { vcpu: this.vcpuId });
+    this.emit('vcpu.wfi', 'kvm_vcpu_wfi', 'kvm_handle_wfx', { vcpu: this.vcpuId });
+    if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, true, 'kvm_vcpu_wfi');
+    this.fromWfi = true;
+    this.emit('vcpu.block', 'kvm_vcpu_halt', 'kvm_vcpu_wfi', { vcpu: this.vcpuId });
     if (this.irqRequest || this.hasPending()) this.wake();
   }
 
@@ -338,7 +346,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     this.stats.wakeups++;
     this.s.after(this.vm.ctx.costs.ns.threadWakeup, this.actor, () => {
       this.runningSince = this.s.now;
-      this.emit('vcpu.wake', 'kvm_vcpu_wakeup', 'try_to_wake_up', { vcpu: this.vcpuId });
+      this.emit('vcpu.wake', 'kvm_vcpu_wakeup', 'kvm_vcpu_halt', { vcpu: this.vcpuId }); // tracepoint in kvm_vcpu_halt
       this.enter();
     });
   }
@@ -366,6 +374,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   }
 
   private maintenanceRaised = false;
+  /** The last block was a WFI (kvm_vcpu_wfi reloads the vPE on the way out). */
+  private fromWfi = false;
 
   /**
    * ICH_MISR ≠ 0 with ICH_HCR.En: the virtual CPU interface asserts the maintenance interrupt,
@@ -393,7 +403,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     if (this.state !== 'guest' || this.inHandler || this.directEvent?.pending === true) return;
     this.directEvent = this.s.after(this.vm.ctx.costs.ns.vlpiDirect, this.actor, () => {
       this.directEvent = undefined;
-      this.emit('vlpi.direct', 'its_vlpi_direct', 'GICR_VPENDBASER', { vcpu: this.vcpuId, vpe: this.vpe?.id ?? -1 });
+      // Hardware: the redistributor presents the vLPI to the virtual CPU interface (no kernel code, no exit).
+      this.emit('vlpi.direct', 'hw:its_vlpi_direct', undefined, { vcpu: this.vcpuId, vpe: this.vpe?.id ?? -1 });
       this.guestResume();
     });
   }

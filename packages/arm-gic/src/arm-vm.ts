@@ -93,7 +93,7 @@ export class ArmVm implements ArmVcpuHost {
       this.vgic.cpus[i].cpuif.onPhysicalDeactivate = (pintid) => this.host.deactivatePhysical(pintid, vc.cpu);
       this.vcpus.push(vc);
     }
-    this.vgic.kick = (v) => this.vcpus[v].kick();
+    this.vgic.kick = (v, caller) => this.vcpus[v].kick(caller);
     this.vgic.physicalLevel = (hwintid, v) => this.host.gic.irqFor(hwintid, this.vcpus[v].cpu)?.lineLevel ?? false;
     this.irqfd = new VgicIrqfd(ctx, this.vgic, this.its, this.channel);
     if (this.version !== 'v3') {
@@ -164,12 +164,12 @@ export class ArmVm implements ArmVcpuHost {
     this.host.gic.setPpiLevel(cpu, MAINTENANCE_PPI, level);
   }
 
-  vgicV4Load(vcpu: ArmVcpu): void {
-    this.v4?.load(vcpu);
+  vgicV4Load(vcpu: ArmVcpu, caller?: string): void {
+    this.v4?.load(vcpu, caller);
   }
 
-  vgicV4Put(vcpu: ArmVcpu, needDoorbell: boolean): void {
-    this.v4?.put(vcpu, needDoorbell);
+  vgicV4Put(vcpu: ArmVcpu, needDoorbell: boolean, caller?: string): void {
+    this.v4?.put(vcpu, needDoorbell, caller);
   }
 
   /** The VMM's handler for KVM_EXIT_MMIO (QEMU's address-space dispatch: PCI BARs …). */
@@ -195,7 +195,7 @@ export class ArmVm implements ArmVcpuHost {
       write = () => (a.len === 8 ? rd.write64(off, a.value) : rd.write32(off, Number(a.value & 0xffffffffn)));
     }
     if (read !== undefined && write !== undefined) {
-      if (this.channel.on) this.channel.emit('vgic.mmio', a.write ? 'dispatch_mmio_write' : 'dispatch_mmio_read', 'io_mem_abort', { addr: a.addr, len: a.len });
+      if (this.channel.on) this.channel.emit('vgic.mmio', a.write ? 'dispatch_mmio_write' : 'dispatch_mmio_read', a.write ? '__kvm_io_bus_write' : '__kvm_io_bus_read', { addr: a.addr, len: a.len });
       if (a.write) write();
       else a.done?.(read());
       return true;

@@ -1,6 +1,6 @@
 import type { Gicv3 } from './gic.js';
 import type { GicIrq } from './gic-irq.js';
-import { decodeIrqBank, readIrqBank, writeIrqBank } from './irq-bank-registers.js';
+import { VGIC_MMIO_WRITE_HANDLER, decodeIrqBank, readIrqBank, writeIrqBank } from './irq-bank-registers.js';
 import {
   GICD_CLRSPI_NSR, GICD_CTLR, GICD_CTLR_ARE, GICD_CTLR_DS, GICD_CTLR_ENABLE_G0, GICD_CTLR_ENABLE_G1, GICD_CTLR_NASSGIREQ,
   GICD_IIDR, GICD_IROUTER, GICD_IROUTER_IRM, GICD_PIDR2, GICD_SETSPI_NSR, GICD_TYPER, GICD_TYPER2, GICD_TYPER2_NASSGICAP,
@@ -94,7 +94,7 @@ export class GicDistributor {
     }
     const bank = decodeIrqBank(offset);
     if (bank !== undefined) {
-      writeIrqBank(bank, value, (i) => this.spi(i), (irq) => g.irqChanged(irq), g.priorityMask, () => true);
+      writeIrqBank(bank, value, (i) => this.spi(i), (irq) => g.irqChanged(irq, VGIC_MMIO_WRITE_HANDLER[bank.kind]), g.priorityMask, () => true);
     }
   }
 

@@ -34,7 +34,8 @@ export interface Gicv3Options {
  * active, priority, group or target may have changed.
  */
 export interface GicDelivery {
-  irqChanged(irq: GicIrq): void;
+  /** `caller`: the real function on this path (KVM's vGIC names its vgic_queue_irq_unlock caller with it). */
+  irqChanged(irq: GicIrq, caller?: string): void;
 }
 
 /**
@@ -133,8 +134,8 @@ export class Gicv3 implements IrqPinProvider {
   }
 
   /** An interrupt's state may have changed: tell whoever delivers. */
-  irqChanged(irq: GicIrq): void {
-    this.delivery.irqChanged(irq);
+  irqChanged(irq: GicIrq, caller?: string): void {
+    this.delivery.irqChanged(irq, caller);
   }
 
   /** GicDelivery of the hardware: keep each CPU interface's pending set and IRQ signal. */
@@ -154,9 +155,10 @@ export class Gicv3 implements IrqPinProvider {
 
   /** Group enables changed: every pending interrupt is re-evaluated. */
   groupEnablesChanged(): void {
-    for (const irq of this.spis) if (irq.pending || irq.active) this.irqChanged(irq);
-    for (const rd of this.redistributors) for (const irq of rd.privateIrqs) if (irq.pending || irq.active) this.irqChanged(irq);
-    for (const irq of this.lpis.values()) if (irq.pending) this.irqChanged(irq);
+    const why = 'vgic_mmio_write_v3_misc';
+    for (const irq of this.spis) if (irq.pending || irq.active) this.irqChanged(irq, why);
+    for (const rd of this.redistributors) for (const irq of rd.privateIrqs) if (irq.pending || irq.active) this.irqChanged(irq, why);
+    for (const irq of this.lpis.values()) if (irq.pending) this.irqChanged(irq, why);
     for (const c of this.cpuInterfaces) c.updateSignal();
   }
 
@@ -292,8 +294,9 @@ export class Gicv3 implements IrqPinProvider {
     }
     irq.pendingLatch = true;
     rd.writePendingBit(intid, true);
-    if (this.traceOn && this.delivery === this.hardwareDelivery) this.trace('gic.lpi', 'lpi_set_pending', why, { intid, pe });
-    this.irqChanged(irq);
+    // Hardware: the redistributor sets the LPI's pending bit (no kernel function runs).
+    if (this.traceOn && this.delivery === this.hardwareDelivery) this.trace('gic.lpi', 'hw:gicr_set_lpi_pending', undefined, { intid, pe, why });
+    this.irqChanged(irq, why);
     return true;
   }
 
@@ -314,14 +317,14 @@ export class Gicv3 implements IrqPinProvider {
     const irq = this.lpis.get(intid);
     if (irq === undefined) return;
     this.readLpiConfig(irq);
-    this.irqChanged(irq);
+    this.irqChanged(irq, 'update_lpi_config');
   }
 
   invalidateAllLpis(pe: number): void {
     for (const irq of this.lpis.values()) {
       if (irq.targetPe !== pe) continue;
       this.readLpiConfig(irq);
-      this.irqChanged(irq);
+      this.irqChanged(irq, 'update_lpi_config');
     }
   }
 
@@ -332,7 +335,7 @@ export class Gicv3 implements IrqPinProvider {
       if (irq === undefined) continue;
       irq.targetPe = rd.index;
       irq.pendingLatch = true;
-      this.irqChanged(irq);
+      this.irqChanged(irq, 'its_sync_lpi_pending_table');
     }
   }
 

@@ -23,6 +23,19 @@ export function decodeIrqBank(offset: number): IrqBankAccess | undefined {
   return bit(0x080, 'group') ?? bit(0x100, 'isenable') ?? bit(0x180, 'icenable') ?? bit(0x200, 'ispend') ?? bit(0x280, 'icpend') ?? bit(0x300, 'isactive') ?? bit(0x380, 'icactive');
 }
 
+/** The vgic-mmio.c handler KVM runs for a guest write to each register of the bank. */
+export const VGIC_MMIO_WRITE_HANDLER: Readonly<Record<IrqBankKind, string>> = {
+  group: 'vgic_mmio_write_group',
+  isenable: 'vgic_mmio_write_senable',
+  icenable: 'vgic_mmio_write_cenable',
+  ispend: 'vgic_mmio_write_spending',
+  icpend: 'vgic_mmio_write_cpending',
+  isactive: 'vgic_mmio_write_sactive',
+  icactive: 'vgic_mmio_write_cactive',
+  priority: 'vgic_mmio_write_priority',
+  config: 'vgic_mmio_write_config',
+};
+
 export type IrqLookup = (intid: number) => GicIrq | undefined;
 
 /** Reads one register of the bank. INTIDs without a record read as zero (RAZ). */

@@ -21,6 +21,31 @@ export interface ItsDriverLayout {
 }
 
 /**
+ * Where irq-gic-v3-its.c calls each its_send_* helper from on the paths this model runs
+ * (host ITS driver and the guest's). A trace shows `its_send_x <- caller`.
+ */
+export const ITS_SEND_CALLER: Readonly<Record<string, string>> = {
+  its_send_mapd: 'its_create_device',
+  its_send_mapc: 'its_cpu_init_collection',
+  its_send_invall: 'its_cpu_init_collection',
+  its_send_mapti: 'its_irq_domain_activate',
+  its_send_movi: 'its_set_affinity',
+  its_send_discard: 'its_irq_domain_deactivate',
+  its_send_int: 'its_irq_set_irqchip_state',
+  its_send_clear: 'its_irq_set_irqchip_state',
+  its_send_inv: 'lpi_update_config',
+  its_send_vinv: 'lpi_update_config',
+  its_send_vmapp: 'its_vpe_irq_domain_activate',
+  its_send_vmovp: 'its_vpe_set_affinity',
+  its_send_vmapti: 'its_vlpi_map',
+  its_send_vmovi: 'its_vlpi_map',
+  its_send_vinvall: 'its_vpe_invall',
+  its_send_vsgi: 'its_configure_sgi',
+};
+
+const VCOMMANDS = new Set(['its_send_vmapp', 'its_send_vmovp', 'its_send_vmapti', 'its_send_vmovi', 'its_send_vinvall', 'its_send_vinv', 'its_send_vsgi', 'its_send_vclear', 'its_send_vint']);
+
+/**
  * The command path of an ITS driver (Linux drivers/irqchip/irq-gic-v3-its.c): table and
  * queue set-up at probe, then its_send_* builds a 32-byte command at CWRITER in memory,
  * advances CWRITER and waits until CREADR has passed it (its_wait_for_range_completion).
@@ -60,8 +85,16 @@ export class ItsDriver {
     return a;
   }
 
-  /** its_send_single_command + its_wait_for_range_completion for each command, in order. */
+  /**
+   * Queues commands as the Linux ITS driver function `name` (its_send_mapd, its_send_vmapti …)
+   * does, called from its usual caller (ITS_SEND_CALLER; `sendFrom` names another):
+   * its_send_single_command writes them at CWRITER and its_wait_for_range_completion polls CREADR.
+   */
   send(name: string, ...cmds: Uint8Array[]): void {
+    this.sendFrom(ITS_SEND_CALLER[name], name, ...cmds);
+  }
+
+  sendFrom(caller: string | undefined, name: string, ...cmds: Uint8Array[]): void {
     const its = this.its;
     const size = its.queueSize;
     let w = Number(its.read64(GITS_CWRITER));
@@ -74,11 +107,13 @@ export class ItsDriver {
       w = (w + ITS_CMD_SIZE) % size;
       this.posted++;
     }
-    if (this.channel?.on === true) this.channel.emit('its.send', name, 'its_send_single_command', { commands: cmds.length, cwriter: w });
+    if (this.channel?.on === true) this.channel.emit('its.send', name, caller, { commands: cmds.length, cwriter: w });
     its.write64(GITS_CWRITER, BigInt(w));
     const r = Number(its.read64(GITS_CREADR));
     if ((r & 1) !== 0 || (r & ~1) !== w) {
-      if (this.channel?.on === true) this.channel.emit('its.timeout', 'its_wait_for_range_completion', name, { creadr: r, cwriter: w });
+      // v-commands go through its_send_single_vcommand; both poll with its_wait_for_range_completion.
+      const sender = VCOMMANDS.has(name) ? 'its_send_single_vcommand' : 'its_send_single_command';
+      if (this.channel?.on === true) this.channel.emit('its.timeout', 'its_wait_for_range_completion', sender, { creadr: r, cwriter: w, command: name });
     }
   }
 

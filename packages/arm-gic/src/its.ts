@@ -54,8 +54,10 @@ export interface ItsForwardingHooks {
   /** INT / MSI on a forwarded LPI: make it pending in hardware (irq_set_irqchip_state). */
   setPending(irq: GicIrq): void;
   clearPending(irq: GicIrq): void;
-  /** INV/INVALL: its_prop_update_vlpi. */
-  propertiesChanged(irq: GicIrq): void;
+  /** INV (needsInv) / INVALL (no per-LPI INV): its_prop_update_vlpi. */
+  propertiesChanged(irq: GicIrq, needsInv: boolean): void;
+  /** INVALL on a collection whose vCPU has a vPE: its_invall_vpe (VINVALL). */
+  invallVpe(vcpu: number): void;
   /** MOVI/MOVALL/MAPC retarget: re-map to the new vPE (VMOVI). */
   retargeted(irq: GicIrq): void;
   /** DISCARD/MAPD unmap: its_unmap_vlpi. */
@@ -66,6 +68,23 @@ export interface ItsForwardingHooks {
 export type TranslateResult = 'lpi' | 'vlpi-direct' | 'vlpi-doorbell' | 'vlpi-latched' | 'forwarded' | 'dropped';
 
 const PAGE_64K = 0x10000;
+/** An ITE whose collection was unmapped by MAPC V=0 (KVM: ite->collection = NULL). */
+const NULL_COLLECTION = -1;
+
+/** vgic-its.c's handler for each command (where a command error is returned). */
+const KVM_ITS_HANDLER: Readonly<Record<number, string>> = {
+  [ItsOpcode.MAPD]: 'vgic_its_cmd_handle_mapd',
+  [ItsOpcode.MAPC]: 'vgic_its_cmd_handle_mapc',
+  [ItsOpcode.MAPTI]: 'vgic_its_cmd_handle_mapi',
+  [ItsOpcode.MAPI]: 'vgic_its_cmd_handle_mapi',
+  [ItsOpcode.MOVI]: 'vgic_its_cmd_handle_movi',
+  [ItsOpcode.DISCARD]: 'vgic_its_cmd_handle_discard',
+  [ItsOpcode.CLEAR]: 'vgic_its_cmd_handle_clear',
+  [ItsOpcode.MOVALL]: 'vgic_its_cmd_handle_movall',
+  [ItsOpcode.INT]: 'vgic_its_cmd_handle_int',
+  [ItsOpcode.INV]: 'vgic_its_cmd_handle_inv',
+  [ItsOpcode.INVALL]: 'vgic_its_cmd_handle_invall',
+};
 
 /**
  * An ITS (FACTS §13): control registers, the command queue in memory (32-byte commands read
@@ -145,11 +164,20 @@ export class Its implements MsiSink {
     return this.stalled;
   }
 
-  private fault(kind: string, fn: string, args: TraceArgs): void {
+  /**
+   * A guest/driver fault: counted and traced. `fn`/`caller` are the real vgic-its.c
+   * functions on the KVM ITS; a hardware ITS has no kernel function there, so its events
+   * are `hw:`-prefixed.
+   */
+  private fault(kind: string, message: string, fn: string, caller: string | undefined, args: TraceArgs): void {
     this.gic.faults++;
-    this.gic.lastFault = { code: kind, message: fn };
+    this.gic.lastFault = { code: kind, message };
     const ch = this.gic.channel;
-    if (ch.on) ch.emit(kind, fn, 'vgic_its_handle_command', args);
+    if (ch.on) ch.emit(kind, fn, caller, { what: message, ...args });
+  }
+
+  private get kvm(): boolean {
+    return this.flavor === 'kvm';
   }
 
   // ---- registers ----
@@ -190,6 +218,12 @@ export class Its implements MsiSink {
     value >>>= 0;
     if (offset === GITS_CTLR) {
       const was = this.enabled;
+      // vgic_mmio_write_its_ctlr: enabling with CBASER or the device/collection BASER
+      // invalid is UNPREDICTABLE; KVM ignores the write.
+      if (this.kvm && !was && (value & GITS_CTLR_ENABLED) !== 0 &&
+        ((this.cbaser & GITS_CBASER_VALID) === 0n || (this.baser[0] & GITS_BASER_VALID) === 0n || (this.baser[1] & GITS_BASER_VALID) === 0n)) {
+        return;
+      }
       this.ctlr = value & GITS_CTLR_ENABLED;
       if (was !== this.enabled) {
         this.cache.clear();
@@ -220,7 +254,8 @@ export class Its implements MsiSink {
       case GITS_CWRITER: {
         const off = Number(value & BigInt(GITS_CMDQ_OFFSET_MASK));
         if (off >= this.queueSize) {
-          this.fault(GicGuestFault.ItsCwriterOutOfRange, 'vgic_mmio_write_its_cwriter', { offset: off, queueSize: this.queueSize });
+          this.fault(GicGuestFault.ItsCwriterOutOfRange, 'CWRITER offset beyond the command queue', this.kvm ? 'vgic_mmio_write_its_cwriter' : 'hw:its_cwriter_write',
+            this.kvm ? 'dispatch_mmio_write' : undefined, { offset: off, queueSize: this.queueSize });
           return; // KVM ignores the write
         }
         this.cwriter = off;
@@ -229,8 +264,7 @@ export class Its implements MsiSink {
         return;
       }
       case GITS_CREADR:
-        if (!this.enabled) this.creadr = Number(value & BigInt(GITS_CMDQ_OFFSET_MASK)) % this.queueSize;
-        return;
+        return; // read-only (KVM: its_mmio_write_wi; only userspace restore may set it)
     }
     if (offset >= GITS_BASER && offset < GITS_BASER + 64 && (offset & 7) === 0) {
       this.writeBaser((offset - GITS_BASER) >>> 3, value);
@@ -257,7 +291,7 @@ export class Its implements MsiSink {
     if ((cur & GITS_BASER_VALID) !== 0n && (next & GITS_BASER_VALID) === 0n) {
       // Clearing Valid frees every device (BASER0) or collection (BASER1).
       if (type === GITS_BASER_TYPE_DEVICE) for (const id of [...this.devices.keys()]) this.freeDevice(id);
-      if (type === GITS_BASER_TYPE_COLLECTION) this.collections.clear();
+      if (type === GITS_BASER_TYPE_COLLECTION) for (const icid of [...this.collections.keys()]) this.freeCollection(icid);
       this.cache.clear();
     }
   }
@@ -300,14 +334,19 @@ export class Its implements MsiSink {
     for (let n = 0; this.creadr !== this.cwriter && n <= size / ITS_CMD_SIZE; n++) {
       const addr = base + this.creadr;
       if (!this.memory.isValid(addr, ITS_CMD_SIZE)) {
-        this.fault(GicGuestFault.ItsCommandReadFault, 'vgic_its_process_commands', { addr, creadr: this.creadr });
+        // kvm_read_guest failed: the command is skipped (GICv3 spec 6.3.2).
+        this.fault(GicGuestFault.ItsCommandReadFault, 'command outside guest memory', this.kvm ? 'vgic_its_process_commands' : 'hw:its_command_read',
+          this.kvm ? 'vgic_mmio_write_its_cwriter' : undefined, { addr, creadr: this.creadr });
       } else {
         const cmd = ItsCommandWords.fromBytes(this.memory.view(addr, ITS_CMD_SIZE));
         this.stats.commands++;
         const err = this.handleCommand(cmd);
         if (err !== 0) {
           this.stats.commandErrors++;
-          this.fault(GicGuestFault.ItsCommandError, itsErrorName(err) ?? `error 0x${err.toString(16)}`, {
+          const name = itsErrorName(err) ?? `error 0x${err.toString(16)}`;
+          this.fault(GicGuestFault.ItsCommandError, name, this.kvm ? KVM_ITS_HANDLER[cmd.opcode] ?? 'vgic_its_handle_command' : 'hw:its_command_error',
+            this.kvm ? 'vgic_its_handle_command' : undefined, {
+            error: name,
             code: err,
             command: itsOpcodeName(cmd.opcode) ?? `0x${cmd.opcode.toString(16)}`,
             deviceId: cmd.deviceId,
@@ -328,7 +367,10 @@ export class Its implements MsiSink {
   private handleCommand(c: ItsCommandWords): number {
     const op = c.opcode;
     const g = this.gic;
-    if (g.traceOn) g.trace('its.command', 'vgic_its_handle_command', 'vgic_its_process_commands', { cmd: itsOpcodeName(op) ?? op, devid: c.deviceId, eventid: c.eventId });
+    if (g.traceOn) {
+      g.trace('its.command', this.kvm ? 'vgic_its_handle_command' : 'hw:its_process_command', this.kvm ? 'vgic_its_process_commands' : undefined,
+        { cmd: itsOpcodeName(op) ?? op, devid: c.deviceId, eventid: c.eventId });
+    }
     switch (op) {
       case ItsOpcode.MAPD: return this.cmdMapd(c);
       case ItsOpcode.MAPC: return this.cmdMapc(c);
@@ -336,7 +378,7 @@ export class Its implements MsiSink {
       case ItsOpcode.MAPI: return this.cmdMapti(c, c.eventId);
       case ItsOpcode.MOVI: return this.cmdMovi(c);
       case ItsOpcode.DISCARD: return this.cmdDiscard(c);
-      case ItsOpcode.INT: return this.translate(c.deviceId, c.eventId, true) === 'dropped' ? ItsError.INT_UNMAPPED_INTERRUPT : 0;
+      case ItsOpcode.INT: return this.translate(c.deviceId, c.eventId, 'int') === 'dropped' ? ItsError.INT_UNMAPPED_INTERRUPT : 0;
       case ItsOpcode.CLEAR: return this.cmdClear(c);
       case ItsOpcode.INV: return this.cmdInv(c);
       case ItsOpcode.INVALL: return this.cmdInvall(c);
@@ -344,8 +386,10 @@ export class Its implements MsiSink {
       case ItsOpcode.SYNC: return 0; // everything is synchronous
     }
     if (!this.virtualSupported) {
-      this.fault(GicGuestFault.ItsCommandUnsupported, itsOpcodeName(op) ?? `opcode 0x${op.toString(16)}`, { opcode: op });
-      return 0; // KVM: -ENODEV, swallowed
+      // KVM: vgic_its_handle_command's switch has no case → -ENODEV, swallowed by the queue.
+      this.fault(GicGuestFault.ItsCommandUnsupported, itsOpcodeName(op) ?? `opcode 0x${op.toString(16)}`, this.kvm ? 'vgic_its_handle_command' : 'hw:its_command_error',
+        this.kvm ? 'vgic_its_process_commands' : undefined, { opcode: op });
+      return 0;
     }
     switch (op) {
       case ItsOpcode.VMAPP: return this.cmdVmapp(c);
@@ -374,7 +418,7 @@ export class Its implements MsiSink {
         return 0;
       }
     }
-    this.fault(GicGuestFault.ItsCommandUnsupported, `opcode 0x${op.toString(16)}`, { opcode: op });
+    this.fault(GicGuestFault.ItsCommandUnsupported, `opcode 0x${op.toString(16)}`, 'hw:its_command_error', undefined, { opcode: op });
     return 0;
   }
 
@@ -412,7 +456,7 @@ export class Its implements MsiSink {
     if (target >= this.gic.numCpus) return ItsError.MAPC_PROCNUM_OOR;
     const icid = c.icid;
     if (!c.valid) {
-      this.collections.delete(icid);
+      this.freeCollection(icid);
       this.cache.clear();
       return 0;
     }
@@ -425,6 +469,15 @@ export class Its implements MsiSink {
     this.collections.set(icid, target);
     this.retargetCollection(icid, target);
     return 0;
+  }
+
+  /**
+   * vgic_its_free_collection: the collection goes and every ITE that used it keeps a NULL
+   * collection (ICID -1) — re-mapping the same ICID later does not bring them back.
+   */
+  private freeCollection(icid: number): void {
+    if (!this.collections.delete(icid)) return;
+    for (const dev of this.devices.values()) for (const ite of dev.ites.values()) if (!ite.virtual && ite.icid === icid) ite.icid = NULL_COLLECTION;
   }
 
   private retargetCollection(icid: number, target: number): void {
@@ -442,7 +495,7 @@ export class Its implements MsiSink {
     if (irq === undefined || irq.targetPe === target) return;
     irq.targetPe = target;
     if (irq.hw) this.hooks?.retargeted(irq);
-    this.gic.irqChanged(irq);
+    this.gic.irqChanged(irq, 'update_affinity');
   }
 
   /** The ITT slot of `eventId` is in visible memory (8-byte entries). */
@@ -522,7 +575,7 @@ export class Its implements MsiSink {
     }
     this.gic.invalidateLpi(ite.intid);
     const irq = this.gic.lpis.get(ite.intid);
-    if (irq?.hw === true) this.hooks?.propertiesChanged(irq);
+    if (irq?.hw === true) this.hooks?.propertiesChanged(irq, true);
     return 0;
   }
 
@@ -530,7 +583,11 @@ export class Its implements MsiSink {
     const target = this.collections.get(c.icid);
     if (target === undefined || target < 0) return ItsError.INVALL_UNMAPPED_COLLECTION;
     this.gic.invalidateAllLpis(target);
-    if (this.hooks !== undefined) for (const irq of this.gic.lpis.values()) if (irq.hw && irq.targetPe === target) this.hooks.propertiesChanged(irq);
+    // update_lpi_config(…, needs_inv = false) per LPI, then one its_invall_vpe for the vCPU's vPE.
+    if (this.hooks !== undefined) {
+      for (const irq of this.gic.lpis.values()) if (irq.hw && irq.targetPe === target) this.hooks.propertiesChanged(irq, false);
+      this.hooks.invallVpe(target);
+    }
     return 0;
   }
 
@@ -588,45 +645,55 @@ export class Its implements MsiSink {
   /**
    * Translates (DeviceID, EventID) and makes the interrupt pending (FACTS §13.3): the
    * GITS_TRANSLATER write, the INT command and KVM's MSI injection all come here.
+   *
+   * `via` says which KVM path runs (vgic-its.c): 'msi' = vgic_its_inject_msi (the translation
+   * cache first, else vgic_its_trigger_msi → vgic_its_resolve_lpi under the ITS lock),
+   * 'int' = the INT command (vgic_its_cmd_handle_int → vgic_its_trigger_msi), 'cached' =
+   * the irqfd fast path after a cache hit (vgic_its_inject_cached_translation). A hardware
+   * ITS translates with no kernel function running: one `hw:its_translate` event.
    */
-  translate(deviceId: number, eventId: number, fromInt = false): TranslateResult {
+  translate(deviceId: number, eventId: number, via: 'msi' | 'int' | 'cached' = 'msi'): TranslateResult {
     const g = this.gic;
     this.stats.translations++;
-    if (!this.enabled) return this.drop('its-disabled', deviceId, eventId);
-    const cdev = this.cache.get(deviceId);
-    let ite = cdev?.get(eventId);
-    let miss = false;
-    if (ite !== undefined) {
+    const kvm = this.kvm;
+    let ite = this.cache.get(deviceId)?.get(eventId);
+    if (!this.enabled) ite = undefined;
+    if (kvm && ite !== undefined && via !== 'int') {
       this.stats.cacheHits++;
-    } else {
-      const dev = this.devices.get(deviceId);
-      if (dev === undefined) return this.drop('unmapped-device', deviceId, eventId);
-      if (eventId >= 2 ** dev.eventIdBits) return this.drop('event-out-of-range', deviceId, eventId);
-      ite = dev.ites.get(eventId);
-      if (ite === undefined) return this.drop('unmapped-interrupt', deviceId, eventId);
-      miss = true;
+      const target = this.collections.get(ite.icid) ?? -1;
+      const caller = via === 'cached' ? 'kvm_arch_set_irq_inatomic' : 'vgic_its_inject_msi';
+      if (g.traceOn) g.trace('its.cached', 'vgic_its_inject_cached_translation', caller, { devid: deviceId, eventid: eventId, intid: ite.intid, vcpu: target });
+      return g.setLpiPending(ite.intid, target, 'vgic_its_inject_cached_translation') ? 'lpi' : 'dropped';
     }
+    if (kvm && g.traceOn) g.trace('its.trigger', 'vgic_its_trigger_msi', via === 'int' ? 'vgic_its_cmd_handle_int' : 'vgic_its_inject_msi', { devid: deviceId, eventid: eventId });
+    if (!this.enabled) return this.drop('its-disabled', deviceId, eventId);
+    const dev = this.devices.get(deviceId);
+    if (dev === undefined) return this.drop('unmapped-device', deviceId, eventId);
+    if (eventId >= 2 ** dev.eventIdBits) return this.drop('event-out-of-range', deviceId, eventId);
+    ite = dev.ites.get(eventId);
+    if (ite === undefined) return this.drop('unmapped-interrupt', deviceId, eventId);
     if (ite.virtual) {
       const vpe = g.vpes.get(ite.vpeId);
       if (vpe === undefined) return this.drop('unmapped-vpe', deviceId, eventId);
-      if (miss) this.cacheInsert(deviceId, eventId, ite);
       const r = vpe.setPending(ite.intid, ite.doorbell);
-      if (g.traceOn) g.trace('its.vlpi', 'its_vlpi_set_pending', 'GITS_TRANSLATER', { devid: deviceId, eventid: eventId, vpe: vpe.id, vintid: ite.intid, outcome: r });
+      if (g.traceOn) g.trace('its.translate', 'hw:its_translate', undefined, { devid: deviceId, eventid: eventId, virtual: true, vpe: vpe.id, vintid: ite.intid, outcome: r });
       return r === 'direct' ? 'vlpi-direct' : r === 'doorbell' ? 'vlpi-doorbell' : 'vlpi-latched';
     }
     const target = this.collections.get(ite.icid);
     if (target === undefined || target < 0) return this.drop('unmapped-collection', deviceId, eventId);
     if (!g.redistributors[target].lpisEnabled) return this.drop('lpis-disabled', deviceId, eventId);
-    if (miss) this.cacheInsert(deviceId, eventId, ite);
-    if (g.traceOn) {
-      g.trace('its.resolve', 'vgic_its_resolve_lpi', this.flavor === 'kvm' ? 'vgic_its_trigger_msi' : 'GITS_TRANSLATER', { devid: deviceId, eventid: eventId, intid: ite.intid, vcpu: target, int: fromInt });
-    }
     const irq = g.lpis.get(ite.intid);
+    // vgic_its_cache_translation: a directly injected (forwarded) LPI is never cached.
+    if (irq?.hw !== true) this.cacheInsert(deviceId, eventId, ite);
+    if (g.traceOn) {
+      if (kvm) g.trace('its.resolve', 'vgic_its_resolve_lpi', 'vgic_its_trigger_msi', { devid: deviceId, eventid: eventId, intid: ite.intid, vcpu: target, int: via === 'int' });
+      else g.trace('its.translate', 'hw:its_translate', undefined, { devid: deviceId, eventid: eventId, virtual: false, intid: ite.intid, pe: target, outcome: 'lpi' });
+    }
     if (irq !== undefined && irq.hw && this.hooks !== undefined) {
-      this.hooks.setPending(irq);
+      this.hooks.setPending(irq); // irq_set_irqchip_state(host_irq, PENDING, true)
       return 'forwarded';
     }
-    return g.setLpiPending(ite.intid, target, this.flavor === 'kvm' ? 'vgic_its_trigger_msi' : 'its_translate') ? 'lpi' : 'dropped';
+    return g.setLpiPending(ite.intid, target, kvm ? 'vgic_its_trigger_msi' : 'hw:its_translate') ? 'lpi' : 'dropped';
   }
 
   private cacheInsert(deviceId: number, eventId: number, ite: Ite): void {
@@ -655,7 +722,8 @@ export class Its implements MsiSink {
 
   private drop(reason: string, deviceId: number, eventId: number): 'dropped' {
     this.stats.dropped++;
-    this.fault(GicGuestFault.ItsTranslationDropped, reason, { devid: deviceId, eventid: eventId });
+    this.fault(GicGuestFault.ItsTranslationDropped, reason, this.kvm ? 'vgic_its_resolve_lpi' : 'hw:its_translate', this.kvm ? 'vgic_its_trigger_msi' : undefined,
+      { devid: deviceId, eventid: eventId, outcome: 'dropped' });
     return 'dropped';
   }
 
@@ -665,11 +733,11 @@ export class Its implements MsiSink {
    */
   deliverMsi(msg: MsiMessage, _by?: Actor): number {
     if (msiAddress(msg) !== BigInt(this.translaterAddress)) {
-      this.fault(GicGuestFault.ItsTranslationDropped, 'not-the-its-doorbell', { addr: `0x${msiAddress(msg).toString(16)}` });
+      this.fault(GicGuestFault.ItsTranslationDropped, 'not-the-its-doorbell', 'hw:its_translate', undefined, { addr: `0x${msiAddress(msg).toString(16)}` });
       return -1;
     }
     if (msg.requesterId === undefined) {
-      this.fault(GicGuestFault.ItsTranslationDropped, 'no-device-id', {});
+      this.fault(GicGuestFault.ItsTranslationDropped, 'no-device-id', 'hw:its_translate', undefined, {});
       return -1;
     }
     return this.translate(msg.requesterId, msg.data) === 'dropped' ? -1 : 1;

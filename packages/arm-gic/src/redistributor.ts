@@ -1,6 +1,6 @@
 import type { Gicv3 } from './gic.js';
 import type { GicIrq } from './gic-irq.js';
-import { decodeIrqBank, readIrqBank, writeIrqBank } from './irq-bank-registers.js';
+import { VGIC_MMIO_WRITE_HANDLER, decodeIrqBank, readIrqBank, writeIrqBank } from './irq-bank-registers.js';
 import {
   GICR_CLRLPIR, GICR_CTLR, GICR_CTLR_ENABLE_LPIS, GICR_IIDR, GICR_INVALLR, GICR_INVLPIR, GICR_PENDBASER, GICR_PENDBASER_PA_MASK,
   GICR_PENDBASER_PTZ, GICR_PIDR2, GICR_PROPBASER, GICR_PROPBASER_PA_MASK, GICR_SETLPIR, GICR_SGI_FRAME, GICR_SYNCR, GICR_TYPER,
@@ -107,7 +107,7 @@ export class GicRedistributor {
     if (offset >= GICR_SGI_FRAME && offset < GICR_SGI_FRAME + 0x10000) {
       const bank = decodeIrqBank(offset - GICR_SGI_FRAME);
       if (bank !== undefined) {
-        writeIrqBank(bank, value, (i) => (i < 32 ? this.privateIrqs[i] : undefined), (irq) => this.gic.irqChanged(irq), this.gic.priorityMask, (intid) => intid >= 16);
+        writeIrqBank(bank, value, (i) => (i < 32 ? this.privateIrqs[i] : undefined), (irq) => this.gic.irqChanged(irq, VGIC_MMIO_WRITE_HANDLER[bank.kind]), this.gic.priorityMask, (intid) => intid >= 16);
       }
       return;
     }

@@ -127,17 +127,21 @@ export class VgicIrqfd implements VmInterruptApi, IrqRouting {
         if (intid >= SPI_BASE_INTID + this.vgic.gic.numSpis) continue;
         if (this.vgic.injectIrq(-1, intid, level, 'vgic_irqfd_set_irq')) ret = Math.max(ret, 1);
       } else if (level) {
-        ret = Math.max(ret, this.setMsi(r.msi, 'kvm_set_msi'));
+        ret = Math.max(ret, this.setMsi(r.msi, 'kvm_set_irq'));
       }
     }
     return ret;
   }
 
-  /** kvm_set_msi → vgic_its_inject_msi: 1 delivered, 0 blocked by the guest's mapping. */
-  private setMsi(msg: MsiMessage, caller: string): number {
-    if (msg.requesterId === undefined || msiAddress(msg) !== BigInt(this.its.translaterAddress)) return -1; // no ITS at that doorbell
-    if (this.channel.on) this.channel.emit('vgic.its.msi', 'vgic_its_inject_msi', caller, { devid: msg.requesterId, eventid: msg.data });
-    return this.its.translate(msg.requesterId, msg.data) === 'dropped' ? 0 : 1;
+  /**
+   * kvm_set_msi (called by kvm_set_irq for an MSI route, or by kvm_send_userspace_msi) →
+   * vgic_its_inject_msi: 1 delivered, 0 blocked by the guest's mapping.
+   */
+  private setMsi(msg: MsiMessage, caller: 'kvm_set_irq' | 'kvm_send_userspace_msi'): number {
+    if (this.channel.on) this.channel.emit('vgic.set-msi', 'kvm_set_msi', caller, { devid: msg.requesterId ?? -1, eventid: msg.data });
+    if (msg.requesterId === undefined || msiAddress(msg) !== BigInt(this.its.translaterAddress)) return -1; // vgic_msi_to_its: no ITS at that doorbell
+    if (this.channel.on) this.channel.emit('vgic.its.msi', 'vgic_its_inject_msi', 'kvm_set_msi', { devid: msg.requesterId, eventid: msg.data });
+    return this.its.translate(msg.requesterId, msg.data, 'msi') === 'dropped' ? 0 : 1;
   }
 
   // ---- KVM_IRQFD ----
@@ -172,7 +176,15 @@ export class VgicIrqfd implements VmInterruptApi, IrqRouting {
     if (req.fd.readable) this.ctx.scheduler.after(0, this.ctx.trace.hostActor, () => this.irqfdWakeup(entry));
   }
 
-  /** irqfd_wakeup, on the signalling actor (the eventfd's wait-queue callback). */
+  /**
+   * irqfd_wakeup, on the signalling actor (the eventfd's wait-queue callback). Every route
+   * first tries kvm_arch_set_irq_inatomic (vgic-irqfd.c, since Linux 5.9): an IRQCHIP route
+   * injects the SPI at once with level 1 (vgic_irqfd_set_irq → kvm_vgic_inject_irq — only
+   * the rising edge: nothing lowers the line on this path), an MSI route injects only on a
+   * translation-cache hit (vgic_its_inject_cached_translation); anything else returns
+   * -EWOULDBLOCK and irqfd_inject runs on a workqueue: kvm_set_irq → kvm_set_msi →
+   * vgic_its_inject_msi.
+   */
   private irqfdWakeup(e: IrqfdEntry): void {
     if (!this.irqfds.has(e.fd)) return;
     if (e.fd.testAndClear() === 0) return; // eventfd_ctx_do_read
@@ -181,25 +193,25 @@ export class VgicIrqfd implements VmInterruptApi, IrqRouting {
     for (const r of this.routesOf(e.gsi)) {
       if (r.type === 'irqchip') {
         this.stats.fastPath++;
-        if (this.channel.on) this.channel.emit('irqfd.inatomic', 'kvm_arch_set_irq_inatomic', 'irqfd_wakeup', { gsi: e.gsi, spi: SPI_BASE_INTID + r.pin });
+        if (this.channel.on) this.channel.emit('irqfd.inatomic', 'kvm_arch_set_irq_inatomic', 'irqfd_wakeup', { gsi: e.gsi, type: 'irqchip', spi: SPI_BASE_INTID + r.pin });
         const intid = SPI_BASE_INTID + r.pin;
-        if (intid >= SPI_BASE_INTID + this.vgic.gic.numSpis) continue;
+        if (intid >= SPI_BASE_INTID + this.vgic.gic.numSpis) continue; // vgic_valid_spi: -EINVAL
         this.vgic.injectIrq(-1, intid, true, 'vgic_irqfd_set_irq');
-        if (e.resampleFd === undefined) this.vgic.injectIrq(-1, intid, false, 'vgic_irqfd_set_irq');
         continue;
       }
       const msg = r.msi;
+      if (this.channel.on) this.channel.emit('irqfd.inatomic', 'kvm_arch_set_irq_inatomic', 'irqfd_wakeup', { gsi: e.gsi, type: 'msi' });
       if (msg.requesterId !== undefined && this.its.enabled && msiAddress(msg) === BigInt(this.its.translaterAddress) && this.its.cached(msg.requesterId, msg.data) !== undefined) {
         this.stats.fastPath++;
-        if (this.channel.on) this.channel.emit('irqfd.cached', 'vgic_its_inject_cached_translation', 'kvm_arch_set_irq_inatomic', { devid: msg.requesterId, eventid: msg.data });
-        this.its.translate(msg.requesterId, msg.data);
+        this.its.translate(msg.requesterId, msg.data, 'cached');
         continue;
       }
-      // -EWOULDBLOCK: irqfd_inject on the irqfd workqueue, kvm_set_msi with the ITS lock held.
+      // -EWOULDBLOCK: irqfd_inject on the irqfd workqueue → kvm_set_irq → kvm_set_msi.
       this.stats.slowPath++;
       this.ctx.scheduler.after(this.ctx.costs.ns.threadWakeup, this.kworker, () => {
         if (this.channel.on) this.channel.emit('irqfd.inject', 'irqfd_inject', 'process_one_work', { gsi: e.gsi });
-        this.setMsi(msg, 'irqfd_inject');
+        if (this.channel.on) this.channel.emit('irqfd.set-irq', 'kvm_set_irq', 'irqfd_inject', { gsi: e.gsi, level: 1 });
+        this.setMsi(msg, 'kvm_set_irq');
       });
     }
   }
@@ -209,8 +221,9 @@ export class VgicIrqfd implements VmInterruptApi, IrqRouting {
     for (const [gsi, set] of this.resamplers) {
       const hit = this.routesOf(gsi).some((r) => r.type === 'irqchip' && r.pin === pin);
       if (!hit) continue;
-      if (this.channel.on) this.channel.emit('irqfd.resample', 'irqfd_resampler_ack', 'kvm_notify_acked_irq', { gsi, pin });
-      this.vgic.injectIrq(-1, SPI_BASE_INTID + pin, false, 'irqfd_resampler_ack');
+      // kvm_notify_acked_irq → kvm_notify_acked_gsi → irqfd_resampler_ack → kvm_set_irq(level 0).
+      if (this.channel.on) this.channel.emit('irqfd.resample', 'irqfd_resampler_ack', 'kvm_notify_acked_gsi', { gsi, pin });
+      this.vgic.injectIrq(-1, SPI_BASE_INTID + pin, false, 'vgic_irqfd_set_irq');
       for (const e of set) e.resampleFd?.tryWrite(1);
     }
   }

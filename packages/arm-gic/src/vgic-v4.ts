@@ -54,7 +54,7 @@ export class VgicV4 implements ItsForwardingHooks {
       const id = host.allocVpeId();
       const db = host.allocLpis(1)[0];
       const vpt = host.allocPages(1);
-      host.driver.send('its_send_vmapp', ItsCommand.vmapp(id, vcpu.cpu, vpt, 16, true, this.v41 ? db : INTID_SPURIOUS));
+      host.driver.sendFrom('its_vpe_irq_domain_activate', 'its_send_vmapp', ItsCommand.vmapp(id, vcpu.cpu, vpt, 16, true, this.v41 ? db : INTID_SPURIOUS));
       const vpe = host.gic.vpes.get(id)!;
       vpe.vpropAddr = this.vprop;
       vpe.listener = vcpu;
@@ -64,7 +64,8 @@ export class VgicV4 implements ItsForwardingHooks {
       host.requestIrq(db, `vcpu${vcpu.vcpuId}-doorbell`, () => this.doorbellHandler(vcpu, db), vcpu.cpu);
       if (!this.v41) host.setIrqEnabled(db, false, vcpu.cpu);
       this.vpeDoorbell.set(id, db);
-      this.emit('v4.vpe', 'its_vpe_init', 'vgic_v4_init', { vcpu: vcpu.vcpuId, vpe: id, doorbell: db });
+      // vgic_v4_init → its_alloc_vcpu_irqs → irq_domain_alloc_irqs → its_vpe_irq_domain_alloc → its_vpe_init
+      this.emit('v4.vpe', 'its_vpe_init', 'its_vpe_irq_domain_alloc', { vcpu: vcpu.vcpuId, vpe: id, doorbell: db });
     }
   }
 
@@ -72,18 +73,23 @@ export class VgicV4 implements ItsForwardingHooks {
     return this.vpeDoorbell.get(vpe.id) ?? INTID_SPURIOUS;
   }
 
-  /** vgic_v4_load: make the vPE resident on the vCPU's CPU (VMOVP first if it moved). */
-  load(vcpu: ArmVcpu): void {
+  /**
+   * vgic_v4_load: make the vPE resident on the vCPU's CPU — irq_set_affinity(vpe->irq) first
+   * (its_vpe_set_affinity: VMOVP when the CPU changed, on GICv4.0 and, in current kernels,
+   * on GICv4.1 too), then its_make_vpe_resident; GICv4.0 also disables the doorbell and
+   * clears a stale pending one. `caller`: vgic_v3_load (vcpu load) or kvm_vcpu_wfi (back from WFI).
+   */
+  load(vcpu: ArmVcpu, caller = 'vgic_v3_load'): void {
     const vpe = vcpu.vpe;
     if (vpe === undefined || vpe.resident) return;
     const host = this.host;
     const cpu = vcpu.cpu;
-    this.emit('v4.load', 'vgic_v4_load', 'kvm_arch_vcpu_load', { vcpu: vcpu.vcpuId, vpe: vpe.id, cpu });
+    this.emit('v4.load', 'vgic_v4_load', caller, { vcpu: vcpu.vcpuId, vpe: vpe.id, cpu });
     if (vpe.rd !== cpu) {
-      // irq_set_affinity(vpe->irq): VMOVP on the host ITS moves the vPE (and its doorbell).
       this.stats.vmovp++;
-      host.driver.send('its_send_vmovp', ItsCommand.vmovp(0, 0, vpe.id, cpu));
+      host.driver.sendFrom('its_vpe_set_affinity', 'its_send_vmovp', ItsCommand.vmovp(0, 0, vpe.id, cpu));
     }
+    this.emit('v4.resident', 'its_make_vpe_resident', 'vgic_v4_load', { vcpu: vcpu.vcpuId, vpe: vpe.id, g1en: true });
     const rd = host.gic.redistributors[cpu];
     if (this.v41) {
       rd.write64(GICR_VLPI_FRAME + GICR_VPENDBASER, GICR_VPENDBASER_VALID | GICR_VPENDBASER_4_1_VGRP1EN | BigInt(vpe.id));
@@ -99,13 +105,18 @@ export class VgicV4 implements ItsForwardingHooks {
     vc.vpePendingLast = false;
   }
 
-  /** vgic_v4_put: make the vPE non-resident; `needDb` when the vCPU blocks in WFI. */
-  put(vcpu: ArmVcpu, needDb: boolean): void {
+  /**
+   * vgic_v4_put → its_make_vpe_non_resident(vpe, need_db = IN_WFI): a doorbell is wanted
+   * only when the vCPU blocks in WFI (4.1: VPENDBASER.DB; 4.0: the doorbell IRQ enabled),
+   * not when it is merely descheduled. `caller`: vgic_v3_put (vcpu put) or kvm_vcpu_wfi.
+   */
+  put(vcpu: ArmVcpu, needDb: boolean, caller = 'vgic_v3_put'): void {
     const vpe = vcpu.vpe;
     if (vpe === undefined || !vpe.resident) return;
     const host = this.host;
     const rd = host.gic.redistributors[vpe.residentRd];
-    this.emit('v4.put', 'vgic_v4_put', 'kvm_arch_vcpu_put', { vcpu: vcpu.vcpuId, vpe: vpe.id, doorbell: needDb });
+    this.emit('v4.put', 'vgic_v4_put', caller, { vcpu: vcpu.vcpuId, vpe: vpe.id, doorbell: needDb });
+    this.emit('v4.non-resident', 'its_make_vpe_non_resident', 'vgic_v4_put', { vcpu: vcpu.vcpuId, vpe: vpe.id, db: needDb });
     if (this.v41) {
       rd.write64(GICR_VLPI_FRAME + GICR_VPENDBASER, needDb ? GICR_VPENDBASER_IDAI_DB : GICR_VPENDBASER_PENDING_LAST);
     } else {
@@ -121,7 +132,7 @@ export class VgicV4 implements ItsForwardingHooks {
   /** vgic_v4_doorbell_handler: a vLPI arrived for a non-resident vPE. */
   private doorbellHandler(vcpu: ArmVcpu, db: number): 'handled' {
     this.stats.doorbells++;
-    this.emit('v4.doorbell', 'vgic_v4_doorbell_handler', 'handle_irq_desc', { vcpu: vcpu.vcpuId, doorbell: db });
+    this.emit('v4.doorbell', 'vgic_v4_doorbell_handler', '__handle_irq_event_percpu', { vcpu: vcpu.vcpuId, doorbell: db });
     if (!this.v41) this.host.setIrqEnabled(db, false, vcpu.cpu); // one-shot on 4.0
     this.vgic.cpus[vcpu.vcpuId].vpePendingLast = true;
     vcpu.kick('vgic_v4_doorbell_handler');
@@ -154,29 +165,37 @@ export class VgicV4 implements ItsForwardingHooks {
     vpe.invalidate(irq.intid);
   }
 
-  /** kvm_vgic_v4_set_forwarding(kvm, host_irq, route). */
+  /**
+   * kvm_vgic_v4_set_forwarding(kvm, host_irq, route): vgic_its_resolve_lpi, then
+   * its_map_vlpi (→ its_vlpi_map: DISCARD + VMAPTI, or VMOVI when already a vLPI), hw = true,
+   * and the pending transfer (irq_set_irqchip_state → INT on the vLPI).
+   */
   setForwarding(hostIrq: number, route: GsiRoute): void {
     this.emit('v4.forward', 'kvm_vgic_v4_set_forwarding', 'kvm_arch_irq_bypass_add_producer', { host_irq: hostIrq });
+    this.emit('v4.resolve', 'vgic_its_resolve_lpi', 'kvm_vgic_v4_set_forwarding', { devid: route.type === 'msi' ? route.msi.requesterId ?? -1 : -1, eventid: route.type === 'msi' ? route.msi.data : -1 });
     const irq = this.resolve(route);
     const src = this.hostSource(hostIrq);
     const vcpu = this.vcpus[irq.targetPe];
     const vpe = vcpu?.vpe;
     if (vpe === undefined) throw new VirqError(GicErrorCode.ForwardingFailed, `guest LPI ${irq.intid} targets no vCPU with a vPE`, { errno: 'EINVAL' });
+    this.emit('v4.map', 'its_map_vlpi', 'kvm_vgic_v4_set_forwarding', { host_irq: hostIrq, vpe: vpe.id, vintid: irq.intid });
     this.writeProperties(irq, vpe);
     const d = this.host.driver;
+    const by = 'its_vlpi_map';
     if (irq.hw) {
-      d.send('its_send_vmovi', ItsCommand.vmovi(src.deviceId, src.eventId, vpe.id, this.v41 ? undefined : this.doorbellOf(vpe)));
+      d.sendFrom(by, 'its_send_vmovi', ItsCommand.vmovi(src.deviceId, src.eventId, vpe.id, this.v41 ? undefined : this.doorbellOf(vpe)));
     } else {
       // its_vlpi_map: drop the physical mapping, install the virtual one.
-      d.send('its_send_discard', ItsCommand.discard(src.deviceId, src.eventId));
-      d.send('its_send_vmapti', ItsCommand.vmapti(src.deviceId, src.eventId, vpe.id, irq.intid, this.v41 ? INTID_SPURIOUS : this.doorbellOf(vpe)));
+      d.sendFrom(by, 'its_send_discard', ItsCommand.discard(src.deviceId, src.eventId));
+      d.sendFrom(by, 'its_send_vmapti', ItsCommand.vmapti(src.deviceId, src.eventId, vpe.id, irq.intid, this.v41 ? INTID_SPURIOUS : this.doorbellOf(vpe)));
     }
     irq.hw = true;
     irq.hostIrq = hostIrq;
     this.stats.forwarded++;
     if (irq.pendingLatch) {
       irq.pendingLatch = false;
-      d.send('its_send_int', ItsCommand.int(src.deviceId, src.eventId));
+      d.sendFrom('its_irq_set_irqchip_state', 'its_send_int', ItsCommand.int(src.deviceId, src.eventId));
+      this.vgic.queue(irq, 'kvm_vgic_v4_set_forwarding'); // communicates the cleared latch (prunes it)
     }
   }
 
@@ -185,41 +204,63 @@ export class VgicV4 implements ItsForwardingHooks {
     this.emit('v4.unforward', 'kvm_vgic_v4_unset_forwarding', 'kvm_arch_irq_bypass_del_producer', { host_irq: hostIrq });
     const irq = this.resolve(route);
     if (!irq.hw) return;
-    this.unmapped(irq);
+    this.unmap(irq, 'kvm_vgic_v4_unset_forwarding');
   }
 
   // ---- ItsForwardingHooks (the guest's vITS commands on forwarded LPIs) ----
 
+  /** irq_set_irqchip_state(host_irq, PENDING, true) → its_irq_set_irqchip_state → INT. */
   setPending(irq: GicIrq): void {
     const src = this.hostSource(irq.hostIrq);
-    this.host.driver.send('its_send_int', ItsCommand.int(src.deviceId, src.eventId));
+    this.host.driver.sendFrom('its_irq_set_irqchip_state', 'its_send_int', ItsCommand.int(src.deviceId, src.eventId));
   }
 
+  /** irq_set_irqchip_state(host_irq, PENDING, false) → CLEAR. */
   clearPending(irq: GicIrq): void {
     const src = this.hostSource(irq.hostIrq);
-    this.host.driver.send('its_send_clear', ItsCommand.clear(src.deviceId, src.eventId));
+    this.host.driver.sendFrom('its_irq_set_irqchip_state', 'its_send_clear', ItsCommand.clear(src.deviceId, src.eventId));
   }
 
-  propertiesChanged(irq: GicIrq): void {
+  propertiesChanged(irq: GicIrq, needsInv: boolean): void {
     const vpe = this.vcpus[irq.targetPe]?.vpe;
     if (vpe === undefined) return;
     this.writeProperties(irq, vpe);
+    if (!needsInv) return; // INVALL: the VINVALL that follows invalidates them all
     const src = this.hostSource(irq.hostIrq);
-    this.host.driver.send('its_send_inv', ItsCommand.inv(src.deviceId, src.eventId));
+    // its_prop_update_vlpi → its_vlpi_prop_update → lpi_update_config: a forwarded LPI is
+    // invalidated with its_send_vinv (an INV on the vLPI; DirectLPI hosts write GICR_INVLPIR instead).
+    this.host.driver.sendFrom('lpi_update_config', 'its_send_vinv', ItsCommand.inv(src.deviceId, src.eventId));
+  }
+
+  /** its_invall_vpe: VINVALL for the vCPU's vPE (only if it has one). */
+  invallVpe(vcpu: number): void {
+    const vpe = this.vcpus[vcpu]?.vpe;
+    if (vpe === undefined) return;
+    this.host.driver.sendFrom('its_invall_vpe', 'its_send_vinvall', ItsCommand.vinvall(vpe.id));
   }
 
   retargeted(irq: GicIrq): void {
     const vpe = this.vcpus[irq.targetPe]?.vpe;
     if (vpe === undefined) return;
     const src = this.hostSource(irq.hostIrq);
-    this.host.driver.send('its_send_vmovi', ItsCommand.vmovi(src.deviceId, src.eventId, vpe.id, this.v41 ? undefined : this.doorbellOf(vpe)));
+    // update_affinity → its_map_vlpi on the new vPE → its_vlpi_map → VMOVI.
+    this.emit('v4.map', 'its_map_vlpi', 'update_affinity', { host_irq: irq.hostIrq, vpe: vpe.id, vintid: irq.intid });
+    this.host.driver.sendFrom('its_vlpi_map', 'its_send_vmovi', ItsCommand.vmovi(src.deviceId, src.eventId, vpe.id, this.v41 ? undefined : this.doorbellOf(vpe)));
   }
 
+  /** its_free_ite on a forwarded LPI (guest DISCARD, MAPD re-map/unmap): its_unmap_vlpi. */
   unmapped(irq: GicIrq): void {
+    this.unmap(irq, 'its_free_ite');
+  }
+
+  /** its_unmap_vlpi → its_vlpi_unmap: DISCARD, then MAPTI back to the host LPI. */
+  private unmap(irq: GicIrq, caller: string): void {
+    this.emit('v4.unmap', 'its_unmap_vlpi', caller, { host_irq: irq.hostIrq, vintid: irq.intid });
     const src = this.hostSource(irq.hostIrq);
     const d = this.host.driver;
-    d.send('its_send_discard', ItsCommand.discard(src.deviceId, src.eventId));
-    d.send('its_send_mapti', ItsCommand.mapti(src.deviceId, src.eventId, irq.hostIrq, this.host.lpiSource.get(irq.hostIrq)!.cpu));
+    const by = 'its_vlpi_unmap';
+    d.sendFrom(by, 'its_send_discard', ItsCommand.discard(src.deviceId, src.eventId));
+    d.sendFrom(by, 'its_send_mapti', ItsCommand.mapti(src.deviceId, src.eventId, irq.hostIrq, this.host.lpiSource.get(irq.hostIrq)!.cpu));
     this.host.gic.invalidateLpi(irq.hostIrq);
     irq.hw = false;
     irq.hostIrq = -1;

@@ -12,6 +12,8 @@ export class VgicCpu {
   /** The interrupt behind each used LR. */
   readonly lrIrq: (GicIrq | undefined)[];
   usedLrs = 0;
+  /** Listed interrupts that did not fit in the LRs at the last entry (KVM's overflow list). */
+  readonly overflow: GicIrq[] = [];
   /** GICv4: the vPE reported PendingLast / a doorbell fired (vpe->pending_last). */
   vpePendingLast = false;
 
@@ -35,7 +37,7 @@ export class Vgic implements GicDelivery {
   readonly cpus: VgicCpu[] = [];
   readonly channel: TraceChannel;
   /** kvm_vcpu_kick (and KVM_REQ_IRQ_PENDING), wired by the VM. */
-  kick: (vcpu: number) => void = () => undefined;
+  kick: (vcpu: number, caller: string) => void = () => undefined;
   /** kvm_notify_acked_irq(kvm, 0, pin): irqfd resamplers, wired by the irqfd layer. */
   onAckedSpi: ((pin: number) => void) | undefined;
   /** The physical line level of a mapped level interrupt (ops->get_input_level). */
@@ -65,16 +67,23 @@ export class Vgic implements GicDelivery {
     return -1;
   }
 
-  /** GicDelivery: an interrupt's state changed (MMIO write, ITS, injection) → queue it. */
-  irqChanged(irq: GicIrq): void {
-    this.queue(irq);
+  /**
+   * GicDelivery: an interrupt's state changed (MMIO write, ITS, injection) → queue it.
+   * `caller` is the real function that calls vgic_queue_irq_unlock on that path.
+   */
+  irqChanged(irq: GicIrq, caller?: string): void {
+    this.queue(irq, caller !== undefined && /^[a-z_][a-z0-9_]*$/.test(caller) ? caller : undefined);
   }
 
-  /** vgic_queue_irq_unlock. Returns whether the interrupt was added to an ap_list. */
-  queue(irq: GicIrq): boolean {
+  /**
+   * vgic_queue_irq_unlock (vgic.c). Returns whether the interrupt was added to an ap_list.
+   * Already listed (or nothing to deliver): no list change, but a target still gets
+   * KVM_REQ_IRQ_PENDING + kick — an edge re-triggered while listed has no maintenance
+   * interrupt to make it noticed.
+   */
+  queue(irq: GicIrq, caller?: string): boolean {
     const t = this.oracle(irq);
     if (irq.vcpu >= 0 || t < 0) {
-      // Already listed (an edge re-trigger must still be noticed: request + kick), or nothing to do.
       if (t >= 0) this.kickVcpu(t);
       return false;
     }
@@ -82,14 +91,14 @@ export class Vgic implements GicDelivery {
     cpu.apList.push(irq);
     irq.vcpu = t;
     this.stats.queued++;
-    if (this.channel.on) this.channel.emit('vgic.queue', 'vgic_queue_irq_unlock', 'kvm_vgic_inject_irq', { vcpu: t, intid: irq.intid });
+    if (this.channel.on) this.channel.emit('vgic.queue', 'vgic_queue_irq_unlock', caller, { vcpu: t, intid: irq.intid });
     this.kickVcpu(t);
     return true;
   }
 
-  private kickVcpu(v: number): void {
+  private kickVcpu(v: number, caller = 'vgic_queue_irq_unlock'): void {
     this.stats.kicks++;
-    this.kick(v);
+    this.kick(v, caller);
   }
 
   /**
@@ -110,7 +119,7 @@ export class Vgic implements GicDelivery {
     this.stats.injected++;
     if (irq.trigger === 'level') irq.lineLevel = level;
     else irq.pendingLatch = true;
-    this.queue(irq);
+    this.queue(irq, 'kvm_vgic_inject_irq');
     return true;
   }
 
@@ -136,41 +145,45 @@ export class Vgic implements GicDelivery {
   }
 
   /**
-   * kvm_vgic_flush_hwstate → vgic_flush_lr_state: sorts the ap_list when it does not fit,
-   * writes one LR per listed interrupt (vgic_v3_populate_lr), zeroes the rest and configures
-   * ICH_HCR. Returns the number of LRs written (their cost is the caller's).
+   * kvm_vgic_flush_hwstate → vgic_flush_lr_state (vgic.c, 2025 "LR overflow" revision):
+   * summarise the ap_list (entries whose oracle is this vCPU: nr_pend, nr_act), sort it when
+   * they do not all fit in the LRs (vgic_irq_cmp: deliverable here first, then group enabled
+   * in VMCR, then pending && !active, then lower priority value, then HW before non-HW),
+   * write one LR per listed interrupt (vgic_populate_lr → vgic_v3_populate_lr), zero the
+   * rest and configure ICH_HCR (vgic_v3_configure_hcr). An empty ap_list skips all of it,
+   * as kvm_vgic_flush_hwstate does. Returns the number of LRs written (their cost is the caller's).
    */
   flush(v: number): number {
     const cpu = this.cpus[v];
     const cpuif = cpu.cpuif;
     const list = cpu.apList;
-    let mine = 0;
+    if (list.length === 0) {
+      cpu.overflow.length = 0;
+      return 0;
+    }
     let nrPend = 0;
     let nrAct = 0;
     for (const irq of list) {
       if (this.oracle(irq) !== v) continue;
-      mine++;
       if (irq.active) nrAct++;
       else nrPend++;
     }
+    const mine = nrPend + nrAct;
     if (mine > cpuif.nrLr) {
-      list.sort((a, b) => {
-        const pa = a.enabled && a.pending && !a.active ? 1 : 0;
-        const pb = b.enabled && b.pending && !b.active ? 1 : 0;
-        if (pa !== pb) return pb - pa;
-        if (a.priority !== b.priority) return a.priority - b.priority;
-        return (b.hw ? 1 : 0) - (a.hw ? 1 : 0);
-      });
+      const here = (i: GicIrq): number => (this.oracle(i) === v ? 1 : 0);
+      const grp = (i: GicIrq): number => (cpuif.groupEnabled(i.group) ? 1 : 0);
+      const pend = (i: GicIrq): number => (i.enabled && i.pending && !i.active ? 1 : 0);
+      list.sort((a, b) => (here(b) - here(a)) || (grp(b) - grp(a)) || (pend(b) - pend(a)) || (a.priority - b.priority) || ((b.hw ? 1 : 0) - (a.hw ? 1 : 0)));
     }
     if (this.channel.on) this.channel.emit('vgic.flush', 'vgic_flush_lr_state', 'kvm_vgic_flush_hwstate', { vcpu: v, ap_list: list.length, listed_here: mine });
     let count = 0;
-    let pendIn = 0;
-    let actIn = 0;
+    cpu.overflow.length = 0;
     for (const irq of list) {
-      if (count === cpuif.nrLr) break;
       if (this.oracle(irq) !== v) continue;
-      if (irq.active) actIn++;
-      else pendIn++;
+      if (count === cpuif.nrLr) {
+        cpu.overflow.push(irq); // listed but not in an LR (the overflow list)
+        continue;
+      }
       this.populateLr(cpu, irq, count++);
     }
     for (let n = count; n < cpuif.nrLr; n++) {
@@ -179,10 +192,11 @@ export class Vgic implements GicDelivery {
     }
     cpu.usedLrs = count;
     this.stats.lrWrites += count;
+    // vgic_v3_configure_hcr: irqs_outside_lrs / irqs_pending_outside_lrs / irqs_active_outside_lrs.
     let hcr = ICH_HCR_EN;
-    if (count < mine) hcr |= ICH_HCR_UIE;
-    if (pendIn < nrPend) hcr |= ICH_HCR_NPIE;
-    if (actIn < nrAct) hcr |= ICH_HCR_LRENPIE;
+    if (nrPend > cpuif.nrLr) hcr |= ICH_HCR_NPIE;
+    if (nrAct > 0 && mine > cpuif.nrLr) hcr |= ICH_HCR_LRENPIE;
+    if (mine > cpuif.nrLr) hcr |= ICH_HCR_UIE;
     cpuif.hcr = hcr;
     if (this.channel.on) this.channel.emit('vgic.hcr', 'vgic_v3_configure_hcr', 'vgic_flush_lr_state', { vcpu: v, used_lrs: count, hcr });
     return count;
@@ -217,33 +231,35 @@ export class Vgic implements GicDelivery {
     lr.state = state;
     cpu.lrIrq[n] = irq;
     if (this.channel.on) {
-      this.channel.emit('vgic.populate-lr', 'vgic_v3_populate_lr', 'vgic_flush_lr_state', {
+      this.channel.emit('vgic.populate-lr', 'vgic_v3_populate_lr', 'vgic_populate_lr', {
         vcpu: cpu.id, lr: n, intid: irq.intid, hw: lr.hw, pintid: lr.pintid, state, value: cpu.cpuif.readLr(n),
       });
     }
   }
 
   /**
-   * kvm_vgic_sync_hwstate after an exit: vgic_v3_fold_lr_state (LR state back into the
-   * vgic_irq records) then vgic_prune_ap_list.
+   * kvm_vgic_sync_hwstate after an exit: vgic_fold_lr_state → vgic_v3_fold_lr_state (LR
+   * state back into the vgic_irq records; only when LRs were used), the EOIcount
+   * deactivations of active interrupts that did not fit in the LRs, then vgic_prune_ap_list.
    */
   sync(v: number): void {
     const cpu = this.cpus[v];
     const cpuif = cpu.cpuif;
-    if (this.channel.on) this.channel.emit('vgic.fold', 'vgic_v3_fold_lr_state', 'kvm_vgic_sync_hwstate', { vcpu: v, used_lrs: cpu.usedLrs });
+    if (cpu.usedLrs > 0 && this.channel.on) this.channel.emit('vgic.fold', 'vgic_v3_fold_lr_state', 'vgic_fold_lr_state', { vcpu: v, used_lrs: cpu.usedLrs });
     for (let n = 0; n < cpu.usedLrs; n++) {
       const irq = cpu.lrIrq[n];
       if (irq === undefined) continue;
       const lr = cpuif.lrs[n];
-      const wasActive = irq.active;
-      if (lr.state === LR_INVALID && lr.eoi && !lr.hw && irq.isSpi) {
-        if (this.channel.on) this.channel.emit('vgic.acked', 'kvm_notify_acked_irq', 'vgic_v3_fold_lr_state', { pin: irq.intid - SPI_BASE_INTID });
-        this.onAckedSpi?.(irq.intid - SPI_BASE_INTID);
-      }
+      if (lr.state === LR_INVALID && lr.eoi && !lr.hw && irq.isSpi) this.ackedSpi(irq, 'vgic_v3_fold_lr_state');
+      const deactivated = irq.active && (lr.state & LR_ACTIVE) === 0;
       irq.active = (lr.state & LR_ACTIVE) !== 0;
+      // Edge: the only case where the LR's pending bit is preserved.
       if (irq.trigger === 'edge' && (lr.state & LR_PENDING) !== 0) irq.pendingLatch = true;
-      if (irq.trigger === 'level' && (lr.state & LR_PENDING) === 0) irq.pendingLatch = false;
-      if (irq.hw && irq.trigger === 'level' && wasActive && !irq.active && this.physicalLevel !== undefined) {
+      // Level: acknowledged and completed (LR invalid) → the soft pending state goes.
+      if (irq.trigger === 'level' && lr.state === LR_INVALID) irq.pendingLatch = false;
+      // vgic_irq_handle_resampling: a mapped level interrupt still pending in the LR, or
+      // deactivated while its line was high, re-reads the physical line.
+      if (irq.hw && irq.trigger === 'level' && ((lr.state & LR_PENDING) !== 0 || (deactivated && irq.lineLevel)) && this.physicalLevel !== undefined) {
         irq.lineLevel = this.physicalLevel(irq.hwintid, v);
       }
       cpu.lrIrq[n] = undefined;
@@ -251,8 +267,27 @@ export class Vgic implements GicDelivery {
     for (let n = 0; n < cpuif.nrLr; n++) cpuif.clearLr(n);
     cpu.usedLrs = 0;
     cpuif.hcr &= ~ICH_HCR_UIE;
+    // EOIcount: the guest deactivated that many interrupts it found in no LR — active
+    // interrupts left on the overflow list; deactivate them in list order.
+    let eoi = cpuif.eoiCount;
+    for (const irq of cpu.overflow) {
+      if (eoi === 0) break;
+      if (!irq.active) continue;
+      eoi--;
+      irq.active = false;
+      if (irq.trigger === 'level' && !irq.hw) {
+        irq.pendingLatch = false;
+        if (irq.isSpi) this.ackedSpi(irq, 'vgic_v3_fold_lr_state');
+      }
+    }
+    cpu.overflow.length = 0;
     cpuif.eoiCount = 0;
     this.prune(v);
+  }
+
+  private ackedSpi(irq: GicIrq, caller: string): void {
+    if (this.channel.on) this.channel.emit('vgic.acked', 'kvm_notify_acked_irq', caller, { pin: irq.intid - SPI_BASE_INTID });
+    this.onAckedSpi?.(irq.intid - SPI_BASE_INTID);
   }
 
   /** vgic_prune_ap_list: drop what no longer needs listing, migrate what belongs elsewhere. */
@@ -272,7 +307,7 @@ export class Vgic implements GicDelivery {
       const t = this.oracle(irq);
       this.cpus[t].apList.push(irq);
       irq.vcpu = t;
-      this.kickVcpu(t);
+      this.kickVcpu(t, 'vgic_prune_ap_list'); // KVM_REQ_IRQ_PENDING + kvm_vcpu_kick of the new target
     }
   }
 }

@@ -121,7 +121,8 @@ export class VirtualCpuInterface {
     lr.state = LR_INVALID;
   }
 
-  private groupEnabled(group: 0 | 1): boolean {
+  /** Whether virtual group `group` is enabled in ICH_VMCR (VENG0/VENG1). */
+  groupEnabled(group: 0 | 1): boolean {
     return group === 1 ? this.veng1 : this.veng0;
   }
 

@@ -121,7 +121,11 @@ export class Vpe {
     this.residentRd = rd;
     this.dbArmed = false;
     if (pendingLast) this.scanVpt();
-    if (this.gic.traceOn) this.gic.trace('vpe.resident', this.gic.version === 'v4.1' ? 'its_vpe_4_1_schedule' : 'its_vpe_schedule', 'its_make_vpe_resident', { vpe: this.id, rd, pending: this.pending.size });
+    // its_make_vpe_resident → irq_set_vcpu_affinity → its_vpe[_4_1]_set_vcpu_affinity → its_vpe[_4_1]_schedule
+    if (this.gic.traceOn) {
+      const v41 = this.gic.version === 'v4.1';
+      this.gic.trace('vpe.resident', v41 ? 'its_vpe_4_1_schedule' : 'its_vpe_schedule', v41 ? 'its_vpe_4_1_set_vcpu_affinity' : 'its_vpe_set_vcpu_affinity', { vpe: this.id, rd, pending: this.pending.size });
+    }
     if (this.pending.size > 0 && this.listener !== undefined) for (const v of this.pending) this.listener.vlpiPending(this, v);
   }
 
@@ -130,7 +134,10 @@ export class Vpe {
     const rd = this.residentRd;
     this.residentRd = -1;
     this.dbArmed = wantDoorbell;
-    if (this.gic.traceOn) this.gic.trace('vpe.non-resident', this.gic.version === 'v4.1' ? 'its_vpe_4_1_deschedule' : 'its_vpe_deschedule', 'its_make_vpe_non_resident', { vpe: this.id, rd, db: wantDoorbell });
+    if (this.gic.traceOn) {
+      const v41 = this.gic.version === 'v4.1';
+      this.gic.trace('vpe.non-resident', v41 ? 'its_vpe_4_1_deschedule' : 'its_vpe_deschedule', v41 ? 'its_vpe_4_1_set_vcpu_affinity' : 'its_vpe_set_vcpu_affinity', { vpe: this.id, rd, db: wantDoorbell });
+    }
     for (const v of this.pending) if (this.enabledOf(v)) return true;
     return false;
   }

@@ -26,7 +26,7 @@ describe('F17: virtio-net on ARM with irqfd', () => {
     const fns = fnsOf(rec.events);
     if (process.env['DBG']) console.log(formatFtrace(rec.events));
     // first interrupt: translation cache miss → irqfd workqueue → kvm_set_msi
-    expect(inOrder(fns, ['irqfd_wakeup', 'irqfd_inject', 'vgic_its_inject_msi', 'vgic_its_resolve_lpi', 'vgic_queue_irq_unlock',
+    expect(inOrder(fns, ['irqfd_wakeup', 'kvm_arch_set_irq_inatomic', 'irqfd_inject', 'kvm_set_irq', 'kvm_set_msi', 'vgic_its_inject_msi', 'vgic_its_trigger_msi', 'vgic_its_resolve_lpi', 'vgic_queue_irq_unlock',
       'kvm_vcpu_kick', 'kvm_vcpu_wakeup', 'kvm_vgic_flush_hwstate', 'vgic_flush_lr_state', 'vgic_v3_populate_lr', 'kvm_entry',
       'gic_handle_irq', 'gic_eoi_irq'])).toBe(true);
     // acknowledge and EOI did not exit: the only exit is the WFI the idle guest goes back to
@@ -39,8 +39,11 @@ describe('F17: virtio-net on ARM with irqfd', () => {
     ctx.scheduler.runUntil(500_000);
     expect(got).toEqual([lpis[1], lpis[1]]);
     const fns2 = fnsOf(rec.events);
-    expect(inOrder(fns2, ['irqfd_wakeup', 'vgic_its_inject_cached_translation', 'vgic_its_resolve_lpi', 'vgic_queue_irq_unlock', 'kvm_vcpu_kick'])).toBe(true);
+    // second signal: the translation cache hits in atomic context — no workqueue, no ITS lock, no resolve
+    expect(inOrder(fns2, ['irqfd_wakeup', 'kvm_arch_set_irq_inatomic', 'vgic_its_inject_cached_translation', 'vgic_queue_irq_unlock', 'kvm_vcpu_kick'])).toBe(true);
     expect(fns2).not.toContain('irqfd_inject');
+    expect(fns2).not.toContain('vgic_its_resolve_lpi');
+    expect(rec.events.find((e) => e.fn === 'vgic_queue_irq_unlock')!.caller).toBe('vgic_its_inject_cached_translation');
     // the populated LR is a pending, Group-1, HW = 0 LR with vINTID = the LPI (FACTS §14.1 bits)
     const lr = rec.events.find((e) => e.fn === 'vgic_v3_populate_lr')!.args['value'] as bigint;
     expect(lr & 0xffff_ffffn).toBe(BigInt(lpis[1]));
@@ -89,7 +92,7 @@ describe('F18: GICv3, a physical interrupt forwarded to a vCPU indirectly', () =
     const fns = fnsOf(rec.events);
     if (process.env['DBG']) console.log(formatFtrace(rec.events));
     expect(inOrder(fns, ['kvm_exit', 'gic_handle_irq', 'kvm_vgic_inject_irq', 'vgic_queue_irq_unlock', 'vgic_v3_populate_lr', 'kvm_entry',
-      'gic_handle_irq', 'gic_eoi_irq', 'gic_deactivate_physical'])).toBe(true);
+      'gic_handle_irq', 'gic_eoi_irq', 'hw:gic_deactivate_physical'])).toBe(true);
     const exit = rec.events.find((e) => e.fn === 'kvm_exit')!;
     expect(exit.args['reason']).toBe('IRQ');
     expect(exit.args['esr_ec']).toBe(0);
@@ -102,7 +105,7 @@ describe('F18: GICv3, a physical interrupt forwarded to a vCPU indirectly', () =
     const after = vm.exitCounts();
     expect(after.total - before.total).toBe(1); // one IRQ exit, no maintenance exit
     expect(vm.vcpus[0].stats.maintenance).toBe(0);
-    expect(formatFtrace(rec.events)).toMatch(/CPU 0\/KVM-\d+ +\[000\] .*gic_deactivate_physical <-ICV_EOIR1_EL1/);
+    expect(formatFtrace(rec.events)).toMatch(/CPU 0\/KVM-\d+ +\[000\] .*hw:gic_deactivate_physical pintid=27/);
   });
 });
 
@@ -129,7 +132,7 @@ describe('F19: GICv4, a vLPI delivered directly', () => {
       expect(got).toEqual([dev.guestLpi]);
       expect(vm.exitCounts().total).toBe(exits0); // no exit, no hypervisor
       const fns = fnsOf(rec.events);
-      expect(inOrder(fns, ['its_vlpi_set_pending', 'its_vlpi_direct', 'gic_handle_irq', 'gic_eoi_irq'])).toBe(true);
+      expect(inOrder(fns, ['hw:its_translate', 'hw:its_vlpi_direct', 'gic_handle_irq', 'gic_eoi_irq'])).toBe(true);
       expect(fns).not.toContain('vfio_msihandler');
       expect(fns).not.toContain('irqfd_wakeup');
       expect(fns).not.toContain('kvm_exit');
@@ -150,9 +153,9 @@ describe('F19: GICv4, a vLPI delivered directly', () => {
       if (process.env['DBG']) console.log(formatFtrace(rec.events));
       expect(vptBit).not.toBe(0); // pending bit set in the vPE's virtual pending table
       expect(got).toEqual([dev.guestLpi, dev.guestLpi]);
-      expect(inOrder(fnsOf(rec.events), ['its_vlpi_set_pending', 'gic_handle_irq', 'vgic_v4_doorbell_handler', 'kvm_vcpu_kick',
+      expect(inOrder(fnsOf(rec.events), ['hw:its_translate', 'gic_handle_irq', 'vgic_v4_doorbell_handler', 'kvm_vcpu_kick',
         'kvm_vcpu_wakeup', 'vgic_v4_load', schedule, 'kvm_entry', 'gic_handle_irq'])).toBe(true);
-      expect(rec.events.find((e) => e.fn === 'its_vlpi_set_pending')!.args['outcome']).toBe('doorbell');
+      expect(rec.events.find((e) => e.fn === 'hw:its_translate')!.args['outcome']).toBe('doorbell');
       // the doorbell was taken by the host on the vPE's CPU while no vCPU ran there
       const db = rec.events.find((e) => e.fn === 'vgic_v4_doorbell_handler')!;
       expect(db.actor.name).toBe('swapper/0');

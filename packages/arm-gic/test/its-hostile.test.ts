@@ -54,9 +54,15 @@ describe('hostile ITS input: typed events, no exception, the queue keeps working
   });
 
   test('tables not mapped: BASER pointing outside memory, no BASER, an invalid level-1 entry → MAPD/MAPC OOR', () => {
-    const outside = rig({}, { devtab: 0x7f0000n | (1n << 63n), colltab: 0n });
+    const outside = rig({}, { devtab: 0x7f0000n | (1n << 63n), colltab: 0x7e0000n | (1n << 63n) });
     outside.post(ItsCommand.mapd(1, 4, ITT, true), ItsCommand.mapc(0, 0, true), ItsCommand.mapti(1, 0, 8192, 0));
     expect(outside.errors()).toEqual([ItsError.MAPD_DEVICE_OOR, ItsError.MAPC_COLLECTION_OOR, ItsError.MAPTI_UNMAPPED_DEVICE]);
+    // no collection BASER: vgic_mmio_write_its_ctlr refuses to enable the ITS (UNPREDICTABLE), so nothing is processed
+    const noColl = rig({}, { colltab: 0n });
+    expect(noColl.its.read32(GITS_CTLR) & 1).toBe(0);
+    const w = noColl.post(ItsCommand.mapd(1, 4, ITT, true));
+    expect(noColl.its.read64(GITS_CREADR)).toBe(0n);
+    expect(w).toBe(ITS_CMD_SIZE);
     // two-level device table: DeviceID 0x2001 needs level-1 entry 1 (8192 eight-byte entries per 64 KiB page)
     const ind = rig({}, { devtab: BigInt(DEVTAB) | (1n << 62n) | (1n << 63n) });
     ind.mem.write64(DEVTAB + 8, 0n); // L1 entry 1 not valid
@@ -105,7 +111,10 @@ describe('hostile ITS input: typed events, no exception, the queue keeps working
   test('KVM ignores the GICv4 commands (the guest sees a GICv3 ITS), reporting them', () => {
     const { post, rec } = rig();
     post(ItsCommand.vmapp(1, 0, 0x70000, 16, true), ItsCommand.vsync(1));
-    expect(rec.events.filter((e) => e.kind === 'its.command-unsupported').map((e) => e.fn)).toEqual(['VMAPP', 'VSYNC']);
+    const unsupported = rec.events.filter((e) => e.kind === 'its.command-unsupported');
+    expect(unsupported.map((e) => e.args['what'])).toEqual(['VMAPP', 'VSYNC']);
+    // vgic_its_handle_command has no case for them (-ENODEV), called from vgic_its_process_commands
+    expect(unsupported.every((e) => e.fn === 'vgic_its_handle_command' && e.caller === 'vgic_its_process_commands')).toBe(true);
   });
 
   test('property: arbitrary 32-byte garbage in the queue never throws, never loops, and a later valid command still works', () => {

@@ -210,7 +210,7 @@ describe('flow-specific checks (issue 9)', () => {
     const lr = r.trace.find((e) => e.fn === 'vgic_v3_populate_lr')!.args['value'] as bigint;
     expect((lr >> 61n) & 1n).toBe(1n);
     expect((lr >> 32n) & 0x1fffn).toBe(27n);
-    expect(names(r.trace)).toContain('gic_deactivate_physical');
+    expect(names(r.trace)).toContain('hw:gic_deactivate_physical');
     expect(r.notes.join('\n')).toMatch(/took the virtual timer PPI 1 time\(s\); physical PPI still active: false/);
   });
 
@@ -220,7 +220,7 @@ describe('flow-specific checks (issue 9)', () => {
     expect(names(res.trace)).not.toEqual(expect.arrayContaining(['vfio_msihandler']));
     expect(names(res.trace).filter((f) => f.startsWith('exit:') || f === 'irqfd_wakeup')).toEqual([]);
     const non = run('F19', 'non-resident');
-    expect(non.trace.find((e) => e.fn === 'its_vlpi_set_pending')!.args['outcome']).toBe('doorbell');
+    expect(non.trace.find((e) => e.fn === 'hw:its_translate')!.args['outcome']).toBe('doorbell');
     expect(non.notes.join('\n')).toMatch(/resident when the device wrote: false; guest took vLPI 8192/);
   });
 });

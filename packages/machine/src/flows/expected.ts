@@ -9,9 +9,13 @@
  * virtqueue_kick → virtqueue_kick_prepare (+ virtqueue_notify), virtqueue_push →
  * virtqueue_flush, virtio_net_receive → virtio_net_receive_rcu; QEMU's vhost_user_set_vring_*
  * (front end, called from vhost_virtqueue_start) and DPDK's vhost_user_set_vring_* handlers
- * (called from vhost_user_msg_handler) stand for the VHOST_USER_SET_VRING_* messages. F19's
- * its_vlpi_set_pending / its_vlpi_direct are hardware steps (the ITS on a GITS_TRANSLATER
- * write; GICR_VPENDBASER delivery) as @virq/arm-gic names them.
+ * (called from vhost_user_msg_handler) stand for the VHOST_USER_SET_VRING_* messages.
+ * Steps no kernel function performs are `hw:`-prefixed, as the models trace them: F19's
+ * hw:its_translate (the ITS translating a GITS_TRANSLATER write into a vLPI) and
+ * hw:its_vlpi_direct (the vLPI presented to the resident vPE through its redistributor).
+ * F17's LPI path is the irqfd slow path of arch/arm64/kvm/vgic/vgic-irqfd.c and vgic-its.c
+ * (first signal: translation-cache miss): irqfd_inject → kvm_set_msi → vgic_its_inject_msi →
+ * vgic_its_trigger_msi → vgic_its_resolve_lpi.
  */
 export interface FlowSpec {
   id: string;
@@ -198,7 +202,7 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     packages: ['arm-gic'],
     variants: {
       spi: ['irqfd_wakeup', 'kvm_vgic_inject_irq', 'vgic_queue_irq_unlock', 'vgic_flush_lr_state', 'vgic_v3_populate_lr'],
-      lpi: ['irqfd_wakeup', 'vgic_its_inject_msi', 'vgic_its_resolve_lpi', 'vgic_queue_irq_unlock', 'vgic_flush_lr_state', 'vgic_v3_populate_lr'],
+      lpi: ['irqfd_wakeup', 'kvm_set_msi', 'vgic_its_inject_msi', 'vgic_its_trigger_msi', 'vgic_its_resolve_lpi', 'vgic_queue_irq_unlock', 'vgic_flush_lr_state', 'vgic_v3_populate_lr'],
     },
   },
   {
@@ -214,8 +218,8 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     seeds: '004',
     packages: ['arm-gic'],
     variants: {
-      resident: ['its_vlpi_set_pending', 'its_vlpi_direct', 'gic_handle_irq', 'gic_eoi_irq'],
-      'non-resident': ['its_vlpi_set_pending', 'gic_handle_irq', 'vgic_v4_doorbell_handler', 'kvm_vcpu_kick', 'vgic_v4_load', 'its_vpe_schedule', 'kvm_entry', 'gic_handle_irq'],
+      resident: ['hw:its_translate', 'hw:its_vlpi_direct', 'gic_handle_irq', 'gic_eoi_irq'],
+      'non-resident': ['hw:its_translate', 'gic_handle_irq', 'vgic_v4_doorbell_handler', 'kvm_vcpu_kick', 'vgic_v4_load', 'its_make_vpe_resident', 'its_vpe_schedule', 'kvm_entry', 'gic_handle_irq'],
     },
   },
 ];

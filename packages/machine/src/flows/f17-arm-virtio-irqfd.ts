@@ -5,9 +5,10 @@ import { armFlowRig } from './arm-flow-rig.js';
 
 /**
  * F17 (seed 004): virtio-net's call eventfd on arm64 with KVM's vGICv3. `lpi`: the vector's
- * MSI route goes through the vITS — the irqfd injects an LPI (vgic_its_inject_msi →
- * vgic_its_resolve_lpi); `spi`: a wired (INTx-style) route injects SPI 32 + pin
- * (kvm_vgic_inject_irq). Either way KVM queues it, lists it in a list register on the next
+ * MSI route goes through the vITS — the irqfd injects an LPI (first signal, translation-cache
+ * miss: irqfd_inject → kvm_set_msi → vgic_its_inject_msi → vgic_its_trigger_msi →
+ * vgic_its_resolve_lpi); `spi`: a wired (INTx-style) route injects SPI 32 + pin in atomic
+ * context (kvm_arch_set_irq_inatomic → vgic_irqfd_set_irq → kvm_vgic_inject_irq). Either way KVM queues it, lists it in a list register on the next
  * entry (vgic_flush_lr_state → vgic_v3_populate_lr) and the guest acknowledges it through its
  * CPU interface, without an exit.
  */

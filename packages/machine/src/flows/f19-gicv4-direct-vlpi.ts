@@ -3,12 +3,14 @@ import { armAssignedDevice, armFlowRig } from './arm-flow-rig.js';
 
 /**
  * F19 (seed 004): GICv4 direct injection. An assigned device's MSI is forwarded as a vLPI
- * (kvm_vgic_v4_set_forwarding: VMAPTI on the host ITS). `resident`: the device writes
- * GITS_TRANSLATER while its vPE is resident on the redistributor — the ITS sets the vLPI
- * pending and the running vCPU takes it with no hypervisor involvement and no exit.
+ * (kvm_vgic_v4_set_forwarding → its_map_vlpi: DISCARD + VMAPTI on the host ITS). `resident`:
+ * the device writes GITS_TRANSLATER while its vPE is resident on the redistributor — the ITS
+ * sets the vLPI pending (hw:its_translate) and the redistributor hands it to the running
+ * vCPU (hw:its_vlpi_direct) with no hypervisor involvement and no exit.
  * `non-resident`: the vCPU has blocked in WFI (vPE not resident): the ITS sets the bit in the
  * vPE's virtual pending table and raises the vPE's doorbell to the host, which wakes and
- * schedules the vCPU (vgic_v4_load → its_vpe_schedule); the guest then takes the vLPI.
+ * schedules the vCPU (vgic_v4_load → its_make_vpe_resident → its_vpe_schedule); the guest
+ * then takes the vLPI.
  */
 export const f19Gicv4DirectVlpi = defineFlow('F19', (s) => {
   const r = armFlowRig(s.ctx, 'v4', { vcpus: 1, hostCpus: 2 });
