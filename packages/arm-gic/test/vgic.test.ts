@@ -240,7 +240,9 @@ describe('GICv4: residency follows scheduling; forwarding on and off', () => {
     const rec = new TraceRecorder(r.ctx.trace.events$);
     vm.guestDriver.its.send('its_send_inv', ItsCommand.inv(0x400, 0));
     expect(vpe.priorityOf(dev.guestLpi)).toBe(0x60);
-    expect(fnsOf(rec.events)).toContain('its_send_inv');
+    expect(fnsOf(rec.events)).toContain('its_send_inv'); // the guest's driver
+    // KVM: vgic_its_cmd_handle_inv → update_lpi_config → its_prop_update_vlpi → lpi_update_config → its_send_vinv
+    expect(rec.events.some((e) => e.fn === 'its_send_vinv' && e.caller === 'lpi_update_config')).toBe(true);
     expect(host.its.devices.get(0x400)!.ites.get(0)!.virtual).toBe(true);
   });
 
