@@ -161,9 +161,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   private enter(): void {
     this.state = 'host';
     this.irqRequest = false;
-    // vgic_v4_load: from kvm_vcpu_wfi after a WFI block, else vgic_v3_load (kvm_arch_vcpu_load).
-    if (this.vpe !== undefined && !this.vpe.resident) this.vm.vgicV4Load(this, this.fromWfi ? 'kvm_vcpu_wfi' : 'vgic_v3_load');
-    this.fromWfi = false;
+    // vgic_v4_load <- vgic_v3_load <- kvm_vgic_load, from kvm_arch_vcpu_load or (back from a WFI) kvm_vcpu_wfi.
+    if (this.vpe !== undefined && !this.vpe.resident) this.vm.vgicV4Load(this, 'vgic_v3_load');
     const lrs = this.vm.channel.on ? this.flushTraced() : this.flush();
     const cost = this.halfSwitch + lrs * this.costs.gicListRegisterWrite;
     this.stats.entries++;
@@ -334,8 +333,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     this.state = 'blocked';
     this.stopRunning();
     this.emit('vcpu.wfi', 'kvm_vcpu_wfi', 'kvm_handle_wfx', { vcpu: this.vcpuId });
-    if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, true, 'kvm_vcpu_wfi');
-    this.fromWfi = true;
+    // kvm_vcpu_wfi → kvm_vgic_put → vgic_v3_put → vgic_v4_put(need_db = IN_WFI)
+    if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, true, 'vgic_v3_put');
     this.emit('vcpu.block', 'kvm_vcpu_halt', 'kvm_vcpu_wfi', { vcpu: this.vcpuId });
     if (this.irqRequest || this.hasPending()) this.wake();
   }
@@ -374,8 +373,6 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   }
 
   private maintenanceRaised = false;
-  /** The last block was a WFI (kvm_vcpu_wfi reloads the vPE on the way out). */
-  private fromWfi = false;
 
   /**
    * ICH_MISR ≠ 0 with ICH_HCR.En: the virtual CPU interface asserts the maintenance interrupt,

@@ -239,8 +239,10 @@ export class Gicv3 implements IrqPinProvider {
   raiseSgi(pe: number, intid: number, source: number): void {
     const irq = this.redistributors[pe].privateIrqs[intid & 0xf];
     irq.pendingLatch = true;
-    if (this.traceOn) this.trace('gic.sgi', 'gic_send_sgi', 'gic_ipi_send_mask', { from: source, to: pe, intid });
-    this.irqChanged(irq);
+    // Host: gic_ipi_send_mask → gic_send_sgi writes ICC_SGI1R_EL1. KVM: the trapped write was
+    // traced as vgic_v3_dispatch_sgi, which latches the SGI and queues it (vgic_v3_queue_sgi).
+    if (this.traceOn && this.delivery === this.hardwareDelivery) this.trace('gic.sgi', 'gic_send_sgi', 'gic_ipi_send_mask', { from: source, to: pe, intid });
+    this.irqChanged(irq, 'vgic_v3_queue_sgi');
   }
 
   // ---- LPIs ----

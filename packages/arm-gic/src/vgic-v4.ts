@@ -77,7 +77,8 @@ export class VgicV4 implements ItsForwardingHooks {
    * vgic_v4_load: make the vPE resident on the vCPU's CPU — irq_set_affinity(vpe->irq) first
    * (its_vpe_set_affinity: VMOVP when the CPU changed, on GICv4.0 and, in current kernels,
    * on GICv4.1 too), then its_make_vpe_resident; GICv4.0 also disables the doorbell and
-   * clears a stale pending one. `caller`: vgic_v3_load (vcpu load) or kvm_vcpu_wfi (back from WFI).
+   * clears a stale pending one. Called from vgic_v3_load (kvm_vgic_load: vcpu load, or
+   * kvm_vcpu_wfi on the way back from a WFI).
    */
   load(vcpu: ArmVcpu, caller = 'vgic_v3_load'): void {
     const vpe = vcpu.vpe;
@@ -108,7 +109,8 @@ export class VgicV4 implements ItsForwardingHooks {
   /**
    * vgic_v4_put → its_make_vpe_non_resident(vpe, need_db = IN_WFI): a doorbell is wanted
    * only when the vCPU blocks in WFI (4.1: VPENDBASER.DB; 4.0: the doorbell IRQ enabled),
-   * not when it is merely descheduled. `caller`: vgic_v3_put (vcpu put) or kvm_vcpu_wfi.
+   * not when it is merely descheduled. Called from vgic_v3_put (kvm_vgic_put: vcpu put, or
+   * kvm_vcpu_wfi before blocking).
    */
   put(vcpu: ArmVcpu, needDb: boolean, caller = 'vgic_v3_put'): void {
     const vpe = vcpu.vpe;
