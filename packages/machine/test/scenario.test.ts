@@ -79,6 +79,30 @@ describe('scenario runs', () => {
   });
 });
 
+describe('guest IPIs (workload.ipisPerSec)', () => {
+  const ipis = (kind: string) =>
+    parseTopology({ name: 'ipi', irqchip: { kind, apicv: false }, devices: [], durationUs: 500, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, ipisPerSec: 40000 } });
+
+  it('x86: each IPI is an ICR write (APIC_ACCESS exits), a kick of the running target and an injection (F7)', () => {
+    const r = runTopology(ipis('kvm-x86'), { keepTrace: true });
+    const m = r.metrics;
+    expect(m.interrupts.injected).toBeGreaterThan(10);
+    // ICR2 + ICR per IPI, plus the target's trapped EOI per injected interrupt.
+    expect(m.exits.byReason['APIC_ACCESS']).toBeGreaterThanOrEqual(2 * m.interrupts.injected);
+    expect(m.latencyNs.count).toBeGreaterThan(10);
+    const fns = r.firstDelivery.map((e) => e.fn);
+    for (const f of ['apic_send_ipi', 'kvm_irq_delivery_to_apic', '__apic_accept_irq', 'vmx_inject_irq', 'guest_interrupt']) expect(fns).toContain(f);
+  });
+
+  it('arm64: each IPI is a trapped ICC_SGI1R_EL1 write (SYS64 exit), queued to the vGIC, acked without an exit', () => {
+    const m = runTopology(ipis('gicv3'), { keepTrace: true }).metrics;
+    expect(m.exits.byReason['SYS64']).toBeGreaterThan(10);
+    expect(m.interrupts.injected).toBeGreaterThan(10);
+    expect(m.interrupts.injected).toBeLessThanOrEqual(m.exits.byReason['SYS64']!);
+    expect(m.latencyNs.count).toBeGreaterThan(10);
+  });
+});
+
 describe('compare', () => {
   it('runs the matrix; the same cell in a worker thread and in-process gives the same numbers', async () => {
     const doc = presetDocument('x86-q35');

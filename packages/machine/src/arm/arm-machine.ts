@@ -251,9 +251,16 @@ export class ArmMachine implements ComposedMachine {
   }
 
   start(): void {
-    const busy = this.topology.workload.txPacketsPerSec > 0;
-    for (const v of this.vm.vcpus) v.guest.idleWithWfi = !busy || v.vcpuId !== 0;
+    // A vCPU whose guest starts work on its own (transmit, IPIs, UART output) is a busy guest:
+    // arm-gic's guest actions run only while it runs, and a WFI-blocked vCPU has no timer here.
+    const w = this.topology.workload;
+    const busy = new Set<number>();
+    if (w.txPacketsPerSec > 0) for (const n of this.nets) busy.add(n.vcpu);
+    if (w.ipisPerSec > 0 && this.vm.vcpus.length > 1) for (const v of this.vm.vcpus) busy.add(v.vcpuId);
+    if (w.serialPerSec > 0 && this.serials.length > 0) busy.add(0);
+    for (const v of this.vm.vcpus) v.guest.idleWithWfi = !busy.has(v.vcpuId);
   }
+
 
   /** vCPU threads are charged per running interval: close the open ones. */
   finish(): void {
@@ -270,6 +277,8 @@ export class ArmMachine implements ComposedMachine {
 
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
+    if (w.timerHz > 0) this.notes.push('workload.timerHz: guest timers are not part of machine runs (the PIT/HPET path is flow F4); ignored');
+    if (w.ioDepth > 0 && this.topology.devices.some((d) => d.kind === 'virtio-blk')) this.notes.push('workload.ioDepth: virtio-blk is not part of machine runs (its kick path is flow F1); ignored');
     const s = this.ctx.scheduler;
     const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     for (const net of this.nets) {
@@ -290,6 +299,28 @@ export class ArmMachine implements ComposedMachine {
         this.irqs.raised(tgt.vcpu, tgt.lpi, s.now);
         this.host.deviceMsi(d.deviceId, v);
       });
+    }
+    if (w.ipisPerSec > 0 && this.cpus.length > 1) {
+      // smp_call_function_single: each vCPU sends SGI 1 (IPI_CALL_FUNC) to the next one by
+      // writing ICC_SGI1R_EL1 — a trapped system-register write (SYS64 exit) on a GICv3 guest.
+      const n = this.cpus.length;
+      this.vm.guestDriver.enableSgis();
+      const SGI_CALL_FUNC = 1;
+      for (let dst = 0; dst < n; dst++) {
+        this.irqs.bind(dst, SGI_CALL_FUNC, 'ipi_handler', () => undefined);
+        const cpu = this.cpus[dst]!;
+        this.vm.vcpus[dst]!.onInterrupt(SGI_CALL_FUNC, (i) => cpu.runGuest(() => void this.irqs.handle(dst, i, s.now)));
+      }
+      for (let src = 0; src < n; src++) {
+        const dst = (src + 1) % n;
+        const cpu = this.cpus[src]!;
+        // TargetList bit = Aff0 (vCPU n has Aff0 n within Aff1 n / 16), INTID in bits 27:24.
+        const value = BigInt(1 << (dst % 16)) | (BigInt(Math.floor(dst / 16)) << 16n) | (BigInt(SGI_CALL_FUNC) << 24n);
+        poissonArrivals(s, 1e9 / w.ipisPerSec, durationNs, (t, step) => cpu.at(t, step), () => {
+          this.irqs.raised(dst, SGI_CALL_FUNC, s.now);
+          this.vm.vcpus[src]!.guestSendSgi(value);
+        });
+      }
     }
     if (this.serials.length > 0 && w.serialPerSec > 0) {
       const cpu = this.cpus[0]!;

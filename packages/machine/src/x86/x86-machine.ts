@@ -310,6 +310,17 @@ export class X86Machine implements ComposedMachine {
     }
   }
 
+  private readonly ipiVectors = new Map<number, number>();
+  /** The guest's CALL_FUNCTION_SINGLE vector on `vcpu` (allocated once). */
+  private ipiVector(vcpu: number): number {
+    let v = this.ipiVectors.get(vcpu);
+    if (v === undefined) {
+      v = this.irqs.allocate(vcpu, 'call_function_single_interrupt', () => undefined);
+      this.ipiVectors.set(vcpu, v);
+    }
+    return v;
+  }
+
   /** x86 vCPU threads are charged as they go; nothing to settle. */
   finish(): void {}
 
@@ -324,6 +335,8 @@ export class X86Machine implements ComposedMachine {
   /** Schedules the topology's workload over [0, durationNs). */
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
+    if (w.timerHz > 0) this.notes.push('workload.timerHz: guest timers are not part of machine runs (the PIT/HPET path is flow F4); ignored');
+    if (w.ioDepth > 0 && this.topology.devices.some((d) => d.kind === 'virtio-blk')) this.notes.push('workload.ioDepth: virtio-blk is not part of machine runs (its kick path is flow F1); ignored');
     const s = this.ctx.scheduler;
     const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     for (const net of this.nets) {
@@ -344,6 +357,22 @@ export class X86Machine implements ComposedMachine {
         this.irqs.raised(tgt.vcpu, tgt.vector, s.now);
         dev.fireMsix(v);
       });
+    }
+    if (w.ipisPerSec > 0 && this.cpus.length > 1) {
+      // smp_call_function_single: each vCPU sends a fixed IPI to the next one through its
+      // xAPIC ICR (ICR2 = destination, then ICR — two APIC_ACCESS exits; F7).
+      const n = this.cpus.length;
+      for (let src = 0; src < n; src++) {
+        const dst = (src + 1) % n;
+        const vector = this.ipiVector(dst);
+        const cpu = this.cpus[src]!;
+        const apicBase = 0xfee00000;
+        poissonArrivals(s, 1e9 / w.ipisPerSec, durationNs, (t, step) => cpu.at(t, step), () => {
+          this.irqs.raised(dst, vector, s.now);
+          cpu.capture?.push({ op: 'mmio-write', addr: apicBase + 0x310, len: 4, value: (this.vcpu(dst).apicId & 0xff) << 24, fn: 'native_apic_icr_write' });
+          cpu.capture?.push({ op: 'mmio-write', addr: apicBase + 0x300, len: 4, value: vector });
+        });
+      }
     }
     for (const serial of this.serials) {
       if (w.serialPerSec <= 0) continue;
