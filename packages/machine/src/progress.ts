@@ -10,6 +10,8 @@ export class ProgressBar {
 
   constructor(
     private readonly label: string,
+    /** Printed after the counts (e.g. ' µs' of virtual time). */
+    private readonly unit = '',
     private readonly stream: NodeJS.WriteStream = process.stderr,
   ) {}
 
@@ -19,13 +21,13 @@ export class ProgressBar {
     if (this.stream.isTTY) {
       const width = 30;
       const fill = Math.round(frac * width);
-      this.stream.write(`\r${this.label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${done}/${total}`);
+      this.stream.write(`\r${this.label} [${'#'.repeat(fill)}${'.'.repeat(width - fill)}] ${done}/${total}${this.unit}`);
       this.drawn = true;
     } else {
       const q = Math.floor(frac * 4);
       if (q !== this.lastQuarter) {
         this.lastQuarter = q;
-        this.stream.write(`${this.label}: ${done}/${total}\n`);
+        this.stream.write(`${this.label}: ${done}/${total}${this.unit}\n`);
       }
     }
   }

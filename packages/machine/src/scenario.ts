@@ -19,6 +19,8 @@ export interface ScenarioResult {
 export interface RunOptions {
   /** Keep the whole trace (for --perfetto and reports). */
   keepTrace?: boolean;
+  /** Called as virtual time advances (the run goes in 1% slices when given). */
+  onProgress?: (doneNs: number, totalNs: number) => void;
 }
 
 /** Functions that mark a device starting a delivery toward the guest. */
@@ -86,7 +88,16 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   machine.irqs.onLatency = (ns) => m.latency.record(ns);
   machine.start();
   machine.startWorkload(durationNs);
-  ctx.scheduler.runUntil(durationNs);
+  if (options.onProgress === undefined) {
+    ctx.scheduler.runUntil(durationNs);
+  } else {
+    const slice = Math.max(1, Math.ceil(durationNs / 100));
+    for (let t = slice; ; t = Math.min(durationNs, t + slice)) {
+      ctx.scheduler.runUntil(t);
+      options.onProgress(t, durationNs);
+      if (t === durationNs) break;
+    }
+  }
   machine.finish();
   sub.unsubscribe();
   const cpuTimeNs: Record<string, number> = {};

@@ -14,7 +14,7 @@ export interface CompareCliOptions {
 export async function commandCompare(o: CompareCliOptions, out: (s: string) => void): Promise<number> {
   const doc = o.topologyFile !== undefined ? parseTopologyDocument(o.topologyFile) : presetDocument(o.preset ?? DEFAULT_PRESET);
   const dims = o.vary.map(parseVary);
-  const bar = new ProgressBar('virq compare');
+  const bar = new ProgressBar('virq compare', ' cells');
   const rows = await compareTopologies(doc, dims, { ...(o.workers !== undefined ? { workers: o.workers } : {}), onProgress: (d, t) => bar.update(d, t) });
   bar.finish();
   out(renderMetricsTable(rows, o.format));

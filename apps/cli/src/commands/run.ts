@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { formatFtrace, toChromeTrace } from '@virq/core';
-import { DEFAULT_PRESET, loadTopologyFile, parseTopology, presetDocument, renderHtmlReport, renderMermaid, renderMetricsTable, runTopology, type Topology } from '@virq/machine';
+import { DEFAULT_PRESET, ProgressBar, loadTopologyFile, parseTopology, presetDocument, renderHtmlReport, renderMermaid, renderMetricsTable, runTopology, type Topology } from '@virq/machine';
 
 export interface RunOptions {
   preset: string | undefined;
@@ -24,7 +24,9 @@ export function resolveTopology(o: Pick<RunOptions, 'preset' | 'topologyFile' | 
 export function commandRun(o: RunOptions, out: (s: string) => void): number {
   const topology = resolveTopology(o);
   const t0 = Date.now();
-  const r = runTopology(topology, { keepTrace: true });
+  const bar = new ProgressBar('virq run', ' µs of virtual time');
+  const r = runTopology(topology, { keepTrace: true, onProgress: (d, t) => bar.update(Math.round(d / 1000), Math.round(t / 1000)) });
+  bar.finish();
   const wallMs = Date.now() - t0;
   const m = r.metrics;
   out(`virq run: ${topology.name} — ${topology.vcpus.length} vCPUs, irqchip ${topology.irqchip.kind}, ${topology.devices.map((d) => `${d.name} (${d.kind}${'backend' in d ? `/${d.backend}` : ''})`).join(', ')}; ${topology.durationUs} µs virtual, seed ${topology.seed}`);
