@@ -95,12 +95,8 @@ export class GoldenReplayer {
   private readonly user: Actor;
   private readonly fds = new Map<string, EventFd>();
   private routingView: unknown = DEFAULT_ROUTING_VIEW;
-  /** Last bytes in each vCPU's PIO data page and kvm_run.mmio.data (what a read exit reports). */
-  private readonly pio = new Map<number, number>();
+  /** Last value in each vCPU's kvm_run.mmio.data (what an MMIO read exit reports). */
   private readonly mmio = new Map<number, number>();
-  private pioData(cpu: number): number {
-    return this.pio.get(cpu) ?? 0;
-  }
 
   constructor(readonly scenario: GoldenScenario) {
     this.vm = new KvmVm(this.ctx, { nvcpus: scenario.nvcpus, irqchip: scenario.in_kernel_irqchip });
@@ -291,7 +287,6 @@ export class GoldenReplayer {
           v.nmiPending--;
           v.nmiMasked = true;
           exits.push({ errno: null, exit_name: 'IO', io_dir: 'out', port: 0x84, data: 2 });
-          this.pio.set(cpu, 2);
           return true;
         };
         let stopped = nmiAtEntry();
@@ -305,15 +300,11 @@ export class GoldenReplayer {
           const value = typeof acc['value'] === 'number' ? acc['value'] : 0;
           const r = this.onActor(v.actor, () => vm.guestAccess(cpu, kind, addr, value));
           reads.push(kind === 'mmio_read' || kind === 'in' ? r.value : null);
-          // kvm_run's PIO data page (vcpu->arch.pio_data) is written by every port access,
-          // in-kernel or not; kvm_run.mmio.data only by MMIO exits. The recorder zeroes both
-          // after an unclaimed read, so a read exit shows what the page held before.
+          // emulator_pio_in_out (x86.c) touches kvm_run's PIO data page only when the access
+          // goes to userspace: OUT copies the value there, IN zeroes it before the exit.
           if (kind === 'out' || kind === 'in') {
             if (r.toUserspace) {
-              exits.push({ errno: null, exit_name: 'IO', io_dir: kind, port: addr, data: kind === 'out' ? value & 0xff : this.pioData(cpu) });
-              this.pio.set(cpu, kind === 'out' ? value & 0xff : 0);
-            } else {
-              this.pio.set(cpu, kind === 'out' ? value & 0xff : r.value & 0xff);
+              exits.push({ errno: null, exit_name: 'IO', io_dir: kind, port: addr, data: kind === 'out' ? value & 0xff : 0 });
             }
           } else if (r.toUserspace) {
             const data = kind === 'mmio_write' ? value >>> 0 : (this.mmio.get(cpu) ?? 0);

@@ -1,5 +1,6 @@
 import { VirqError, type EventFd } from '@virq/core';
 import { KvmErrorCode } from './errors.js';
+import type { KvmIoBus, KvmIoDevice } from './kvm-io-bus.js';
 
 export const KVM_IOEVENTFD_FLAG_DATAMATCH = 1;
 export const KVM_IOEVENTFD_FLAG_PIO = 2;
@@ -17,6 +18,8 @@ export interface Ioeventfd {
   readonly eventfd: EventFd;
   readonly datamatch: bigint;
   readonly wildcard: boolean;
+  /** Its `struct kvm_io_device` on the PIO or MMIO bus (absent on the fast-MMIO / CCW lists). */
+  readonly dev?: KvmIoDevice;
 }
 
 /** KVM_IOEVENTFD at the uapi level (`struct kvm_ioeventfd`); `fd: null` = not an eventfd. */
@@ -36,6 +39,15 @@ export interface KvmIoeventfdArgs {
  */
 export class IoeventfdBus {
   readonly list: Ioeventfd[] = [];
+  /**
+   * `buses`: the VM's PIO and MMIO buses, where each ioeventfd is registered as a device
+   * (kvm_io_bus_register_dev) so guest accesses find it in the kernel's bus order;
+   * `signal`: eventfd_signal for a write that hits (ioeventfd_write).
+   */
+  constructor(
+    private readonly buses?: { readonly pio: KvmIoBus; readonly mmio: KvmIoBus },
+    private readonly signal?: (p: Ioeventfd) => void,
+  ) {}
   /** Count per bus (bus->ioeventfd_count). */
   count(bus: KvmBus): number {
     return this.list.filter((p) => p.bus === bus).length;
@@ -78,13 +90,39 @@ export class IoeventfdBus {
       throw new VirqError(KvmErrorCode.IoeventfdInvalid, 'KVM_IOEVENTFD: fd is not an eventfd', { errno: 'EINVAL' });
     }
     const wildcard = (args.flags & KVM_IOEVENTFD_FLAG_DATAMATCH) === 0;
-    const p: Ioeventfd = { bus, addr, length: args.len, eventfd: args.fd, datamatch: wildcard ? 0n : BigInt.asUintN(64, BigInt(args.datamatch ?? 0)), wildcard };
+    const base = { bus, addr, length: args.len, eventfd: args.fd, datamatch: wildcard ? 0n : BigInt.asUintN(64, BigInt(args.datamatch ?? 0)), wildcard };
+    const onBus = this.buses !== undefined && (bus === 'pio' || bus === 'mmio') ? this.buses[bus] : undefined;
+    const p: Ioeventfd = onBus === undefined ? base : { ...base, dev: this.device(base) };
     for (const q of this.list) {
       if (q.bus === p.bus && q.addr === p.addr && (!q.length || !p.length || (q.length === p.length && (q.wildcard || p.wildcard || q.datamatch === p.datamatch)))) {
         throw new VirqError(KvmErrorCode.IoeventfdExists, `KVM_IOEVENTFD: an ioeventfd already covers ${bus} 0x${addr.toString(16)} (len ${q.length}${q.wildcard ? '' : `, datamatch ${q.datamatch}`})`, { errno: 'EEXIST' });
       }
     }
+    if (onBus !== undefined && p.dev !== undefined) onBus.register(Number(addr), args.len, p.dev);
     this.list.push(p);
+  }
+
+  /** ioeventfd_ops: a write in range signals the eventfd; reads are not handled (-EOPNOTSUPP). */
+  private device(p: Omit<Ioeventfd, 'dev'>): KvmIoDevice {
+    const signal = this.signal;
+    return {
+      write: (addr: number, len: number, value: number): boolean => {
+        if (!IoeventfdBus.inRange(p, addr, len, value)) return false;
+        signal?.(p);
+        return true;
+      },
+      read: (): number | undefined => undefined,
+    };
+  }
+
+  /** ioeventfd_in_range */
+  static inRange(p: Omit<Ioeventfd, 'dev'>, addr: number, len: number, value: number): boolean {
+    if (p.addr !== BigInt(addr)) return false;
+    if (!p.length) return true;
+    if (len !== p.length) return false;
+    if (p.wildcard) return true;
+    if (len !== 1 && len !== 2 && len !== 4 && len !== 8) return false;
+    return BigInt.asUintN(len * 8, BigInt(Math.trunc(value))) === p.datamatch;
   }
 
   private deassign(args: KvmIoeventfdArgs): void {
@@ -106,6 +144,8 @@ export class IoeventfdBus {
     const dm = BigInt.asUintN(64, BigInt(args.datamatch ?? 0));
     const i = this.list.findIndex((p) => p.bus === bus && p.eventfd === args.fd && p.addr === addr && p.length === args.len && p.wildcard === wildcard && (p.wildcard || p.datamatch === dm));
     if (i < 0) throw new VirqError(KvmErrorCode.IoeventfdNotFound, `KVM_IOEVENTFD deassign: no such ioeventfd at ${bus} 0x${addr.toString(16)}`, { errno: 'ENOENT' });
+    const p = this.list[i]!;
+    if (p.dev !== undefined && (bus === 'pio' || bus === 'mmio')) this.buses?.[bus].unregister(p.dev);
     this.list.splice(i, 1);
   }
 

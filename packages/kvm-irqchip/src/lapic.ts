@@ -83,6 +83,14 @@ const KVM_APIC_SIPI = 2;
  * KVM_SET_LAPIC leaves PPR computed from the *previous* ISR bookkeeping (KVM recomputes PPR
  * before it recounts ISR bits), which is what real KVM_GET_LAPIC returns afterwards.
  */
+/** What a guest MMIO read receives when the device left the emulator's buffer untouched. */
+const LapicMmio = {
+  emulatorLeftover(addr: number, len: number): number {
+    const v = addr >>> 0;
+    return len >= 4 ? v : v & ((1 << (len * 8)) - 1);
+  },
+};
+
 export class KvmLapic {
   /** The 1 KiB register page, 32-bit registers at offset/4. */
   readonly regs = new Uint32Array(256);
@@ -476,14 +484,25 @@ export class KvmLapic {
     this.regWrite(off & 0xff0, val);
   }
 
-  /** apic_mmio_read. */
+  /**
+   * apic_mmio_read. When kvm_lapic_reg_read refuses the access (a write-only or reserved
+   * offset, past 0x3f0, or an access crossing a 4-byte boundary) apic_mmio_read still reports
+   * it handled but leaves the caller's buffer untouched: the instruction then receives what the
+   * x86 emulator's read buffer held. On 6.18 that is the access's own address (recorded:
+   * a 32-bit read of EOI at 0xfee000b0 yields 0xfee000b0), which `mmioRead` returns.
+   */
   mmioRead(addr: number, len: number): number {
+    return this.mmioReadIfReadable(addr, len) ?? LapicMmio.emulatorLeftover(addr, len);
+  }
+
+  /** apic_mmio_read's data, or undefined when kvm_lapic_reg_read left the buffer untouched. */
+  mmioReadIfReadable(addr: number, len: number): number | undefined {
     if (!this.hwEnabled || this.x2apicMode) return len >= 4 ? 0xffffffff : (1 << (len * 8)) - 1;
     const off = addr - this.baseAddress;
     const align = off & 0xf;
-    if (align + len > 4) return 0;
+    if (align + len > 4) return undefined;
     const v = this.regRead(off & ~0xf);
-    if (v === undefined) return 0;
+    if (v === undefined) return undefined;
     const shifted = v >>> (align * 8);
     return len >= 4 ? shifted >>> 0 : shifted & ((1 << (len * 8)) - 1);
   }

@@ -6,8 +6,9 @@ import {
 import { ApicMap, FAST_PATH_MISS } from './apic-map.js';
 import { KvmErrorCode } from './errors.js';
 import { KvmPic, PIC_FIELDS as PIC_FIELDS_ORDER, type PicHost, type PicStateJson, type PicStateRaw } from './i8259.js';
+import { KvmIoBus } from './kvm-io-bus.js';
 import { IoeventfdBus, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_DEASSIGN, KVM_IOEVENTFD_FLAG_PIO, type KvmIoeventfdArgs } from './ioeventfd.js';
-import { IOAPIC_NUM_PINS, KvmIoapic, type IoapicHost, type IoapicStateJson } from './ioapic.js';
+import { IOAPIC_MEM_LENGTH, IOAPIC_NUM_PINS, KvmIoapic, type IoapicHost, type IoapicStateJson } from './ioapic.js';
 import {
   IrqRoutingTable, KVM_IRQ_ROUTING_IRQCHIP, KVM_IRQ_ROUTING_MSI, KVM_IRQCHIP_IOAPIC, KVM_IRQCHIP_PIC_SLAVE, toGsiRoute,
   type KernelRoute, type KvmRoutingEntry,
@@ -104,7 +105,10 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   readonly apicMap: ApicMap;
   routing: IrqRoutingTable;
   readonly irqfds: IrqfdRegistry;
-  readonly ioeventfds = new IoeventfdBus();
+  /** KVM_PIO_BUS and KVM_MMIO_BUS (the PIC, the IOAPIC and the ioeventfds, in bus order). */
+  readonly pioBus = new KvmIoBus();
+  readonly mmioBus = new KvmIoBus();
+  readonly ioeventfds = new IoeventfdBus({ pio: this.pioBus, mmio: this.mmioBus }, (p) => this.signalIoeventfd(p.eventfd, '__kvm_io_bus_write'));
   readonly ackNotifiers: IrqAckNotifier[] = [];
   readonly maskNotifiers: ((irqchip: number, pin: number, masked: boolean) => void)[] = [];
   /** The workqueue thread irqfd_inject and the IOAPIC's delayed work run on. */
@@ -136,6 +140,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     const irqchip = options.irqchip ?? true;
     this.pic = irqchip ? new KvmPic(this) : undefined;
     this.ioapic = irqchip ? new KvmIoapic(this) : undefined;
+    this.registerIrqchipDevices();
     this.routing = irqchip ? IrqRoutingTable.defaultTable() : IrqRoutingTable.build([]);
     this.irqfds = new IrqfdRegistry(this);
     this.apicMap = new ApicMap(() => this.lapicList, {
@@ -499,45 +504,55 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       if (this.t.on) this.trace('eventfd_signal', 'ioeventfd_write', { fd: fd.fd, error: e instanceof Error ? e.message : String(e) });
     }
   }
+  /** kvm_pic_init (dev_master 0x20, dev_slave 0xa0, dev_elcr 0x4d0, 2 ports each) and kvm_ioapic_init (its 0x100-byte window). */
+  private registerIrqchipDevices(): void {
+    const pic = this.pic;
+    if (pic !== undefined) {
+      const dev = {
+        write: (port: number, len: number, value: number): boolean => {
+          if (!KvmPic.claims(port)) return false;
+          pic.portWrite(port, len, value);
+          return true;
+        },
+        read: (port: number, len: number): number | undefined => (KvmPic.claims(port) ? pic.portRead(port, len) : undefined),
+      };
+      for (const port of [0x20, 0xa0, 0x4d0]) this.pioBus.register(port, 2, { write: dev.write, read: dev.read });
+    }
+    const io = this.ioapic;
+    if (io !== undefined) {
+      this.mmioBus.register(io.baseAddress, IOAPIC_MEM_LENGTH, {
+        write: (addr: number, len: number, value: number): boolean => {
+          if (!io.inRange(addr)) return false;
+          io.mmioWrite(addr, len, value);
+          return true;
+        },
+        read: (addr: number, len: number): number | undefined => (io.inRange(addr) ? io.mmioRead(addr, len) : undefined),
+      });
+    }
+  }
   fastMmioMatch(addr: number): boolean {
     return this.ioeventfds.match('fast-mmio', addr, 0, 0n) !== undefined;
   }
-  /** kernel_pio: ioeventfds, then the PIC; otherwise KVM_EXIT_IO. */
+  /** kernel_pio: kvm_io_bus_write/read on KVM_PIO_BUS (PIC ports, ioeventfds); otherwise KVM_EXIT_IO. */
   guestPio(vcpu: KvmVcpu, write: boolean, port: number, len: number, value: number): { value: number; toUserspace: boolean } {
     if (this.t.on) this.trace('kvm_io_bus_write', 'kernel_pio', { port, len, write });
     if (write) {
-      const p = this.ioeventfds.match('pio', port, len, BigInt(value >>> 0));
-      if (p !== undefined) {
-        this.signalIoeventfd(p.eventfd, '__kvm_io_bus_write');
-        return { value: 0, toUserspace: false };
-      }
-    }
-    if (this.pic !== undefined && KvmPic.claims(port)) {
-      if (write) {
-        this.pic.portWrite(port, len, value);
-        return { value: 0, toUserspace: false };
-      }
-      return { value: this.pic.portRead(port, len), toUserspace: false };
+      if (this.pioBus.write(port, len, value)) return { value: 0, toUserspace: false };
+    } else {
+      const r = this.pioBus.read(port, len);
+      if (r !== undefined) return { value: r, toUserspace: false };
     }
     const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'IO', write, addr: port, len, value }) ?? 0;
     return { value: v, toUserspace: true };
   }
-  /** vcpu_mmio_write/read on the MMIO bus (after the vCPU's own LAPIC): ioeventfds, IOAPIC; else KVM_EXIT_MMIO. */
+  /** vcpu_mmio_write/read on KVM_MMIO_BUS (after the vCPU's own LAPIC): IOAPIC, ioeventfds; else KVM_EXIT_MMIO. */
   guestMmio(vcpu: KvmVcpu, write: boolean, addr: number, len: number, value: number): { value: number; toUserspace: boolean } {
     if (this.t.on) this.trace('kvm_io_bus_write', 'vcpu_mmio_write', { addr, len, write });
     if (write) {
-      const p = this.ioeventfds.match('fast-mmio', addr, len, 0n) ?? this.ioeventfds.match('mmio', addr, len, BigInt(value >>> 0));
-      if (p !== undefined) {
-        this.signalIoeventfd(p.eventfd, '__kvm_io_bus_write');
-        return { value: 0, toUserspace: false };
-      }
-    }
-    if (this.ioapic !== undefined && this.ioapic.inRange(addr)) {
-      if (write) {
-        this.ioapic.mmioWrite(addr, len, value);
-        return { value: 0, toUserspace: false };
-      }
-      return { value: this.ioapic.mmioRead(addr, len), toUserspace: false };
+      if (this.mmioBus.write(addr, len, value)) return { value: 0, toUserspace: false };
+    } else {
+      const r = this.mmioBus.read(addr, len);
+      if (r !== undefined) return { value: r, toUserspace: false };
     }
     const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'MMIO', write, addr, len, value }) ?? 0;
     return { value: v, toUserspace: true };

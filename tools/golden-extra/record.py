@@ -1,0 +1,1372 @@
+#!/usr/bin/env python3
+"""Record extra golden scenarios against the real /dev/kvm (run as root).
+
+Uses the shared recorder (harness.Run, kvmgold) read-only from /work/shared/golden/recorder and writes a
+file in the same format as /work/shared/golden/kvm-irqchip.json ({header, scenarios}).
+
+  python3 tools/golden-extra/record.py [OUT.json] [--only NAME,...]
+"""
+
+import datetime
+import json
+import os
+import sys
+import traceback
+
+sys.path.insert(0, "/work/shared/golden/recorder")
+import kvmgold as K  # noqa: E402
+import harness as H  # noqa: E402
+
+EOI = 0xFEE000B0
+TPR = 0xFEE00080
+PPR = 0xFEE000A0
+APR = 0xFEE00090
+ICR = 0xFEE00300
+ICR2 = 0xFEE00310
+LDR = 0xFEE000D0
+DFR = 0xFEE000E0
+SPIV = 0xFEE000F0
+ESR = 0xFEE00280
+LID = 0xFEE00020
+LVT0 = 0xFEE00350
+ISR0 = 0xFEE00100
+IRR_BASE = 0xFEE00200
+SEL = 0xFEC00000
+WIN = 0xFEC00010
+IOEOI = 0xFEC00040
+
+SCENARIOS = []
+
+
+def scenario(name, group, description, tags=(), nvcpus=4, guest=False):
+    def deco(fn):
+        SCENARIOS.append(dict(name=name, group=group, description=description, tags=list(tags),
+                              nvcpus=nvcpus, guest=guest, fn=fn))
+        return fn
+    return deco
+
+
+def msi(dest, vector, dm=0, logical=0, rh=0, level=0):
+    return K.msi_address(dest, logical, rh), K.msi_data(vector, dm, level)
+
+
+def ioredir(r, pin, **f):
+    return r.redir(pin, **f)
+
+
+def io_write_redir(pin, lo, hi=None):
+    acc = []
+    if hi is not None:
+        acc += [("mmio_write", SEL, 0x11 + 2 * pin), ("mmio_write", WIN, hi)]
+    acc += [("mmio_write", SEL, 0x10 + 2 * pin), ("mmio_write", WIN, lo)]
+    return acc
+
+
+def route_default_plus(*extra):
+    return K.default_routes() + list(extra)
+
+
+# =====================================================================================
+# PIC
+# =====================================================================================
+@scenario("pic_guest_icw_init_sequence", "pic",
+          "Guest programs the master 8259 with ICW1..ICW4 (0x11, base 0x30, 0x04, 0x01) while IRQ 3 is pending, ISR bit 5 preset and IMR 0xFF; "
+          "then the slave with 0x11, 0x38, 0x02, 0x01; reads IRR/ISR (OCW3) and IMR.", tags=["guest"], guest=True)
+def _(r):
+    r.line(3, 1)
+    r.pic("master", isr=0x20, imr=0xFF)
+    r.start()
+    r.guest_access([("out", 0x20, 0x11), ("out", 0x21, 0x30), ("out", 0x21, 0x04), ("out", 0x21, 0x01)], note="master ICW1-4")
+    r.observe("after master init")
+    r.guest_access([("out", 0xA0, 0x11), ("out", 0xA1, 0x38), ("out", 0xA1, 0x02), ("out", 0xA1, 0x01)], note="slave ICW1-4")
+    r.guest_access([("out", 0x20, 0x0A), ("in", 0x20, 0), ("out", 0x20, 0x0B), ("in", 0x20, 0), ("in", 0x21, 0)],
+                   note="read IRR, ISR, IMR")
+    r.line(5, 1)
+    r.line(5, 0)
+
+
+@scenario("pic_guest_icw1_without_icw4", "pic",
+          "Guest ICW1=0x10 (no ICW4) on the master after auto_eoi=1 was preset; ICW2 0x20, ICW3 0x04; "
+          "then OCW3 read IRR with IRQ 1 edge pending, and poll.", tags=["guest"], guest=True)
+def _(r):
+    r.pic("master", auto_eoi=1, special_fully_nested_mode=1, rotate_on_auto_eoi=1)
+    r.start()
+    r.guest_access([("out", 0x20, 0x10), ("out", 0x21, 0x20), ("out", 0x21, 0x04)], note="ICW1 without IC4, ICW2, ICW3")
+    r.observe("after init")
+    r.line(1, 1)
+    r.guest_access([("out", 0x20, 0x0A), ("in", 0x20, 0), ("out", 0x20, 0x0C), ("in", 0x20, 0)], note="read IRR, poll")
+
+
+@scenario("pic_guest_specific_eoi_and_rotate", "pic",
+          "Master ISR preset {1,3,5}: specific EOI for IRQ 3 (0x63), rotate on specific EOI for IRQ 5 (0xE5), "
+          "then set priority (0xC2), rotate on non-specific EOI (0xA0).", tags=["guest"], guest=True)
+def _(r):
+    r.pic("master", isr=0x2A)
+    r.start()
+    r.guest_access([("out", 0x20, 0x63), ("out", 0x20, 0x0B), ("in", 0x20, 0)], note="specific EOI IRQ3, read ISR")
+    r.guest_access([("out", 0x20, 0xE5), ("out", 0x20, 0x0B), ("in", 0x20, 0)], note="rotate on specific EOI IRQ5")
+    r.observe("after rotate")
+    r.guest_access([("out", 0x20, 0xC2)], note="set priority: IRQ2 lowest")
+    r.guest_access([("out", 0x20, 0xA0), ("out", 0x20, 0x0B), ("in", 0x20, 0)], note="rotate on non-specific EOI")
+
+
+@scenario("pic_guest_set_priority_poll_order", "pic",
+          "IRQ 1, 3 and 6 pending on the master. Guest sets the lowest priority to IRQ 4 (OCW2 0xC4) and polls three times; "
+          "then restores IRQ 7 lowest (0xC7).", tags=["guest"], guest=True)
+def _(r):
+    for i in (1, 3, 6):
+        r.line(i, 1)
+    r.start()
+    r.guest_access([("out", 0x20, 0xC4), ("out", 0x20, 0x0C), ("in", 0x20, 0)], note="priority IRQ4 lowest, poll")
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="poll")
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="poll")
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0), ("out", 0x20, 0xC7)], note="poll empty, priority IRQ7 lowest")
+
+
+@scenario("pic_auto_eoi_rotate_poll", "pic",
+          "Master auto_eoi and rotate_on_auto_eoi preset; IRQ 2..5 edge pending via slave? no: IRQ 3 and IRQ 5 raised; guest polls twice; "
+          "OCW2 0x00 (clear rotate in auto-EOI) and 0x80 (set) are written between.", tags=["guest"], guest=True)
+def _(r):
+    r.pic("master", auto_eoi=1, rotate_on_auto_eoi=1)
+    r.line(3, 1)
+    r.line(5, 1)
+    r.start()
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="poll #1")
+    r.observe("after poll 1")
+    r.guest_access([("out", 0x20, 0x00), ("out", 0x20, 0x0C), ("in", 0x20, 0)], note="clear rotate-in-AEOI, poll #2")
+    r.guest_access([("out", 0x20, 0x80)], note="set rotate-in-AEOI")
+
+
+@scenario("pic_slave_cascade_poll_and_eoi", "pic",
+          "IRQ 10 and IRQ 12 raised (slave pins 2 and 4, edge). Master poll returns the cascade; slave polls; "
+          "then slave ISR preset and master ISR bit 2 preset, non-specific EOI on slave then master.", tags=["guest"], guest=True)
+def _(r):
+    r.line(10, 1)
+    r.line(12, 1)
+    r.start()
+    r.observe("cascade raised")
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="master poll")
+    r.guest_access([("out", 0xA0, 0x0C), ("in", 0xA0, 0)], note="slave poll")
+    r.guest_access([("out", 0xA0, 0x0C), ("in", 0xA0, 0)], note="slave poll")
+    r.pic("slave", isr=0x14)
+    r.pic("master", isr=0x04)
+    r.guest_access([("out", 0xA0, 0x20), ("out", 0x20, 0x20), ("out", 0xA0, 0x0B), ("in", 0xA0, 0)], note="EOI slave, EOI master, read slave ISR")
+
+
+@scenario("pic_slave_imr_cascade_masked", "pic",
+          "Master IMR bit 2 set (cascade masked): raise IRQ 9 and IRQ 11, lower IRQ 9; unmask the cascade with a guest OCW1; "
+          "raise IRQ 11 again.", tags=["guest"], guest=True)
+def _(r):
+    r.start()
+    r.guest_access([("out", 0x21, 0x04)], note="master IMR = 0x04")
+    r.line(9, 1)
+    r.line(11, 1)
+    r.line(9, 0)
+    r.observe("masked cascade")
+    r.guest_access([("out", 0x21, 0x00), ("in", 0x21, 0), ("in", 0xA1, 0)], note="unmask cascade, read both IMRs")
+    r.line(11, 1)
+    r.line(11, 0)
+
+
+@scenario("pic_elcr_level_multiple_sources", "pic",
+          "Guest sets ELCR (0x4D0=0x28, 0x4D1=0x02): IRQ 3, 5 and 9 level. IRQ 5 raised by KVM_IRQ_LINE_STATUS and by an irqfd-less second "
+          "GSI routed to the same PIC pin (GSI 40 -> master pin 5); lowers from each source.", tags=["guest"], guest=True)
+def _(r):
+    r.routing(route_default_plus(K.route_irqchip(40, 0, 5)))
+    r.start()
+    r.guest_access([("out", 0x4D0, 0x28), ("out", 0x4D1, 0x02), ("in", 0x4D0, 0), ("in", 0x4D1, 0)], note="ELCR write/read")
+    r.line(5, 1)
+    r.line(40, 1)
+    r.line(5, 0)
+    r.observe("GSI 40 still high")
+    r.line(40, 0)
+    r.line(9, 1)
+    r.line(9, 1)
+    r.line(9, 0)
+
+
+@scenario("pic_level_line_in_service_lowered", "pic",
+          "IRQ 4 level (ELCR via KVM_SET_IRQCHIP), raised, polled (ack), raised again while in service? Poll acks+EOIs; "
+          "then ISR bit 4 preset by SET_IRQCHIP while line high, lower, non-specific EOI, raise.", tags=["guest"], guest=True)
+def _(r):
+    r.pic("master", elcr=0x10)
+    r.start()
+    r.line(4, 1)
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="poll acks IRQ4 (level still high)")
+    r.observe("after poll")
+    r.pic("master", isr=0x10)
+    r.line(4, 0)
+    r.guest_access([("out", 0x20, 0x20)], note="non-specific EOI")
+    r.line(4, 1)
+    r.line(4, 1)
+
+
+@scenario("pic_special_mask_and_read_regs", "pic",
+          "Master ISR preset {2,6}, IRQ 1 and IRQ 7 pending. Guest sets special mask mode (0x68), IMR 0x40, polls, clears special mask "
+          "(0x48), polls; reads IRR/ISR via OCW3 read-register (0x0A/0x0B) and the poll bit combined with RR (0x0E).", tags=["guest"], guest=True)
+def _(r):
+    r.line(1, 1)
+    r.line(7, 1)
+    r.pic("master", isr=0x44)
+    r.start()
+    r.guest_access([("out", 0x20, 0x68), ("out", 0x21, 0x40), ("out", 0x20, 0x0C), ("in", 0x20, 0)], note="SMM on, IMR 0x40, poll")
+    r.guest_access([("out", 0x20, 0x48), ("out", 0x20, 0x0C), ("in", 0x20, 0)], note="SMM off, poll")
+    r.guest_access([("out", 0x20, 0x0A), ("in", 0x20, 0), ("out", 0x20, 0x0B), ("in", 0x20, 0), ("in", 0x20, 0),
+                    ("out", 0x20, 0x0E), ("in", 0x20, 0), ("in", 0x20, 0)], note="read IRR, ISR, ISR again, poll+RR")
+
+
+@scenario("pic_edge_raise_masked_then_unmask_guest", "pic",
+          "IRQ 6 masked in IMR (KVM_SET_IRQCHIP imr=0x40): raise (latched), lower, raise; guest unmasks (OCW1 0x00) and polls.",
+          tags=["guest"], guest=True)
+def _(r):
+    r.pic("master", imr=0x40)
+    r.start()
+    r.line(6, 1)
+    r.line(6, 0)
+    r.line(6, 1)
+    r.guest_access([("out", 0x21, 0x00), ("out", 0x20, 0x0C), ("in", 0x20, 0)], note="unmask, poll")
+    r.line(6, 0)
+    r.line(6, 1)
+
+
+# =====================================================================================
+# IOAPIC
+# =====================================================================================
+@scenario("ioapic_masked_level_unmask_by_guest", "ioapic",
+          "Pin 21 level, masked, vector 0x45, dest 1: raise (masked), then the guest rewrites IOREDTBL[21] low word unmasked; "
+          "then an edge pin 22 masked+raised and unmasked by the guest the same way.", tags=["guest"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(21, vector=0x45, trigger=1, mask=1, dest=1)
+    r.redir(22, vector=0x46, trigger=0, mask=1, dest=1)
+    r.start()
+    r.line(21, 1)
+    r.line(22, 1)
+    r.observe("both masked and raised")
+    r.guest_access(io_write_redir(21, 0x8045), note="unmask pin 21 (level)")
+    r.guest_access(io_write_redir(22, 0x0046), note="unmask pin 22 (edge)")
+    r.line(22, 0)
+    r.line(22, 1)
+
+
+@scenario("ioapic_level_eoi_after_lower_no_redelivery", "ioapic",
+          "Pin 19 level, vector 0x43, dest 0: raise, ack, lower, EOI (no re-delivery); raise again, raise once more while remote_irr set, ack, EOI while high.",
+          tags=["guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(19, vector=0x43, trigger=1, dest=0)
+    r.start()
+    r.line(19, 1)
+    r.simulated_ack(0, 0x43)
+    r.line(19, 0)
+    r.guest_eoi()
+    r.observe("after EOI with line low")
+    r.line(19, 1)
+    r.line(19, 1)
+    r.simulated_ack(0, 0x43)
+    r.guest_eoi()
+
+
+@scenario("ioapic_polarity_low_level_and_edge", "ioapic",
+          "Pin 16 level active-low and pin 17 edge active-low (vector 0x50/0x51, dest 1): raise with level 1 and 0 in both orders.",
+          tags=[])
+def _(r):
+    r.enable_lapics()
+    r.redir(16, vector=0x50, trigger=1, polarity=1, dest=1)
+    r.redir(17, vector=0x51, trigger=0, polarity=1, dest=1)
+    r.start()
+    r.line(16, 0)
+    r.line(17, 0)
+    r.line(16, 1)
+    r.line(17, 1)
+    r.line(17, 0)
+    r.line(16, 0)
+
+
+@scenario("ioapic_vector_change_while_remote_irr", "ioapic",
+          "Pin 20 level vector 0x60 dest 0 delivered (remote_irr=1, line high); the guest rewrites the entry with vector 0x61; "
+          "ack+EOI of 0x60 (old vector), then the trigger is changed to edge by the guest.", tags=["guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(20, vector=0x60, trigger=1, dest=0)
+    r.start()
+    r.line(20, 1)
+    r.guest_access(io_write_redir(20, 0x8061), note="vector 0x60 -> 0x61, level")
+    r.simulated_ack(0, 0x60)
+    r.guest_eoi(note="EOI old vector 0x60")
+    r.observe("after old-vector EOI")
+    r.guest_access(io_write_redir(20, 0x0061), note="trigger -> edge")
+    r.guest_access(io_write_redir(20, 0x8061), note="trigger -> level again")
+    r.line(20, 0)
+    r.line(20, 1)
+
+
+@scenario("ioapic_ioregsel_out_of_range", "ioapic",
+          "Guest IOREGSEL writes: 0x3F (redir 23 high), 0x40, 0x80, 0xFF, 0x12345603 then IOWIN reads and a write to 0x50; "
+          "IOREGSEL readback; the IOAPIC EOI register and version/ARB registers.", tags=["guest"], guest=True)
+def _(r):
+    r.start()
+    r.guest_access([("mmio_write", SEL, 0x3F), ("mmio_read", WIN, 0), ("mmio_write", SEL, 0x40), ("mmio_read", WIN, 0),
+                    ("mmio_write", SEL, 0x80), ("mmio_read", WIN, 0), ("mmio_write", SEL, 0xFF), ("mmio_read", WIN, 0),
+                    ("mmio_read", SEL, 0)], note="reads at 0x3F, 0x40, 0x80, 0xFF")
+    r.guest_access([("mmio_write", SEL, 0x12345603), ("mmio_read", SEL, 0), ("mmio_read", WIN, 0),
+                    ("mmio_write", SEL, 0x50), ("mmio_write", WIN, 0xDEADBEEF), ("mmio_read", WIN, 0)], note="IOREGSEL high bits; write at 0x50")
+    r.guest_access([("mmio_write", SEL, 0x01), ("mmio_read", WIN, 0), ("mmio_write", WIN, 0xFFFFFFFF), ("mmio_read", WIN, 0),
+                    ("mmio_write", SEL, 0x02), ("mmio_write", WIN, 0x0A000000), ("mmio_read", WIN, 0),
+                    ("mmio_write", SEL, 0x00), ("mmio_write", WIN, 0x05000000), ("mmio_read", WIN, 0),
+                    ("mmio_write", SEL, 0x02), ("mmio_read", WIN, 0), ("mmio_read", IOEOI, 0)],
+                   note="version write, ARB write, ID=5, ARB read, EOI reg read")
+
+
+@scenario("ioapic_guest_redir_read_write_halves", "ioapic",
+          "Guest writes IOREDTBL[5] high (dest 0x03) and low (vector 0x55 level, remote_irr and delivery_status bits set in the written value), "
+          "reads both halves back; reads IOREDTBL[0] (reset value).", tags=["guest"], guest=True)
+def _(r):
+    r.start()
+    r.guest_access(io_write_redir(5, 0x1D055 | 0x4000, 0x03FFFFFF), note="write pin5 hi then lo (mask, level, RIRR, DS, polarity bits)")
+    r.guest_access([("mmio_write", SEL, 0x1A), ("mmio_read", WIN, 0), ("mmio_write", SEL, 0x1B), ("mmio_read", WIN, 0),
+                    ("mmio_write", SEL, 0x10), ("mmio_read", WIN, 0), ("mmio_write", SEL, 0x11), ("mmio_read", WIN, 0)],
+                   note="read pin5 lo/hi, pin0 lo/hi")
+
+
+@scenario("ioapic_two_gsis_one_pin_sources", "ioapic",
+          "GSI 40 also routed to IOAPIC pin 17 (level, vector 0x47, dest 1). Raise GSI 17 and GSI 40, lower GSI 17, "
+          "ack+EOI at vCPU1? (no guest there) -- instead observe irr; lower GSI 40.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.routing(route_default_plus(K.route_irqchip(40, 2, 17)))
+    r.redir(17, vector=0x47, trigger=1, dest=1)
+    r.start()
+    r.line(17, 1)
+    r.line(40, 1)
+    r.line(17, 0)
+    r.observe("after lowering GSI 17")
+    r.line(40, 0)
+    r.line(40, 1)
+
+
+@scenario("ioapic_level_logical_two_vcpus_eoi", "ioapic",
+          "Level pin 18 logical flat dest 0x03 (vCPU0 and vCPU1), vector 0x58, fixed: raise; ack on both; vCPU0 EOIs (guest) while high -> "
+          "re-delivery; observe IRRs.", tags=["guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.flat_ldrs()
+    r.redir(18, vector=0x58, trigger=1, dest_mode=1, dest=0x03)
+    r.start()
+    r.line(18, 1)
+    r.simulated_ack(0, 0x58)
+    r.simulated_ack(1, 0x58)
+    r.guest_eoi()
+    r.observe("after vCPU0 EOI")
+    r.line(18, 0)
+    r.simulated_ack(0, 0x58)
+    r.guest_eoi()
+
+
+@scenario("ioapic_delivery_nmi_init_extint", "ioapic",
+          "Pin 16 NMI edge dest 1, pin 17 INIT edge dest 2, pin 18 ExtINT edge dest 0, pin 19 NMI level dest 3: raise each; "
+          "lower pin 19 and raise it again; KVM_GET_MP_STATE(2).", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.redir(16, vector=0, delivery_mode=4, dest=1)
+    r.redir(17, vector=0, delivery_mode=5, dest=2)
+    r.redir(18, vector=0x20, delivery_mode=7, dest=0)
+    r.redir(19, vector=0, delivery_mode=4, trigger=1, dest=3)
+    r.start()
+    for p in (16, 17, 18, 19):
+        r.line(p, 1)
+    r.line(19, 0)
+    r.line(19, 1)
+    r.mp_state(2)
+
+
+@scenario("ioapic_lowest_priority_cluster", "ioapic",
+          "Cluster DFR on all vCPUs: vCPU0/1 cluster 1 (LDR 0x11, 0x12), vCPU2/3 cluster 2 (0x21, 0x22). Lowest-priority pins 16..21 "
+          "with dests 0x13, 0x23, 0x11, 0x33, 0x1F, 0xFF and vectors 0x30..0x35.", tags=[])
+def _(r):
+    for c, ldr in enumerate((0x11, 0x12, 0x21, 0x22)):
+        r.lapic(c, enable=True, ldr=ldr << 24, dfr=K.APIC_DFR_CLUSTER)
+    dests = (0x13, 0x23, 0x11, 0x33, 0x1F, 0xFF)
+    for i, d in enumerate(dests):
+        r.redir(16 + i, vector=0x30 + i, delivery_mode=1, dest_mode=1, dest=d)
+    r.start()
+    for i in range(len(dests)):
+        r.line(16 + i, 1)
+
+
+@scenario("ioapic_edge_coalesced_and_unmask_set_irqchip", "ioapic",
+          "Edge pin 23 vector 0x57 dest 2: raise, lower, raise (IRR still set in LAPIC), then mask via KVM_SET_IRQCHIP and raise; "
+          "unmask via KVM_SET_IRQCHIP.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.redir(23, vector=0x57, dest=2)
+    r.start()
+    r.line(23, 1)
+    r.line(23, 0)
+    r.line(23, 1)
+    r.line(23, 0)
+    r.redir(23, vector=0x57, dest=2, mask=1)
+    r.line(23, 1)
+    r.observe("masked raise")
+    r.redir(23, vector=0x57, dest=2, mask=0)
+
+
+@scenario("ioapic_set_irqchip_remote_irr_preset", "ioapic",
+          "KVM_SET_IRQCHIP writes pin 20 level with remote_irr=1 and irr bit 20 set (vector 0x52, dest 0); then raise, guest EOI of 0x52 "
+          "with TMR set by KVM_SET_LAPIC.", tags=["guest", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.ioapic({20: dict(vector=0x52, trigger=1, remote_irr=1, dest=0)}, irr=1 << 20)
+    r.line(20, 1)
+    r.lapic(0, isr=[0x52], tmr=[0x52])
+    r.guest_eoi()
+
+
+# =====================================================================================
+# LAPIC
+# =====================================================================================
+@scenario("lapic_tpr_ppr_isr_combinations", "lapic",
+          "Guest on vCPU0 writes TPR values and reads TPR/PPR/APR with ISR preset {0x47} then {0x47,0x91}; TPR writes with high bits.",
+          tags=["guest"], guest=True)
+def _(r):
+    r.lapic(0, enable=True, isr=[0x47])
+    r.start()
+    acc = []
+    for t in (0x00, 0x35, 0x40, 0x4F, 0x50, 0xFFFFFF3A):
+        acc += [("mmio_write", TPR, t), ("mmio_read", TPR, 0), ("mmio_read", PPR, 0)]
+    r.guest_access(acc, note="TPR sweep with ISR 0x47")
+    r.lapic(0, isr=[0x91])
+    r.guest_access([("mmio_write", TPR, 0x80), ("mmio_read", PPR, 0), ("mmio_write", TPR, 0xA0), ("mmio_read", PPR, 0),
+                    ("mmio_read", APR, 0), ("mmio_write", EOI, 0), ("mmio_read", PPR, 0), ("mmio_write", TPR, 0),
+                    ("mmio_read", PPR, 0)], note="ISR 0x47+0x91, EOI")
+
+
+@scenario("lapic_logical_cluster_msi", "lapic",
+          "Cluster model: vCPU n LDR = (cluster n//2 + 1)<<4 | bit (n%2). KVM_SIGNAL_MSI logical fixed to 0x11, 0x13, 0x21, 0x31, 0xF1, 0x1F, 0xFF, 0x00.",
+          tags=[])
+def _(r):
+    for c in range(4):
+        r.lapic(c, enable=True, ldr=((((c // 2) + 1) << 4) | (1 << (c % 2))) << 24, dfr=K.APIC_DFR_CLUSTER)
+    r.start()
+    for i, d in enumerate((0x11, 0x13, 0x21, 0x31, 0xF1, 0x1F, 0xFF, 0x00)):
+        a, dt = msi(d, 0x40 + i, logical=1)
+        r.msi(a, dt)
+
+
+@scenario("lapic_lowest_priority_hashing_msi", "lapic",
+          "Flat logical model (vCPU n bit n): KVM_SIGNAL_MSI lowest-priority to dest 0x0F, 0x0A, 0x0E, 0x05 with vectors 0x50..0x57; "
+          "vCPU2 software-disabled for the last ones.", tags=[])
+def _(r):
+    r.flat_ldrs()
+    r.start()
+    for d in (0x0F, 0x0A, 0x0E):
+        for v in (0x50, 0x51, 0x52):
+            a, dt = msi(d, v, dm=1, logical=1)
+            r.msi(a, dt)
+    r.lapic(2, enable=False)
+    for v in (0x54, 0x55, 0x56):
+        a, dt = msi(0x0E, v, dm=1, logical=1)
+        r.msi(a, dt)
+
+
+@scenario("lapic_broadcast_ff_mixed_states", "lapic",
+          "Physical broadcast 0xFF fixed/NMI/lowest MSIs with vCPU1 software-disabled and vCPU3 hardware-disabled (APIC base bit 11 clear).",
+          tags=[])
+def _(r):
+    r.enable_lapics([0, 2])
+    r.set_msr(3, K.MSR_IA32_APICBASE, 0xFEE00000)
+    r.start()
+    a, d = msi(0xFF, 0x60)
+    r.msi(a, d)
+    a, d = msi(0xFF, 0x61, dm=1)
+    r.msi(a, d)
+    a, d = msi(0xFF, 0, dm=4)
+    r.msi(a, d)
+    a, d = msi(0xFF, 0x62, logical=1)
+    r.msi(a, d)
+
+
+@scenario("lapic_msi_init_sipi_sequence", "lapic",
+          "KVM_SIGNAL_MSI INIT to APIC 2, KVM_GET_MP_STATE(2), SIPI vector 0x10 to APIC 2, KVM_GET_MP_STATE(2); INIT logical to 0x08 (vCPU3 flat bit 3).",
+          tags=[])
+def _(r):
+    r.flat_ldrs()
+    r.lapic(2, tpr=0x30, irr=[0x70])
+    r.start()
+    a, d = msi(2, 0, dm=5)
+    r.msi(a, d)
+    r.observe("INIT latched")
+    r.mp_state(2)
+    a, d = msi(2, 0x10, dm=6)
+    r.msi(a, d)
+    r.mp_state(2)
+    a, d = msi(0x08, 0, dm=5, logical=1)
+    r.msi(a, d)
+
+
+@scenario("lapic_guest_ldr_dfr_writes_then_msi", "lapic",
+          "vCPU0's guest writes its own LDR (0x01000000 then 0x0F000000 with low bits) and DFR (cluster, then flat); MSI logical dests after each.",
+          tags=["guest"], guest=True)
+def _(r):
+    r.flat_ldrs([1, 2, 3])
+    r.lapic(0, enable=True)
+    r.start()
+    r.guest_access([("mmio_write", LDR, 0x01000000), ("mmio_read", LDR, 0), ("mmio_read", DFR, 0)], note="LDR bit 0")
+    a, d = msi(0x01, 0x41, logical=1)
+    r.msi(a, d)
+    r.guest_access([("mmio_write", DFR, 0x0FFFFFFF), ("mmio_read", DFR, 0), ("mmio_write", LDR, 0x12345678), ("mmio_read", LDR, 0)],
+                   note="DFR cluster, LDR 0x12")
+    a, d = msi(0x12, 0x42, logical=1)
+    r.msi(a, d)
+    a, d = msi(0x02, 0x43, logical=1)
+    r.msi(a, d)
+    r.guest_access([("mmio_write", DFR, 0xFFFFFFFF), ("mmio_write", LDR, 0x80000000)], note="DFR flat, LDR bit 7")
+    a, d = msi(0x80, 0x44, logical=1)
+    r.msi(a, d)
+    a, d = msi(0x82, 0x45, logical=1)
+    r.msi(a, d)
+
+
+@scenario("lapic_guest_icr_ipis", "lapic",
+          "Guest on vCPU0 sends ICR IPIs: fixed physical to 2, fixed logical to 0x0C, lowest logical 0x0E, NMI to 1, fixed to nonexistent 7, "
+          "level-assert fixed to 3, and reads ICR/ICR2/ESR back.", tags=["guest", "ipi"], guest=True)
+def _(r):
+    r.flat_ldrs()
+    r.start()
+    def ipi(dest, low):
+        return [("mmio_write", ICR2, dest << 24), ("mmio_write", ICR, low)]
+    r.guest_access(ipi(2, 0x4070), note="fixed phys 2 vec 0x70")
+    r.guest_access(ipi(0x0C, 0x4871), note="fixed logical 0x0C vec 0x71")
+    r.guest_access(ipi(0x0E, 0x4972), note="lowest logical 0x0E vec 0x72")
+    r.guest_access(ipi(1, 0x4400), note="NMI to 1")
+    r.guest_access(ipi(7, 0x4073), note="fixed to nonexistent 7")
+    r.guest_access(ipi(3, 0xC074) + [("mmio_read", ICR, 0), ("mmio_read", ICR2, 0),
+                                     ("mmio_write", ESR, 0), ("mmio_read", ESR, 0)], note="level fixed to 3, readbacks")
+
+
+@scenario("lapic_guest_ipi_illegal_vector_and_disabled", "lapic",
+          "Guest ICR fixed IPI vector 0x05 to APIC 1 (illegal vector), fixed self 0x0F, to a software-disabled vCPU2; ESR readback; "
+          "then vCPU0 software-disables itself via SPIV and sends a self IPI.", tags=["guest", "ipi"], guest=True)
+def _(r):
+    r.enable_lapics([0, 1, 3])
+    r.start()
+    r.guest_access([("mmio_write", ICR2, 1 << 24), ("mmio_write", ICR, 0x4005), ("mmio_write", ESR, 0), ("mmio_read", ESR, 0)],
+                   note="vector 5 to APIC 1")
+    r.guest_access([("mmio_write", ICR, 0x4400F), ("mmio_write", ESR, 0), ("mmio_read", ESR, 0)], note="self vector 0x0F")
+    r.guest_access([("mmio_write", ICR2, 2 << 24), ("mmio_write", ICR, 0x4066)], note="to disabled vCPU2")
+    r.guest_access([("mmio_write", SPIV, 0xFF), ("mmio_write", ICR, 0x44067), ("mmio_read", SPIV, 0), ("mmio_read", LVT0, 0)],
+                   note="sw-disable self, self IPI")
+
+
+@scenario("lapic_eoi_with_tpr_and_multiple_isr", "lapic",
+          "vCPU0 ISR {0x31, 0x52, 0x53}, IRR {0x60, 0x20}, TMR {0x52}; level pin 18 vector 0x52 with remote_irr preset; "
+          "guest EOIs three times reading PPR/ISR after each.", tags=["guest", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.ioapic({18: dict(vector=0x52, trigger=1, remote_irr=1, dest=0)})
+    r.lapic(0, tpr=0x40, isr=[0x31, 0x52, 0x53], irr=[0x60, 0x20], tmr=[0x52])
+    r.start()
+    for i in range(3):
+        r.guest_access([("mmio_write", EOI, 0), ("mmio_read", PPR, 0), ("mmio_read", ISR0 + 0x20, 0)], note="EOI #%d" % (i + 1))
+
+
+@scenario("lapic_id_change_then_msi", "lapic",
+          "KVM_SET_LAPIC changes vCPU1's xAPIC ID to 5 and vCPU2's to 1 (aliased with nobody? vCPU1 no longer 1); MSI to physical 1, 2, 5; "
+          "then vCPU3's ID to 5 as well (duplicate) and MSI to 5 and 3.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.lapic(1, apic_id=5)
+    r.lapic(2, apic_id=1)
+    for dst, v in ((1, 0x41), (2, 0x42), (5, 0x45)):
+        a, d = msi(dst, v)
+        r.msi(a, d)
+    r.lapic(3, apic_id=5)
+    for dst, v in ((5, 0x46), (3, 0x47), (0xFF, 0x48)):
+        a, d = msi(dst, v)
+        r.msi(a, d)
+
+
+# =====================================================================================
+# MSI / routing
+# =====================================================================================
+@scenario("routing_many_entries", "msi_routing",
+          "Table of 400 MSI entries (GSI 24..423, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 300, 423, 424.",
+          tags=[])
+def _(r):
+    r.enable_lapics()
+    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 424)]
+    r.routing(ents)
+    r.start()
+    for g in (24, 300, 423, 424):
+        r.line(g, 1)
+        r.line(g, 0)
+
+
+@scenario("routing_invalid_entries", "msi_routing",
+          "KVM_SET_GSI_ROUTING rejections: irqchip 3, PIC pin 8, IOAPIC pin 24, two PIC-master entries on one GSI, entry flags 1 on an irqchip entry, "
+          "unknown type 7, header flags 1, nr 4097, GSI 4096; then a valid table with GSI 4095.", tags=[])
+def _(r):
+    r.start()
+    r.routing([K.route_irqchip(1, 3, 1)], note="irqchip 3")
+    r.routing([K.route_irqchip(1, 0, 8)], note="PIC pin 8")
+    r.routing([K.route_irqchip(1, 2, 24)], note="IOAPIC pin 24")
+    r.routing([K.route_irqchip(1, 0, 1), K.route_irqchip(1, 0, 2)], note="two PIC master pins on GSI 1")
+    r.routing([K.route_irqchip(1, 0, 1), K.route_irqchip(1, 1, 1)], note="PIC master and slave on GSI 1")
+    e = K.route_irqchip(2, 2, 2)
+    e["flags"] = 1
+    r.routing([e], note="entry flags 1 (irqchip)")
+    m = K.route_msi(30, K.msi_address(0), K.msi_data(0x40), flags=1, devid=5)
+    r.routing([m], note="MSI entry with KVM_MSI_VALID_DEVID")
+    r.routing([{"gsi": 3, "type": 7, "flags": 0, "raw": b""}], note="unknown type 7")
+    r.routing([K.route_irqchip(3, 2, 3)], flags=1, note="header flags 1")
+    r.routing([K.route_irqchip(3, 2, 3)], nr=4097, note="nr 4097 (> KVM_MAX_IRQ_ROUTES)")
+    r.routing([K.route_irqchip(4096, 2, 3)], note="GSI 4096")
+    r.routing([K.route_irqchip(4095, 2, 3), K.route_irqchip(5, 2, 5)], note="GSI 4095 and 5 to IOAPIC")
+    r.line(4095, 1)
+    r.line(3, 1)
+    r.line(1, 1)
+
+
+@scenario("irq_line_gsi_without_route", "msi_routing",
+          "Routing table with only GSI 100 -> IOAPIC pin 10 (edge, vector 0x3A, dest 0): KVM_IRQ_LINE_STATUS and KVM_IRQ_LINE on GSI 0, 10, 100, 2000, 5000.",
+          tags=[])
+def _(r):
+    r.enable_lapics()
+    r.redir(10, vector=0x3A, dest=0)
+    r.routing([K.route_irqchip(100, 2, 10)])
+    r.start()
+    for g in (0, 10, 100, 2000, 5000):
+        r.line(g, 1)
+        r.line_nostatus(g, 0)
+        r.line(g, 0)
+
+
+@scenario("msi_bad_address_and_ext_bits", "msi_routing",
+          "KVM_SIGNAL_MSI with address_lo base 0xFED00000, 0x00000000, address_hi 0xFFFFFFFF, address_lo low bits 0..1 set, and data with bits 16..31 set; "
+          "MSI routes with the same addresses raised through GSI 24/25.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.routing(route_default_plus(K.route_msi(24, 0xFED01000, K.msi_data(0x61)),
+                                 K.route_msi(25, 0x00002003, K.msi_data(0x62), address_hi=0x12)))
+    r.start()
+    r.msi(0xFED01000, K.msi_data(0x51))
+    r.msi(0x00002000, K.msi_data(0x52))
+    r.msi(K.msi_address(3), K.msi_data(0x53), address_hi=0xFFFFFFFF)
+    r.msi(K.msi_address(1) | 3, K.msi_data(0x54))
+    r.msi(K.msi_address(0), 0xFFFF0055)
+    r.line(24, 1)
+    r.line(25, 1)
+
+
+@scenario("msi_delivery_modes_all", "msi_routing",
+          "KVM_SIGNAL_MSI to physical APIC 1 with delivery modes 0..7 (vector 0x66), each once, and a level-triggered NMI and ExtINT; "
+          "then observe vcpu events.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.start()
+    for dm in range(8):
+        a, d = msi(1, 0x66, dm=dm)
+        r.msi(a, d)
+    a, d = msi(2, 0x67, dm=4, level=1)
+    r.msi(a, d)
+    a, d = msi(2, 0x68, dm=7, level=1)
+    r.msi(a, d)
+    r.mp_state(1)
+
+
+@scenario("msi_routes_level_lowest_logical", "msi_routing",
+          "GSI 24 -> MSI lowest-priority logical 0x06 vector 0x71; GSI 25 -> MSI fixed with redirection hint logical 0x0C vector 0x72; "
+          "GSI 26 -> MSI NMI dest 3; raise/lower each (flat LDRs).", tags=[])
+def _(r):
+    r.flat_ldrs()
+    a1, d1 = msi(0x06, 0x71, dm=1, logical=1)
+    a2, d2 = msi(0x0C, 0x72, rh=1, logical=1)
+    a3, d3 = msi(3, 0, dm=4)
+    r.routing(route_default_plus(K.route_msi(24, a1, d1), K.route_msi(25, a2, d2), K.route_msi(26, a3, d3)))
+    r.start()
+    for g in (24, 25, 26):
+        r.line(g, 1)
+        r.line(g, 0)
+    r.line(24, 1)
+
+
+@scenario("routing_update_keeps_ioapic_state", "msi_routing",
+          "Level pin 18 (vector 0x48, dest 1) raised with default routing; the table is replaced with one that has no route for GSI 18; "
+          "lower GSI 18 (no route) and observe; reinstall default routing and lower.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.redir(18, vector=0x48, trigger=1, dest=1)
+    r.start()
+    r.line(18, 1)
+    r.routing([K.route_irqchip(0, 0, 0)])
+    r.line(18, 0)
+    r.observe("no route for 18")
+    r.routing(K.default_routes())
+    r.line(18, 0)
+    r.line(18, 1)
+
+
+@scenario("signal_msi_flags_and_devid", "msi_routing",
+          "KVM_SIGNAL_MSI with flags 1 (VALID_DEVID, devid 0x1234), flags 2, flags 0x80000000; and the APIC map disabled by aliased IDs: fixed to a missing APIC.",
+          tags=[])
+def _(r):
+    r.enable_lapics()
+    r.start()
+    a, d = msi(1, 0x41)
+    r.msi(a, d, flags=1, devid=0x1234)
+    r.msi(a, d, flags=2)
+    r.msi(a, d, flags=0x80000000)
+    r.lapic(2, apic_id=3)
+    a, d = msi(2, 0x42)
+    r.msi(a, d)
+    a, d = msi(3, 0x43)
+    r.msi(a, d)
+    a, d = msi(0x09, 0x44, dm=1, logical=1)
+    r.msi(a, d)
+
+
+# =====================================================================================
+# irqfd
+# =====================================================================================
+@scenario("irqfd_route_changes_msi_to_ioapic", "irqfd",
+          "irqfd A on GSI 24 (MSI dest 1 vector 0x45); write; reroute GSI 24 to IOAPIC pin 17 (edge, vector 0x47, dest 2); write; "
+          "reroute to MSI dest 3 vector 0x49; write; remove GSI 24 from the table; write.", tags=["irqfd"])
+def _(r):
+    r.enable_lapics()
+    r.redir(17, vector=0x47, dest=2)
+    r.routing(route_default_plus(K.route_msi(24, K.msi_address(1), K.msi_data(0x45))))
+    r.eventfd("A")
+    r.start()
+    r.irqfd("A", 24)
+    r.efd_write("A")
+    r.routing(route_default_plus(K.route_irqchip(24, 2, 17)))
+    r.efd_write("A")
+    r.routing(route_default_plus(K.route_msi(24, K.msi_address(3), K.msi_data(0x49))))
+    r.efd_write("A")
+    r.routing(K.default_routes())
+    r.efd_write("A")
+    r.efd_read("A")
+
+
+@scenario("irqfd_deassign_then_write", "irqfd",
+          "irqfd A on GSI 24 (MSI dest 2 vector 0x52): write, deassign, write (no injection), read the counter; reassign A on GSI 24 with the counter 1 pending.",
+          tags=["irqfd"])
+def _(r):
+    r.enable_lapics()
+    r.routing(route_default_plus(K.route_msi(24, K.msi_address(2), K.msi_data(0x52))))
+    r.eventfd("A")
+    r.start()
+    r.irqfd("A", 24)
+    r.efd_write("A")
+    r.irqfd("A", 24, flags=K.KVM_IRQFD_FLAG_DEASSIGN)
+    r.lapic(2, clear_irr=[0x52])
+    r.efd_write("A")
+    r.observe("after write on deassigned")
+    r.irqfd("A", 24)
+    r.efd_read("A")
+    r.irqfd("A", 25, flags=K.KVM_IRQFD_FLAG_DEASSIGN, note="deassign with wrong gsi")
+    r.efd_write("A")
+
+
+@scenario("irqfd_resample_deassign_lowers_line", "irqfd",
+          "Resampling irqfd A (resamplefd RA) on level IOAPIC GSI 21 (vector 0x55 dest 0): write (asserted), deassign A "
+          "(the line is lowered), ack+EOI; read RA.", tags=["irqfd", "resample", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(21, vector=0x55, trigger=1, dest=0)
+    r.eventfd("A")
+    r.eventfd("RA")
+    r.start()
+    r.irqfd("A", 21, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_write("A")
+    r.observe("asserted")
+    r.irqfd("A", 21, flags=K.KVM_IRQFD_FLAG_DEASSIGN)
+    r.observe("deassigned")
+    r.simulated_ack(0, 0x55)
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("RA")
+
+
+@scenario("irqfd_resample_eoi_while_userspace_high", "irqfd",
+          "Level GSI 22 (vector 0x56 dest 0): userspace raises it with KVM_IRQ_LINE_STATUS, a resampling irqfd A/RA is also written; "
+          "ack+EOI -> resample lowers only the irqfd source, so the pin is re-delivered; userspace lowers; ack+EOI; read RA each time.",
+          tags=["irqfd", "resample", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(22, vector=0x56, trigger=1, dest=0)
+    r.eventfd("A")
+    r.eventfd("RA")
+    r.start()
+    r.irqfd("A", 22, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.line(22, 1)
+    r.efd_write("A")
+    r.simulated_ack(0, 0x56)
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("RA")
+    r.observe("after first EOI")
+    r.line(22, 0)
+    r.simulated_ack(0, 0x56)
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("RA")
+
+
+@scenario("irqfd_preset_counter_level_resample", "irqfd",
+          "Eventfd A created with initval 3 assigned as a resampling irqfd on level GSI 23 (vector 0x57 dest 1): assignment injects; "
+          "read A; a second irqfd B (no resample) on the same GSI written twice.", tags=["irqfd", "resample"])
+def _(r):
+    r.enable_lapics()
+    r.redir(23, vector=0x57, trigger=1, dest=1)
+    r.eventfd("A", 3)
+    r.eventfd("RA")
+    r.eventfd("B")
+    r.start()
+    r.irqfd("A", 23, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_read("A")
+    r.irqfd("B", 23)
+    r.efd_write("B")
+    r.efd_write("B")
+    r.efd_read("B")
+    r.efd_read("RA")
+
+
+@scenario("irqfd_on_gsi_without_route_then_added", "irqfd",
+          "irqfd A on GSI 60 that has no route: write; install GSI 60 -> MSI dest 0 vector 0x3C; write; route GSI 60 to the PIC master pin 4 "
+          "and IOAPIC pin 4 (unmasked edge vector 0x34 dest 1); write.", tags=["irqfd"])
+def _(r):
+    r.enable_lapics()
+    r.redir(4, vector=0x34, dest=1)
+    r.eventfd("A")
+    r.start()
+    r.irqfd("A", 60)
+    r.efd_write("A")
+    r.efd_read("A")
+    r.routing(route_default_plus(K.route_msi(60, K.msi_address(0), K.msi_data(0x3C))))
+    r.efd_write("A")
+    r.routing(route_default_plus(K.route_irqchip(60, 0, 4), K.route_irqchip(60, 2, 4)))
+    r.efd_write("A")
+    r.efd_read("A")
+
+
+@scenario("irqfd_resample_pic_level_eoi", "irqfd",
+          "Resampling irqfd on GSI 5 (PIC IRQ 5 level through ELCR preset, IOAPIC pin 5 masked): write; guest poll acks IRQ 5; read RA; "
+          "write again; guest non-specific EOI after an ISR preset; read RA.", tags=["irqfd", "resample", "guest"], guest=True)
+def _(r):
+    r.pic("master", elcr=0x20)
+    r.eventfd("A")
+    r.eventfd("RA")
+    r.start()
+    r.irqfd("A", 5, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_write("A")
+    r.observe("asserted")
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="poll")
+    r.wait(50)
+    r.efd_read("RA")
+    r.efd_write("A")
+    r.pic("master", isr=0x20)
+    r.guest_access([("out", 0x20, 0x20)], note="non-specific EOI")
+    r.wait(50)
+    r.efd_read("RA")
+
+
+# =====================================================================================
+# misc: ioeventfd and error paths
+# =====================================================================================
+@scenario("ioeventfd_pio_lengths_datamatch", "misc",
+          "PIO ioeventfds: port 0x600 len 1, same again (EEXIST), len 3 (EINVAL), port 0x600 len 1 datamatch 0x5A on another eventfd, "
+          "deassign of a missing one, len 0 PIO; guest OUTs 0x5A, 0x11 to 0x600, an OUT to 0x601, and INs.", tags=["ioeventfd", "guest"], guest=True)
+def _(r):
+    for n in ("A", "B", "C", "D"):
+        r.eventfd(n)
+    r.start()
+    r.ioeventfd("A", 0x600, 1)
+    r.ioeventfd("A", 0x600, 1)
+    r.ioeventfd("B", 0x600, 3)
+    r.ioeventfd("B", 0x600, 1, datamatch=0x5A)
+    r.ioeventfd("C", 0x602, 2, deassign=True)
+    r.ioeventfd("C", 0x610, 0)
+    r.ioeventfd("D", 0x608, 8)
+    r.guest_access([("out", 0x600, 0x5A), ("out", 0x600, 0x11), ("out", 0x601, 0x5A), ("in", 0x600, 0), ("out", 0x610, 1),
+                    ("out", 0x608, 2)], note="OUTs and IN")
+    for n in ("A", "B", "C", "D"):
+        r.efd_read(n)
+    r.ioeventfd("A", 0x600, 1, deassign=True)
+    r.guest_access([("out", 0x600, 0x5A)], note="after deassign A")
+    r.efd_read("A")
+    r.efd_read("B")
+
+
+@scenario("ioeventfd_mmio_overlap_and_len0", "misc",
+          "MMIO ioeventfds at 0xD0000000: len 4 (A), len 4 datamatch 7 (B), len 0 at 0xD0000010 (C), len 8 at 0xD0000020 (D), "
+          "len 4 at 0xD0000002 (E, overlapping A); guest 32-bit writes and a read.", tags=["ioeventfd", "guest"], guest=True)
+def _(r):
+    for n in ("A", "B", "C", "D", "E"):
+        r.eventfd(n)
+    r.start()
+    base = 0xD0000000
+    r.ioeventfd("A", base, 4, pio=False)
+    r.ioeventfd("B", base, 4, pio=False, datamatch=7)
+    r.ioeventfd("C", base + 0x10, 0, pio=False)
+    r.ioeventfd("D", base + 0x20, 8, pio=False)
+    r.ioeventfd("E", base + 2, 4, pio=False)
+    r.ioeventfd("B", base, 4, pio=False, datamatch=7)
+    r.ioeventfd("B", base, 2, pio=False, datamatch=7)
+    r.guest_access([("mmio_write", base, 7), ("mmio_write", base, 1), ("mmio_write", base + 0x10, 0x99), ("mmio_write", base + 0x20, 3),
+                    ("mmio_write", base + 2, 5), ("mmio_read", base, 0)], note="writes and a read")
+    for n in ("A", "B", "C", "D", "E"):
+        r.efd_read(n)
+
+
+@scenario("ioeventfd_on_lapic_and_pic_ports", "misc",
+          "ioeventfd on PIO port 0x21 (PIC IMR) len 1 and on MMIO 0xFEC00000 len 4 (IOAPIC IOREGSEL); guest writes both and reads IMR back.",
+          tags=["ioeventfd", "guest"], guest=True)
+def _(r):
+    r.eventfd("A")
+    r.eventfd("B")
+    r.start()
+    r.ioeventfd("A", 0x21, 1)
+    r.ioeventfd("B", 0xFEC00000, 4, pio=False)
+    r.guest_access([("out", 0x21, 0x55), ("in", 0x21, 0), ("mmio_write", SEL, 0x01), ("mmio_read", WIN, 0)], note="PIC IMR and IOAPIC")
+    r.efd_read("A")
+    r.efd_read("B")
+
+
+@scenario("misc_irq_line_large_and_negative_levels", "misc",
+          "KVM_IRQ_LINE_STATUS with levels on GSI 0 (PIT pin: PIC 0 + IOAPIC pin 2? default routing -> IOAPIC pin 0), GSI 2 (cascade pin), "
+          "GSI 8 and GSI 23, IOAPIC pins unmasked to dest 0.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.redir(0, vector=0x30, dest=0)
+    r.redir(2, vector=0x32, dest=0)
+    r.redir(8, vector=0x38, dest=0)
+    r.start()
+    for g in (0, 2, 8, 23):
+        r.line(g, 1)
+        r.line(g, 1)
+        r.line(g, 0)
+    r.line(8, 1)
+
+
+@scenario("misc_set_get_irqchip_errors", "misc",
+          "KVM_GET_IRQCHIP/KVM_SET_IRQCHIP with chip ids 3 and 0xFFFFFFFF, a second KVM_CREATE_IRQCHIP; PIC state with init_state and "
+          "read_reg_select via KVM_SET_IRQCHIP, then a guest read of port 0x20.", tags=["guest"], guest=True)
+def _(r):
+    r.start()
+    for chip in (3, 0xFFFFFFFF):
+        ret, _raw = r.vm.get_irqchip_raw(chip)
+        r.raw("get_irqchip", {"chip_id": chip}, ret)
+        _r0, raw = r.vm.get_irqchip_raw(0)
+        r.raw("set_irqchip", {"chip_id": chip}, r.vm.set_irqchip_raw(chip, raw))
+    r.raw("create_irqchip", {}, K.raw_ioctl(r.vm.fd, K.KVM_CREATE_IRQCHIP))
+    r.line(3, 1)
+    r.pic("master", read_reg_select=1)
+    r.guest_access([("in", 0x20, 0)], note="read with read_reg_select=1 (ISR)")
+    r.pic("master", poll=1)
+    r.guest_access([("in", 0x20, 0), ("in", 0x20, 0)], note="read with poll=1 preset")
+
+
+# =====================================================================================
+# second batch
+# =====================================================================================
+@scenario("ioeventfd_len0_on_ioapic_window", "misc",
+          "MMIO ioeventfds of length 0 at 0xFEC00000 (IOREGSEL) and 0xFEC00010 (IOWIN), and length 4 at 0xFEC000FC and 0xFEC00100; "
+          "guest writes/reads there, including a 4-byte write at 0xFEC000FE.", tags=["ioeventfd", "guest"], guest=True)
+def _(r):
+    for n in ("A", "B", "C", "D"):
+        r.eventfd(n)
+    r.start()
+    r.ioeventfd("A", 0xFEC00000, 0, pio=False)
+    r.ioeventfd("B", 0xFEC00010, 0, pio=False)
+    r.ioeventfd("C", 0xFEC000FC, 4, pio=False)
+    r.ioeventfd("D", 0xFEC00100, 4, pio=False)
+    r.guest_access([("mmio_write", SEL, 1), ("mmio_read", WIN, 0), ("mmio_write", WIN, 0x1234), ("mmio_read", SEL, 0),
+                    ("mmio_write", 0xFEC000FC, 1), ("mmio_write", 0xFEC000FE, 2), ("mmio_write", 0xFEC00100, 3),
+                    ("mmio_read", 0xFEC00020, 0), ("mmio_write", 0xFEC00004, 0x55), ("mmio_read", SEL, 0)], note="accesses")
+    for n in ("A", "B", "C", "D"):
+        r.efd_read(n)
+    r.ioeventfd("A", 0xFEC00000, 0, pio=False, deassign=True)
+    r.guest_access([("mmio_write", SEL, 2), ("mmio_read", WIN, 0)], note="after deassign A")
+    r.efd_read("A")
+
+
+@scenario("ioeventfd_pio_overlapping_pic_and_len", "misc",
+          "PIO ioeventfds: 0x20 len 2 datamatch 0x0C0C? (A), 0x4D0 len 1 (B), 0xA1 len 0 (C), 0x700 len 2 (D), 0x700 len 4 datamatch 1 (E), "
+          "0x6FF len 1 (F); guest OUTs to each and IN from 0xA1.", tags=["ioeventfd", "guest"], guest=True)
+def _(r):
+    for n in ("A", "B", "C", "D", "E", "F"):
+        r.eventfd(n)
+    r.start()
+    r.ioeventfd("A", 0x20, 2, datamatch=0x0C0C)
+    r.ioeventfd("B", 0x4D0, 1)
+    r.ioeventfd("C", 0xA1, 0)
+    r.ioeventfd("D", 0x700, 2)
+    r.ioeventfd("E", 0x700, 4, datamatch=1)
+    r.ioeventfd("F", 0x6FF, 1)
+    r.guest_access([("out", 0x4D0, 0x08), ("in", 0x4D0, 0), ("out", 0xA1, 0x33), ("in", 0xA1, 0), ("out", 0x700, 1),
+                    ("out", 0x6FF, 1), ("out", 0x20, 0x0B), ("in", 0x20, 0), ("out", 0x21, 0x12), ("in", 0x21, 0)], note="accesses")
+    for n in ("A", "B", "C", "D", "E", "F"):
+        r.efd_read(n)
+
+
+@scenario("ioeventfd_on_lapic_page", "misc",
+          "MMIO ioeventfd at 0xFEE000B0 (LAPIC EOI) len 4 and at 0xFEE00400 (past the LAPIC registers) len 4; vCPU0 ISR {0x40}: guest EOI and a write at 0xFEE00400; "
+          "then vCPU0's LAPIC is hardware-disabled (APIC base) and the guest writes/reads there again.", tags=["ioeventfd", "guest"], guest=True)
+def _(r):
+    r.eventfd("A")
+    r.eventfd("B")
+    r.lapic(0, enable=True, isr=[0x40])
+    r.start()
+    r.ioeventfd("A", 0xFEE000B0, 4, pio=False)
+    r.ioeventfd("B", 0xFEE00400, 4, pio=False)
+    r.guest_access([("mmio_write", EOI, 0), ("mmio_write", 0xFEE00400, 1), ("mmio_read", 0xFEE00400, 0), ("mmio_read", 0xFEE00FF0, 0)], note="EOI, past-regs")
+    r.efd_read("A")
+    r.efd_read("B")
+    r.set_msr(0, K.MSR_IA32_APICBASE, 0xFEE00100)
+    r.guest_access([("mmio_write", EOI, 0), ("mmio_read", 0xFEE00030, 0), ("mmio_write", 0xFEE00400, 1)], note="hw-disabled LAPIC")
+    r.efd_read("A")
+    r.efd_read("B")
+
+
+@scenario("lapic_register_sweep_reads", "lapic",
+          "Guest reads every 16-byte LAPIC register offset 0x000..0x3F0 of vCPU0 (software-enabled, TPR 0x20, ISR {0x55}, IRR {0x66}, TMR {0x55}), "
+          "plus unaligned reads at 0x021, 0x082 and 0x0F4.", tags=["guest"], guest=True)
+def _(r):
+    r.lapic(0, enable=True, tpr=0x20, isr=[0x55], irr=[0x66], tmr=[0x55])
+    r.start()
+    acc = [("mmio_read", 0xFEE00000 + off, 0) for off in range(0, 0x200, 0x10)]
+    r.guest_access(acc, note="0x000-0x1F0")
+    acc = [("mmio_read", 0xFEE00000 + off, 0) for off in range(0x200, 0x400, 0x10)]
+    acc += [("mmio_read", 0xFEE00021, 0), ("mmio_read", 0xFEE00082, 0), ("mmio_read", 0xFEE000F4, 0)]
+    r.guest_access(acc, note="0x200-0x3F0 and unaligned")
+
+
+@scenario("lapic_register_writes_masks", "lapic",
+          "Guest writes 0xFFFFFFFF to ID, TPR, LDR, DFR, SPIV, ESR, LVTT, LVTTHMR, LVTPC, LVT0, LVT1, LVTERR, TMICT?(no: TDCR), "
+          "and to read-only LVR/PPR/ISR/TMR/IRR/APR offsets; reads each back.", tags=["guest"], guest=True)
+def _(r):
+    r.lapic(0, enable=True)
+    r.start()
+    for off in (0x20, 0x30, 0x80, 0x90, 0xA0, 0xD0, 0xE0, 0x100, 0x180, 0x200, 0x280):
+        r.guest_access([("mmio_write", 0xFEE00000 + off, 0xFFFFFFFF), ("mmio_read", 0xFEE00000 + off, 0)], note="reg %#x" % off)
+    acc = []
+    for off in (0x320, 0x330, 0x340, 0x350, 0x360, 0x370, 0x3E0):
+        acc += [("mmio_write", 0xFEE00000 + off, 0xFFFFFFFF), ("mmio_read", 0xFEE00000 + off, 0)]
+    r.guest_access(acc, note="LVTs and TDCR all ones")
+    acc = []
+    for off in (0x320, 0x350, 0x360, 0x370):
+        acc += [("mmio_write", 0xFEE00000 + off, 0x0000A7FF), ("mmio_read", 0xFEE00000 + off, 0)]
+    r.guest_access(acc, note="LVTs unmasked with mode/trigger bits")
+    r.guest_access([("mmio_write", SPIV, 0xFFFFFFFF), ("mmio_read", SPIV, 0), ("mmio_write", SPIV, 0x1FF), ("mmio_read", LVT0, 0)],
+                   note="SPIV all ones")
+
+
+@scenario("lapic_icr_shorthand_lowest_priority", "lapic",
+          "Guest ICR IPIs with shorthands and lowest-priority/fixed modes: all-excluding-self lowest vectors 0x80..0x85, all-including-self "
+          "lowest 0x86..0x88, self lowest 0x89, with vCPU2 software-disabled; ICR2 is 0xFF000000.", tags=["guest", "ipi"], guest=True)
+def _(r):
+    r.enable_lapics([0, 1, 3])
+    r.start()
+    acc = [("mmio_write", ICR2, 0xFF000000)]
+    for v in range(0x80, 0x86):
+        acc.append(("mmio_write", ICR, 0xC4100 | v))
+    r.guest_access(acc, note="all-excluding-self lowest")
+    acc = [("mmio_write", ICR, 0x84100 | v) for v in range(0x86, 0x89)]
+    r.guest_access(acc, note="all-including-self lowest")
+    r.guest_access([("mmio_write", ICR, 0x44100 | 0x89), ("mmio_read", ICR, 0)], note="self lowest")
+
+
+@scenario("lapic_icr_init_sipi_deassert", "lapic",
+          "Guest ICR: INIT level-deassert (0x8500) to APIC 2, INIT assert (0xC500) to APIC 2, SIPI 0x12 to APIC 2 and APIC 3; "
+          "KVM_GET_MP_STATE(2) and (3); vCPU events; an NMI IPI to logical dest 0x0A.", tags=["guest", "ipi"], guest=True)
+def _(r):
+    r.flat_ldrs()
+    r.start()
+    r.guest_access([("mmio_write", ICR2, 2 << 24), ("mmio_write", ICR, 0x8500)], note="INIT deassert to 2")
+    r.observe("after INIT deassert")
+    r.guest_access([("mmio_write", ICR, 0xC500)], note="INIT assert to 2")
+    r.guest_access([("mmio_write", ICR, 0x4612), ("mmio_write", ICR2, 3 << 24), ("mmio_write", ICR, 0x4612)], note="SIPI to 2 and 3")
+    r.mp_state(2)
+    r.mp_state(3)
+    r.guest_access([("mmio_write", ICR2, 0x0A << 24), ("mmio_write", ICR, 0x4C00)], note="NMI logical 0x0A")
+
+
+@scenario("lapic_nmi_pending_limits", "lapic",
+          "KVM_SIGNAL_MSI NMI three times to APIC 1 and APIC 0; then the guest on vCPU0 runs (takes the NMI) and a fourth NMI is sent to APIC 0; "
+          "the guest runs again.", tags=["guest"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.start()
+    a1, d = msi(1, 0, dm=4)
+    a0, _d = msi(0, 0, dm=4)
+    for _i in range(3):
+        r.msi(a1, d)
+        r.msi(a0, d)
+    r.observe("3 NMIs each")
+    r.guest_access([("mmio_read", TPR, 0)], note="run vCPU0")
+    r.msi(a0, d)
+    r.guest_access([("mmio_read", TPR, 0)], note="run vCPU0 again")
+
+
+@scenario("lapic_apic_base_relocate_and_reenable", "lapic",
+          "vCPU1's xAPIC ID set to 7 by KVM_SET_LAPIC, then its APIC base MSR is hardware-disabled and re-enabled; MSI to 7 and 1. "
+          "vCPU0's LAPIC relocated to 0xFEB00000; guest reads its version there and at 0xFEE00030.", tags=["guest"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.lapic(1, apic_id=7)
+    a, d = msi(7, 0x47)
+    r.msi(a, d)
+    r.set_msr(1, K.MSR_IA32_APICBASE, 0xFEE00000)
+    r.set_msr(1, K.MSR_IA32_APICBASE, 0xFEE00800)
+    r.observe("after re-enable")
+    a, d = msi(7, 0x48)
+    r.msi(a, d)
+    a, d = msi(1, 0x49)
+    r.msi(a, d)
+    r.set_msr(0, K.MSR_IA32_APICBASE, 0xFEB00900)
+    r.guest_access([("mmio_read", 0xFEB00030, 0), ("mmio_read", 0xFEE00030, 0), ("mmio_write", 0xFEB00080, 0x30), ("mmio_read", 0xFEB000A0, 0)],
+                   note="relocated LAPIC")
+    r.set_msr(2, K.MSR_IA32_APICBASE, 0xFEE00C00)
+    r.set_msr(2, K.MSR_IA32_APICBASE, 0xFEE00400)
+
+
+@scenario("lapic_mixed_dfr_slow_path_lowest", "lapic",
+          "vCPU0/1 flat (LDR bit 0/1), vCPU2/3 cluster (LDR 0x11, 0x12): the APIC map is disabled for logical dests. MSI lowest-priority and fixed "
+          "to logical 0x03, 0x11, 0x13, 0xFF with several vectors.", tags=[])
+def _(r):
+    r.lapic(0, enable=True, ldr=0x01000000, dfr=K.APIC_DFR_FLAT)
+    r.lapic(1, enable=True, ldr=0x02000000, dfr=K.APIC_DFR_FLAT)
+    r.lapic(2, enable=True, ldr=0x11000000, dfr=K.APIC_DFR_CLUSTER)
+    r.lapic(3, enable=True, ldr=0x12000000, dfr=K.APIC_DFR_CLUSTER)
+    r.start()
+    for dst in (0x03, 0x11, 0x13, 0xFF):
+        for v in (0x70, 0x71, 0x72):
+            a, d = msi(dst, v, dm=1, logical=1)
+            r.msi(a, d)
+        a, d = msi(dst, 0x73, logical=1)
+        r.msi(a, d)
+
+
+@scenario("lapic_logical_broadcast_lowest_disabled_mix", "lapic",
+          "Flat LDRs, vCPU1 software-disabled, vCPU3 hardware-disabled: MSI lowest-priority logical 0xFF with vectors 0x90..0x95, "
+          "lowest logical 0x0F 0x96..0x99, and physical 0xFF lowest 0x9A.", tags=[])
+def _(r):
+    r.flat_ldrs()
+    r.lapic(1, enable=False)
+    r.set_msr(3, K.MSR_IA32_APICBASE, 0xFEE00000)
+    r.start()
+    for v in range(0x90, 0x96):
+        a, d = msi(0xFF, v, dm=1, logical=1)
+        r.msi(a, d)
+    for v in range(0x96, 0x9A):
+        a, d = msi(0x0F, v, dm=1, logical=1)
+        r.msi(a, d)
+    a, d = msi(0xFF, 0x9A, dm=1)
+    r.msi(a, d)
+
+
+@scenario("ioapic_rtc_logical_two_dest_tracking", "ioapic",
+          "GSI 8 (IOAPIC pin 8 edge, vector 0x48, logical flat dest 0x03: vCPU0 and vCPU1; PIC slave pin 0 masked) raised with "
+          "KVM_IRQ_LINE_STATUS; vCPU0 acks+EOIs; raise again; vCPU1's IRR bit cleared by KVM_SET_LAPIC; raise again; also GSI 40 -> pin 8.",
+          tags=["rtc", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.flat_ldrs()
+    r.redir(8, vector=0x48, dest_mode=1, dest=0x03)
+    r.routing(route_default_plus(K.route_irqchip(40, 2, 8)))
+    r.start()
+    r.line(8, 1)
+    r.line(8, 0)
+    r.simulated_ack(0, 0x48)
+    r.guest_eoi()
+    r.line(8, 1)
+    r.line(8, 0)
+    r.lapic(1, clear_irr=[0x48])
+    r.line(40, 1)
+    r.line(40, 0)
+    r.line(8, 1)
+
+
+@scenario("ioapic_level_lowest_priority_eoi", "ioapic",
+          "Level pin 22 lowest-priority logical flat 0x0F vector 0x62: raise; the chosen vCPU acks (simulated) - EOI done by vCPU0's guest "
+          "only if vCPU0 was chosen, else observe remote_irr stays; KVM_SET_LAPIC moves the vector to vCPU0's ISR with TMR; guest EOI.",
+          tags=["guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.flat_ldrs()
+    r.redir(22, vector=0x62, delivery_mode=1, trigger=1, dest_mode=1, dest=0x0F)
+    r.start()
+    r.line(22, 1)
+    r.observe("delivered")
+    r.lapic(0, isr=[0x62], tmr=[0x62])
+    r.guest_eoi()
+    r.line(22, 0)
+    r.line(22, 1)
+
+
+@scenario("pic_icw4_sfnm_and_ltim", "pic",
+          "Guest initialises the master with ICW1 0x19 (LTIM + IC4), ICW2 0x40, ICW3 0x04, ICW4 0x13 (SFNM + AEOI + 8086); slave with ICW1 0x13 "
+          "(single + IC4), ICW2 0x48, ICW4 0x01. IRQ 10 and IRQ 3 raised; master poll, slave poll.", tags=["guest"], guest=True)
+def _(r):
+    r.start()
+    r.guest_access([("out", 0x20, 0x19), ("out", 0x21, 0x40), ("out", 0x21, 0x04), ("out", 0x21, 0x13)], note="master init")
+    r.guest_access([("out", 0xA0, 0x13), ("out", 0xA1, 0x48), ("out", 0xA1, 0x01)], note="slave init (single mode: no ICW3)")
+    r.observe("after init")
+    r.line(10, 1)
+    r.line(3, 1)
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0), ("out", 0xA0, 0x0C), ("in", 0xA0, 0), ("in", 0xA1, 0)], note="polls")
+
+
+@scenario("pic_slave_special_fully_nested_isr", "pic",
+          "Master special_fully_nested_mode=1 with ISR bit 2 set (a slave IRQ in service) and slave ISR bit 1 (IRQ 9); raise IRQ 12 (higher? lower priority) "
+          "and IRQ 8 (higher): master and slave polls.", tags=["guest"], guest=True)
+def _(r):
+    r.pic("master", special_fully_nested_mode=1, isr=0x04)
+    r.pic("slave", isr=0x02)
+    r.start()
+    r.line(12, 1)
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="master poll with IRQ12 pending")
+    r.line(8, 1)
+    r.observe("IRQ8 raised")
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0), ("out", 0xA0, 0x0C), ("in", 0xA0, 0), ("out", 0xA0, 0x0C), ("in", 0xA0, 0)],
+                   note="master poll, slave polls")
+
+
+@scenario("irqfd_resample_gsi_both_pic_and_ioapic", "irqfd",
+          "Resampling irqfd A/RA on GSI 4 with default routing: PIC IRQ 4 level (ELCR) unmasked and IOAPIC pin 4 level unmasked (vector 0x34, dest 0). "
+          "Write A; IOAPIC ack+EOI; read RA; write A again; PIC poll; read RA.", tags=["irqfd", "resample", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.pic("master", elcr=0x10)
+    r.redir(4, vector=0x34, trigger=1, dest=0)
+    r.eventfd("A")
+    r.eventfd("RA")
+    r.start()
+    r.irqfd("A", 4, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_write("A")
+    r.observe("asserted")
+    r.simulated_ack(0, 0x34)
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("RA")
+    r.observe("after EOI")
+    r.efd_write("A")
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="PIC poll")
+    r.wait(50)
+    r.efd_read("RA")
+
+
+@scenario("irqfd_resample_msi_and_reroute", "irqfd",
+          "Resampling irqfd A/RA on GSI 24 routed to MSI (dest 1, vector 0x44): write twice; reroute GSI 24 to IOAPIC pin 20 (level, vector 0x50, dest 0); "
+          "write; ack+EOI; read RA; deassign with flags DEASSIGN|RESAMPLE.", tags=["irqfd", "resample", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(20, vector=0x50, trigger=1, dest=0)
+    r.routing(route_default_plus(K.route_msi(24, K.msi_address(1), K.msi_data(0x44))))
+    r.eventfd("A")
+    r.eventfd("RA")
+    r.start()
+    r.irqfd("A", 24, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_write("A")
+    r.efd_write("A")
+    r.efd_read("RA")
+    r.routing(route_default_plus(K.route_irqchip(24, 2, 20)))
+    r.efd_write("A")
+    r.observe("rerouted")
+    r.simulated_ack(0, 0x50)
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("RA")
+    r.irqfd("A", 24, flags=K.KVM_IRQFD_FLAG_DEASSIGN | K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_write("A")
+
+
+@scenario("msi_level_deassert_and_lowest_phys", "msi_routing",
+          "KVM_SIGNAL_MSI level-triggered with the assert bit clear (data bit 14 = 0), lowest-priority physical dest 2 and 0 (vCPU0 TPR 0xF0), "
+          "ExtINT and SMI physical broadcast.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.lapic(0, tpr=0xF0)
+    r.start()
+    r.msi(K.msi_address(1), K.msi_data(0x51, 0, 1, 0))
+    r.msi(K.msi_address(1), K.msi_data(0x52, 0, 0, 0))
+    a, d = msi(2, 0x53, dm=1)
+    r.msi(a, d)
+    a, d = msi(0, 0x54, dm=1)
+    r.msi(a, d)
+    a, d = msi(0xFF, 0x55, dm=7)
+    r.msi(a, d)
+    a, d = msi(0xFF, 0x56, dm=2)
+    r.msi(a, d)
+
+
+# =====================================================================================
+def header():
+    k = K.kvm()
+    caps = {}
+    for n in dir(K):
+        if n.startswith("KVM_CAP_"):
+            caps[n] = k.check_extension(getattr(K, n))
+    params = {}
+    try:
+        with open("/sys/module/kvm/parameters/vector_hashing") as f:
+            params["kvm.vector_hashing"] = f.read().strip()
+    except OSError:
+        pass
+    mods = []
+    try:
+        with open("/proc/modules") as f:
+            mods = sorted(l.split()[0] for l in f if l.startswith("kvm"))
+    except OSError:
+        pass
+    u = os.uname()
+    return {"kernel": u.release, "uname": " ".join((u.sysname, u.nodename, u.release, u.version, u.machine)),
+            "machine": u.machine, "kvm_api_version": k.api_version, "kvm_modules": mods, "kvm_params": params,
+            "capabilities": caps, "generated_utc": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "generator": "tools/golden-extra/record.py", "format_version": 1, "ioctl_smoke_test": K.smoke(),
+            "host_note": "Extra scenarios recorded by the virq project with the shared recorder (harness.Run) on the same kind of host "
+                         "(kvm_pvm, no APICv/AVIC). Same format as /work/shared/golden/kvm-irqchip.json."}
+
+
+def record(sd):
+    r = H.Run(nvcpus=sd["nvcpus"], guest=sd["guest"])
+    try:
+        sd["fn"](r)
+        r.finish()
+        return {"name": sd["name"], "group": sd["group"], "description": sd["description"], "kernel": os.uname().release,
+                "nvcpus": sd["nvcpus"], "uses_guest": sd["guest"], "tags": sd["tags"], "in_kernel_irqchip": True,
+                "skipped": False, "setup": {"actions": r.setup_actions, "state": r.setup_state},
+                "steps": r.steps, "final_state": r.final_state}
+    finally:
+        r.close()
+
+
+def main():
+    out = "/work/main/packages/kvm-irqchip/test/golden-extra.json"
+    only = None
+    args = sys.argv[1:]
+    if "--only" in args:
+        i = args.index("--only")
+        only = set(args[i + 1].split(","))
+        del args[i:i + 2]
+    if args:
+        out = args[0]
+    scen = []
+    for sd in SCENARIOS:
+        if only and sd["name"] not in only:
+            continue
+        try:
+            scen.append(record(sd))
+            print("recorded", sd["name"], file=sys.stderr)
+        except Exception:
+            print("FAILED", sd["name"], file=sys.stderr)
+            traceback.print_exc()
+    doc = {"header": header(), "scenarios": scen}
+    with open(out, "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+    print("wrote %d scenarios to %s (%d bytes)" % (len(scen), out, os.path.getsize(out)), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
