@@ -591,14 +591,14 @@ def _(r):
 # MSI / routing
 # =====================================================================================
 @scenario("routing_many_entries", "msi_routing",
-          "Table of 400 MSI entries (GSI 24..423, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 300, 423, 424.",
+          "Table of 200 MSI entries (GSI 24..223, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 100, 223, 224.",
           tags=[])
 def _(r):
     r.enable_lapics()
-    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 424)]
+    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 224)]
     r.routing(ents)
     r.start()
-    for g in (24, 300, 423, 424):
+    for g in (24, 100, 223, 224):
         r.line(g, 1)
         r.line(g, 0)
 
@@ -1299,6 +1299,282 @@ def _(r):
     r.msi(a, d)
     a, d = msi(0xFF, 0x56, dm=2)
     r.msi(a, d)
+
+
+# =====================================================================================
+# third batch
+# =====================================================================================
+@scenario("lapic_init_bsp_resets_state", "lapic",
+          "vCPU0 (BSP) and vCPU1 with TPR, ISR/IRR, LDR, ID changed (vCPU1 -> 9), LVT0 written, NMI pending; MSI INIT to both; "
+          "KVM_GET_MP_STATE processes INIT (LAPIC reset); then MSI fixed to 0, 1 and 9.", tags=[])
+def _(r):
+    r.flat_ldrs()
+    r.lapic(0, tpr=0x40, isr=[0x61], irr=[0x71], lvt0=0x700)
+    r.lapic(1, tpr=0x50, irr=[0x72], apic_id=9, lvt0=0x400)
+    r.start()
+    a, d = msi(1, 0, dm=4)
+    r.msi(a, d)
+    a, d = msi(0, 0, dm=5)
+    r.msi(a, d)
+    a, d = msi(9, 0, dm=5)
+    r.msi(a, d)
+    r.observe("INIT latched")
+    r.mp_state(0)
+    r.mp_state(1)
+    for dst, v in ((0, 0x41), (1, 0x42), (9, 0x43)):
+        a, d = msi(dst, v)
+        r.msi(a, d)
+
+
+@scenario("lapic_eight_vcpus_flat_and_lowest", "lapic",
+          "Eight vCPUs, flat LDR bit n: MSI logical fixed 0xF0, 0x81; lowest-priority 0xFF, 0xF0, 0x3C with several vectors; "
+          "vCPU5 software-disabled.", tags=[], nvcpus=8)
+def _(r):
+    r.flat_ldrs()
+    r.lapic(5, enable=False)
+    r.start()
+    a, d = msi(0xF0, 0x40, logical=1)
+    r.msi(a, d)
+    a, d = msi(0x81, 0x41, logical=1)
+    r.msi(a, d)
+    for dst in (0xFF, 0xF0, 0x3C):
+        for v in (0x50, 0x53, 0x55, 0x57):
+            a, d = msi(dst, v, dm=1, logical=1)
+            r.msi(a, d)
+
+
+@scenario("lapic_single_vcpu_msi_and_ipi", "lapic",
+          "One vCPU: MSI to physical 0, 1, 0xFF; logical flat 0x01/0xFF after the guest writes LDR; self IPI; all-excluding-self IPI.",
+          tags=["guest", "ipi"], nvcpus=1, guest=True)
+def _(r):
+    r.lapic(0, enable=True)
+    r.start()
+    for dst, v in ((0, 0x40), (1, 0x41), (0xFF, 0x42)):
+        a, d = msi(dst, v)
+        r.msi(a, d)
+    r.guest_access([("mmio_write", LDR, 0x01000000)], note="LDR bit 0")
+    a, d = msi(0x01, 0x43, logical=1)
+    r.msi(a, d)
+    a, d = msi(0xFF, 0x44, dm=1, logical=1)
+    r.msi(a, d)
+    r.guest_access([("mmio_write", ICR, 0x40045), ("mmio_write", ICR, 0xC0046)], note="self, all-excluding-self")
+
+
+@scenario("lapic_guest_id_write_then_msi", "lapic",
+          "vCPU0's guest writes its xAPIC ID register to 0x05000000, then 0x01FFFFFF (aliasing vCPU1); MSI to 0, 5, 1 after each.",
+          tags=["guest"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.guest_access([("mmio_write", LID, 0x05000000), ("mmio_read", LID, 0)], note="ID 5")
+    for dst, v in ((0, 0x40), (5, 0x41)):
+        a, d = msi(dst, v)
+        r.msi(a, d)
+    r.guest_access([("mmio_write", LID, 0x01FFFFFF), ("mmio_read", LID, 0)], note="ID 1 (alias)")
+    for dst, v in ((1, 0x42), (0, 0x43), (2, 0x44)):
+        a, d = msi(dst, v)
+        r.msi(a, d)
+
+
+@scenario("ioapic_rtc_level_and_disabled_dest", "ioapic",
+          "IOAPIC pin 8 level (vector 0x58, dest 0): KVM_IRQ_LINE_STATUS raise, raise, ack + EOI while high (re-delivery), raise, lower, "
+          "ack + EOI, raise; then pin 8 edge to software-disabled vCPU3: raise, lower, raise.", tags=["rtc", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics([0, 1, 2])
+    r.redir(8, vector=0x58, trigger=1, dest=0)
+    r.start()
+    r.line(8, 1)
+    r.line(8, 1)
+    r.simulated_ack(0, 0x58)
+    r.guest_eoi()
+    r.line(8, 1)
+    r.line(8, 0)
+    r.simulated_ack(0, 0x58)
+    r.guest_eoi()
+    r.line(8, 1)
+    r.line(8, 0)
+    r.redir(8, vector=0x59, dest=3)
+    r.line(8, 1)
+    r.line(8, 0)
+    r.line(8, 1)
+
+
+@scenario("ioapic_eoi_masked_pin_line_high", "ioapic",
+          "Level pins 18 and 19 share vector 0x44 (dest 0); both raised and delivered? pin 19 is masked after delivery by the guest, "
+          "then ack+EOI: pin 18 re-delivered, pin 19 not; unmask pin 19 by the guest.", tags=["guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(18, vector=0x44, trigger=1, dest=0)
+    r.redir(19, vector=0x44, trigger=1, dest=0)
+    r.start()
+    r.line(18, 1)
+    r.line(19, 1)
+    r.guest_access(io_write_redir(19, 0x18044), note="mask pin 19")
+    r.simulated_ack(0, 0x44)
+    r.guest_eoi()
+    r.observe("after EOI")
+    r.guest_access(io_write_redir(19, 0x8044), note="unmask pin 19")
+    r.simulated_ack(0, 0x44)
+    r.guest_eoi()
+
+
+@scenario("ioapic_dest_change_high_half_while_pending", "ioapic",
+          "Level pin 21 (vector 0x65) masked with the line high; the guest writes the high half (dest 2) then unmasks the low half; "
+          "then changes the dest to 3 while remote_irr is set; ack on vCPU2 via KVM_SET_LAPIC and a broadcast EOI from vCPU0 (vector also in vCPU0 ISR/TMR).",
+          tags=["guest", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(21, vector=0x65, trigger=1, mask=1, dest=0)
+    r.start()
+    r.line(21, 1)
+    r.guest_access(io_write_redir(21, 0x18065, 0x02000000), note="dest 2, still masked")
+    r.guest_access(io_write_redir(21, 0x8065), note="unmask")
+    r.guest_access(io_write_redir(21, 0x8065, 0x03000000), note="dest 3 while remote_irr")
+    r.simulated_ack(2, 0x65)
+    r.lapic(0, isr=[0x65], tmr=[0x65])
+    r.guest_eoi()
+    r.line(21, 0)
+
+
+@scenario("ioapic_set_irqchip_clears_remote_irr_line_high", "ioapic",
+          "Level pin 17 (vector 0x57 dest 1) raised (remote_irr=1, line high); KVM_SET_IRQCHIP rewrites pin 17 with remote_irr 0 and irr as read; "
+          "then with irr 0; then with a new vector 0x58 and irr bit 17.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.redir(17, vector=0x57, trigger=1, dest=1)
+    r.start()
+    r.line(17, 1)
+    r.ioapic({17: dict(vector=0x57, trigger=1, dest=1, remote_irr=0)})
+    r.ioapic({17: dict(vector=0x57, trigger=1, dest=1, remote_irr=0)}, irr=0)
+    r.line(17, 1)
+    r.ioapic({17: dict(vector=0x58, trigger=1, dest=1, remote_irr=0)}, irr=1 << 17)
+    r.line(17, 0)
+
+
+@scenario("ioapic_extint_pin0_with_pic", "ioapic",
+          "IOAPIC pin 0 ExtINT (mode 7) dest 0 unmasked, PIC IRQ 0 unmasked, vCPU0 LVT0 ExtINT: raise/lower GSI 0 (default route PIC 0 + IOAPIC 0); "
+          "pin 2 fixed vector 0x32 dest 0: raise GSI 2.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.lapic(0, lvt0=0x700)
+    r.redir(0, vector=0x30, delivery_mode=7, dest=0)
+    r.redir(2, vector=0x32, dest=0)
+    r.start()
+    r.line(0, 1)
+    r.line(0, 0)
+    r.line(0, 1)
+    r.line(2, 1)
+    r.line(2, 0)
+    r.line(2, 1)
+
+
+@scenario("irqfd_level_pin_without_resample", "irqfd",
+          "irqfd A (no resample) on level IOAPIC GSI 19 (vector 0x49 dest 0): write 5 (one pulse), ack+EOI (no re-delivery, line low), write again; "
+          "irqfd B on GSI 5000 (beyond the table): write.", tags=["irqfd", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(19, vector=0x49, trigger=1, dest=0)
+    r.eventfd("A")
+    r.eventfd("B")
+    r.start()
+    r.irqfd("A", 19)
+    r.efd_write("A", 5)
+    r.efd_read("A")
+    r.simulated_ack(0, 0x49)
+    r.guest_eoi()
+    r.efd_write("A")
+    r.irqfd("B", 5000)
+    r.efd_write("B")
+    r.efd_read("B")
+
+
+@scenario("irqfd_resample_two_gsis_shared_resamplefd", "irqfd",
+          "Resampling irqfds A (GSI 20) and B (GSI 21), both level to vCPU0 (vectors 0x60/0x61), sharing one resamplefd R; write both; "
+          "ack+EOI 0x61 only; read R; ack+EOI 0x60; read R.", tags=["irqfd", "resample", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(20, vector=0x60, trigger=1, dest=0)
+    r.redir(21, vector=0x61, trigger=1, dest=0)
+    r.eventfd("A")
+    r.eventfd("B")
+    r.eventfd("R")
+    r.start()
+    r.irqfd("A", 20, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="R")
+    r.irqfd("B", 21, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="R")
+    r.efd_write("A")
+    r.efd_write("B")
+    r.simulated_ack(0, 0x61)
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("R")
+    r.simulated_ack(0, 0x60)
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("R")
+    r.observe("end")
+
+
+@scenario("misc_ioeventfd_invalid_args", "misc",
+          "KVM_IOEVENTFD: addr 0xFFFFFFFFFFFFFFFF len 2 (overflow), flag 0x20, len 0 with DATAMATCH, the same eventfd at two addresses, "
+          "PIO len 8 datamatch; guest writes to both addresses.", tags=["ioeventfd", "guest"], guest=True)
+def _(r):
+    r.eventfd("A")
+    r.eventfd("B")
+    r.start()
+    r.log("ioeventfd", {"eventfd": "A", "addr": 0xFFFFFFFFFFFFFFFF, "len": 2, "pio": False, "datamatch": None, "deassign": False, "flags": 0},
+          r._res(r.vm.ioeventfd(0xFFFFFFFFFFFFFFFF, 2, r.efds["A"], 0, 0)))
+    r.log("ioeventfd", {"eventfd": "A", "addr": 0x640, "len": 1, "pio": True, "datamatch": None, "deassign": False, "flags": 0x22},
+          r._res(r.vm.ioeventfd(0x640, 1, r.efds["A"], 0x22, 0)))
+    r.ioeventfd("A", 0x640, 0, datamatch=1)
+    r.ioeventfd("A", 0x640, 1)
+    r.ioeventfd("A", 0x641, 1)
+    r.ioeventfd("B", 0x648, 8, datamatch=0x12)
+    r.guest_access([("out", 0x640, 1), ("out", 0x641, 2), ("out", 0x648, 0x12)], note="writes")
+    r.efd_read("A")
+    r.efd_read("B")
+
+
+@scenario("pic_set_irqchip_init_state_and_icw_stream", "pic",
+          "KVM_SET_IRQCHIP puts the master in init_state 1 (expecting ICW2) with init4=1; the guest writes 0x21 twice (ICW2, ICW4) and then OCW1; "
+          "slave: init_state 2 with init4=0 then one write to 0xA1; IRR/IMR reads.", tags=["guest"], guest=True)
+def _(r):
+    r.pic("master", init_state=1, init4=1)
+    r.pic("slave", init_state=2, init4=0)
+    r.start()
+    r.guest_access([("out", 0x21, 0x58), ("out", 0x21, 0x03), ("out", 0x21, 0xFB)], note="master ICW2, ICW4, OCW1")
+    r.guest_access([("out", 0xA1, 0x02), ("in", 0xA1, 0), ("out", 0xA1, 0xFD), ("in", 0xA1, 0)], note="slave ICW3 then OCW1")
+    r.observe("after")
+    r.line(1, 1)
+    r.line(9, 1)
+
+
+@scenario("pic_priority_rotation_with_slave", "pic",
+          "Slave IRQ 9 and master IRQ 1 and 5 pending; master priority_add preset 3 (IRQ 2 lowest) by KVM_SET_IRQCHIP; polls on the master "
+          "return in rotated order; slave special mask with IMR.", tags=["guest"], guest=True)
+def _(r):
+    r.line(9, 1)
+    r.line(1, 1)
+    r.line(5, 1)
+    r.pic("master", priority_add=3)
+    r.start()
+    for i in range(4):
+        r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="master poll %d" % (i + 1))
+    r.guest_access([("out", 0xA0, 0x0C), ("in", 0xA0, 0)], note="slave poll")
+
+
+@scenario("msi_routing_gsi_pic_slave_only", "msi_routing",
+          "Table: GSI 3 -> PIC slave pin 3 only, GSI 11 -> PIC master pin 3 only, GSI 12 -> IOAPIC pin 12 (edge, vector 0x4C, dest 0) + PIC slave pin 4; "
+          "raise/lower each with KVM_IRQ_LINE_STATUS, IMR masks some.", tags=[])
+def _(r):
+    r.enable_lapics()
+    r.redir(12, vector=0x4C, dest=0)
+    r.pic("slave", imr=0x10)
+    r.routing([K.route_irqchip(3, 1, 3), K.route_irqchip(11, 0, 3), K.route_irqchip(12, 2, 12), K.route_irqchip(12, 1, 4)])
+    r.start()
+    for g in (3, 11, 12):
+        r.line(g, 1)
+        r.line(g, 1)
+        r.line(g, 0)
 
 
 # =====================================================================================

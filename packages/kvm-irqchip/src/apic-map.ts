@@ -29,7 +29,7 @@ export class ApicMap {
 
   constructor(
     private readonly lapics: () => readonly KvmLapic[],
-    private readonly opts: { vectorHashing: boolean; x2apicFormat: () => boolean; x2apicBroadcastQuirkDisabled: () => boolean },
+    private readonly opts: { vectorHashing: boolean; x2apicFormat: () => boolean; x2apicBroadcastQuirkDisabled: () => boolean; onRebuilt?: () => void },
   ) {}
 
   get enabled(): boolean {
@@ -41,6 +41,12 @@ export class ApicMap {
     if (!this.dirty) return;
     this.dirty = false;
     this.rebuilds++;
+    this.rebuild();
+    // kvm_recalculate_apic_map ends with kvm_make_scan_ioapic_request
+    this.opts.onRebuilt?.();
+  }
+
+  private rebuild(): void {
     const all = this.lapics();
     let maxId = 255;
     for (const a of all) if (a.hwEnabled && a.x2apicId > maxId) maxId = a.x2apicId;

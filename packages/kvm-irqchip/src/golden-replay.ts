@@ -77,6 +77,17 @@ export function firstDifference(expected: Json, actual: Json, path: string): str
   return undefined;
 }
 
+/**
+ * A u64 field read from JSON: integers above 2^53 arrive rounded to a double, and those within
+ * 2^10 of 2^64 round up to 2^64 itself, which no u64 can be; such a value was 2^64 - 1 or just
+ * below it, so it is read as the largest u64 (KVM's range checks then see the overflow).
+ */
+function u64(v: unknown, what: string): bigint {
+  const n = num(v, what);
+  const b = BigInt(n);
+  return b >= 1n << 64n ? (1n << 64n) - 1n : BigInt.asUintN(64, b);
+}
+
 function num(v: unknown, what: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) throw new VirqError(KvmErrorCode.GoldenInvalid, `golden step: ${what} must be a number, got ${JSON.stringify(v)}`);
   return v;
@@ -271,7 +282,7 @@ export class GoldenReplayer {
       case 'ioeventfd':
         return this.ioctl(() => {
           const dm = a['datamatch'];
-          vm.kvmIoeventfd({ fd: this.fd(a['eventfd']), addr: num(a['addr'], 'addr'), len: num(a['len'], 'len'), flags: num(a['flags'] ?? 0, 'flags'), ...(typeof dm === 'number' ? { datamatch: BigInt(dm) } : {}) });
+          vm.kvmIoeventfd({ fd: this.fd(a['eventfd']), addr: u64(a['addr'], 'addr'), len: num(a['len'], 'len'), flags: num(a['flags'] ?? 0, 'flags'), ...(typeof dm === 'number' ? { datamatch: BigInt(dm) } : {}) });
           return { ret: 0, errno: null };
         });
       case 'guest_access': {

@@ -49,6 +49,10 @@ export interface IoapicHost {
   fireMaskNotifiers(irqchip: number, pin: number, masked: boolean): void;
   lapics(): readonly KvmLapic[];
   matchDest(target: KvmLapic, dest: number, logical: boolean): boolean;
+  /** kvm_make_scan_ioapic_request: every vCPU recomputes its ioapic_handled_vectors at its next entry. */
+  makeScanIoapicRequest(): void;
+  /** kvm_make_scan_ioapic_request_mask for the vCPUs a FIXED entry's new (or old) destination names. */
+  scanIoapicRequestForEntry(dest: number, oldDest: number, logical: boolean, changed: boolean): void;
   /** schedule_delayed_work(&ioapic->eoi_inject, HZ / 100) */
   scheduleEoiInject(fn: () => void, delayNs: number): void;
   readonly tracing: boolean;
@@ -286,6 +290,8 @@ export class KvmIoapic {
     const idx = (sel - 0x10) >> 1;
     if (sel < 0x10 || idx >= IOAPIC_NUM_PINS) return;
     const oldLo = this.lo[idx]!;
+    const oldDest = this.dest(idx);
+    const oldLogical = this.logical(idx);
     const maskBefore = (oldLo & LO_MASK) !== 0;
     let lo = oldLo;
     if (sel & 1) this.hi[idx] = val >>> 0;
@@ -299,6 +305,12 @@ export class KvmIoapic {
     if (this.levelTriggered(idx) && this.irr & (1 << idx) && !maskAfter && !this.remoteIrr(idx)) {
       if (this.host.notifyIrqfdResampler(2, idx)) this.irr &= ~(1 << idx);
       else this.service(idx, false);
+    }
+    // The destination bitmap uses the new dest_mode for the old dest_id too, as the kernel does.
+    if (((this.lo[idx]! >> 8) & 7) === 0) {
+      this.host.scanIoapicRequestForEntry(this.dest(idx), oldDest, this.logical(idx), oldLogical !== this.logical(idx) || oldDest !== this.dest(idx));
+    } else {
+      this.host.makeScanIoapicRequest();
     }
   }
 

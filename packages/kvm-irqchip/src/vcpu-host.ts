@@ -19,6 +19,8 @@ export interface VcpuHost {
   picHasInterrupt(): boolean;
   picReadIrq(): number;
   ioapicHandlesEoi(vcpu: KvmVcpu): boolean;
+  /** KVM_REQ_SCAN_IOAPIC processing at vcpu_enter_guest (vcpu_scan_ioapic). */
+  scanIoapicOnEntry(vcpu: KvmVcpu): void;
   /** A guest port access: handled in the kernel (ioeventfd, PIC) or exits to userspace. */
   guestPio(vcpu: KvmVcpu, write: boolean, port: number, len: number, value: number): { value: number; toUserspace: boolean };
   guestMmio(vcpu: KvmVcpu, write: boolean, addr: number, len: number, value: number): { value: number; toUserspace: boolean };

@@ -350,6 +350,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (!this.running) return;
     const tr = h.tracing;
     if (tr) h.trace('vcpu_enter_guest', 'vcpu_run', { vcpu: this.vcpuId });
+    h.scanIoapicOnEntry(this);
     let vector = -1;
     if (this.requests & REQ_EVENT || this.irqWindowRequested) {
       this.requests &= ~REQ_EVENT;

@@ -147,6 +147,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       vectorHashing: options.vectorHashing ?? true,
       x2apicFormat: () => this.x2apicApi,
       x2apicBroadcastQuirkDisabled: () => this.x2apicApi,
+      onRebuilt: () => this.makeScanIoapicRequest(),
     });
     const cpuOf = options.hostCpuOf ?? ((n: number) => n + 1);
     for (let i = 0; i < options.nvcpus; i++) {
@@ -269,10 +270,53 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     if (r !== FAST_PATH_MISS) return r;
     return this.apicMap.deliverSlow(src, irq, destMap);
   }
+  // ---- KVM_REQ_SCAN_IOAPIC: each vCPU's ioapic_handled_vectors ---------------------------------
+  /** Per vCPU: a pending KVM_REQ_SCAN_IOAPIC and the bitmap computed at its last processing. */
+  private readonly ioapicScan = new Map<number, { pending: boolean; vectors: Uint8Array }>();
+  private scanState(vcpuId: number): { pending: boolean; vectors: Uint8Array } {
+    let st = this.ioapicScan.get(vcpuId);
+    if (st === undefined) {
+      st = { pending: true, vectors: new Uint8Array(256) };
+      this.ioapicScan.set(vcpuId, st);
+    }
+    return st;
+  }
+  /** kvm_make_scan_ioapic_request (every vCPU) or kvm_make_scan_ioapic_request_mask (`vcpuIds`). */
+  makeScanIoapicRequest(vcpuIds?: Iterable<number>): void {
+    for (const id of vcpuIds ?? this.vcpuList.map((v) => v.vcpuId)) this.scanState(id).pending = true;
+  }
+  /** ioapic_write_indirect's request for a FIXED entry: the vCPUs its new or old destination matches. */
+  scanIoapicRequestForEntry(dest: number, oldDest: number, logical: boolean, changed: boolean): void {
+    const ids: number[] = [];
+    for (const v of this.vcpuList) {
+      if (!v.lapic.hwEnabled) continue;
+      if (this.matchDest(v.lapic, dest, logical) || (changed && this.matchDest(v.lapic, oldDest, logical))) ids.push(v.vcpuId);
+    }
+    this.makeScanIoapicRequest(ids);
+  }
+  /** vcpu_enter_guest → vcpu_scan_ioapic when KVM_REQ_SCAN_IOAPIC is pending (kvm_ioapic_scan_entry). */
+  scanIoapicOnEntry(vcpu: KvmVcpu): void {
+    const st = this.scanState(vcpu.vcpuId);
+    if (!st.pending) return;
+    st.pending = false;
+    const io = this.ioapic;
+    if (!vcpu.lapic.hwEnabled || io === undefined) return;
+    st.vectors.fill(0);
+    for (let vec = 0; vec < 256; vec++) {
+      if (io.handlesVector(vcpu.lapic, vec, (pin) => this.irqHasNotifier(KVM_IRQCHIP_IOAPIC, pin))) st.vectors[vec] = 1;
+    }
+  }
+  /**
+   * kvm_ioapic_send_eoi: the EOI goes to the IOAPIC only for a vector in the vCPU's
+   * ioapic_handled_vectors, i.e. as computed at the last vCPU entry that processed a scan
+   * request (a vector pending EOI then — in IRR or ISR — still counts after the EOI cleared it).
+   */
   ioapicSendEoi(apic: KvmLapic, vector: number): void {
     const io = this.ioapic;
     if (io === undefined) return;
-    if (!io.handlesVector(apic, vector, (pin) => this.irqHasNotifier(KVM_IRQCHIP_IOAPIC, pin))) return;
+    const v = this.vcpuOrThrow(apic.vcpuId);
+    this.scanIoapicOnEntry(v);
+    if (!this.scanState(v.vcpuId).vectors[vector]) return;
     if (this.tracing) this.trace('kvm_ioapic_update_eoi', 'kvm_ioapic_send_eoi', { vcpu: apic.vcpuId, vector });
     io.updateEoi(apic, vector, apic.testVector(vector, APIC.TMR), (apic.getReg(APIC.SPIV) & SPIV_DIRECTED_EOI) !== 0);
   }
@@ -334,12 +378,15 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   routes(gsi: number): readonly KernelRoute[] {
     return this.routing.routes(gsi);
   }
+  /** kvm_register_irq_ack_notifier (then kvm_arch_post_irq_ack_notifier_list_update: a scan request). */
   registerAckNotifier(n: IrqAckNotifier): void {
     this.ackNotifiers.push(n);
+    this.makeScanIoapicRequest();
   }
   unregisterAckNotifier(n: IrqAckNotifier): void {
     const i = this.ackNotifiers.indexOf(n);
     if (i >= 0) this.ackNotifiers.splice(i, 1);
+    this.makeScanIoapicRequest();
   }
   scheduleWork(fn: () => void): void {
     this.scheduler.after(this.costs.ns.threadWakeup, this.kworker, fn);
@@ -565,6 +612,8 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
    */
   guestAccess(vcpuId: number, kind: 'mmio_write' | 'mmio_read' | 'out' | 'in', addr: number, value: number, len?: number): { value: number; toUserspace: boolean } {
     const v = this.vcpuOrThrow(vcpuId);
+    // The vCPU entered the guest to execute the access (vcpu_enter_guest processes requests).
+    this.scanIoapicOnEntry(v);
     if (kind === 'out' || kind === 'in') return this.guestPio(v, kind === 'out', addr, len ?? 1, value);
     const l = len ?? 4;
     const lapic = v.lapic;
@@ -600,6 +649,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     this.needIrqchip('KVM_SET_IRQCHIP', 'ENXIO');
     const io = this.ioapic!;
     io.setState({ baseAddress: state.baseAddress ?? io.baseAddress, id: state.id ?? io.id, ioregsel: state.ioregsel ?? io.ioregsel, irr: state.irr, lo: state.lo, hi: state.hi });
+    this.makeScanIoapicRequest();
   }
 
   /** KVM_GET_LAPIC: the vCPU's 1 KiB register page. */
