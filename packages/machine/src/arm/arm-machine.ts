@@ -2,15 +2,16 @@ import { EventFd, GuestMemory, KvmRoutingTable, type Actor, type SimContext, typ
 import { ArmHost, ArmVm, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, armIrqLine, type GicVersion } from '@virq/arm-gic';
 import { IrqBypassManager } from '@virq/irqbypass';
 import { PciBus, pciBdf } from '@virq/pci';
-import { GuestPageAllocator, GuestVirtioNet, GuestVirtioPci, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame } from '@virq/virtio-pci';
+import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
 import { ArmGuestCpu } from '../guest/arm-guest-cpu.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
-import type { Topology, VfioConfig, VirtioNetConfig } from '../topology.js';
+import type { Topology, VfioConfig, VirtioBlkConfig, VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
 import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
+import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-workload.js';
 import { poissonArrivals } from '../workload.js';
 
 const MMIO_BASE = 0x1000_0000;
@@ -51,6 +52,7 @@ export class ArmMachine implements ComposedMachine {
   readonly nets: Array<{ config: VirtioNetConfig; device: VirtioNet; proxy: VirtioPciProxy; pci: GuestVirtioPci; driver: GuestVirtioNet; backend: NetBackendHandle; vcpu: number }> = [];
   readonly vfios: ArmVfioFunction[] = [];
   readonly serials: Array<{ uart: Serial16550; spi: number }> = [];
+  readonly blks: Array<{ config: VirtioBlkConfig; driver: GuestVirtioBlk; vcpu: number }> = [];
   readonly notes: string[] = [];
   private nextDev = 1;
   private nextMmio = MMIO_BASE;
@@ -132,6 +134,9 @@ export class ArmMachine implements ComposedMachine {
         case 'serial':
           this.addSerial(d.name, d.irq);
           break;
+        case 'virtio-blk':
+          this.addBlk(d, virtioIndex++ % this.topology.vcpus.length);
+          break;
         default:
           this.notes.push(`${d.name}: ${d.kind} is not part of ARM machine runs; ignored`);
       }
@@ -146,10 +151,12 @@ export class ArmMachine implements ComposedMachine {
     return c;
   }
 
-  private addNet(cfg: VirtioNetConfig, vcpu: number): void {
-    const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
-    const net = bit(VirtioNetFeature.MAC) | bit(VirtioNetFeature.STATUS) | bit(VirtioNetFeature.CTRL_VQ) | bit(VirtioNetFeature.CTRL_RX) | bit(VirtioNetFeature.MRG_RXBUF) | (cfg.queuePairs > 1 ? bit(VirtioNetFeature.MQ) : 0n);
-    const device = new VirtioNet(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, mac: MAC, queuePairs: cfg.queuePairs, queueSize: cfg.queueSize, hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC) });
+  /**
+   * A virtio device on the PCI bus with QEMU's virtio-pci proxy, its MSI-X vectors mapped by
+   * the guest's ITS driver (DeviceID = requester id, one LPI per vector on `vcpu`), and the
+   * guest's virtio-pci driver bound to it.
+   */
+  private attachVirtio(device: VirtioDevice, name: string, msix: boolean, vcpu: number): { proxy: VirtioPciProxy; pci: GuestVirtioPci } {
     const irqs = this.irqs;
     const sched = this.ctx.scheduler;
     const proxy = new VirtioPciProxy(this.ctx, {
@@ -157,30 +164,47 @@ export class ArmMachine implements ComposedMachine {
       vm: this.vmApi,
       routes: this.routes,
       msiSink: { deliverMsi: (m) => (irqs.raisedMsi(m, sched.now), this.vm.msiSink.deliverMsi(m)) },
-      vectors: cfg.msix ? undefined : 0,
       ioeventfd: this.topology.routing.ioeventfd,
     });
-    if (!cfg.msix) this.notes.push(`${cfg.name}: INTx on ARM is not modelled; using MSI-X`);
+    if (!msix) this.notes.push(`${name}: INTx on ARM is not modelled; using MSI-X`);
     const bdf = pciBdf(0, this.nextDev++);
     this.bus.attach(proxy.pci, bdf & 0xff);
     const boot = { configRead: this.access.configRead.bind(this.access), configWrite: this.access.configWrite.bind(this.access), mmioRead: this.access.mmioRead.bind(this.access), mmioWrite: this.directMmio, pioRead: this.access.pioRead.bind(this.access), pioWrite: this.access.pioWrite.bind(this.access) };
     const w = { mmio: this.nextMmio, pio: 0x1000 };
     assignBars(boot, bdf, w);
     this.nextMmio = w.mmio;
-    const backend = attachNetBackend(this, cfg, device, this.mem, this.backendCpu());
     const nvec = proxy.msix?.vectors ?? 1;
     const { lpis, messages } = this.vm.guestDriver.mapMsi(proxy.pci.requesterId, nvec, vcpu);
     let pci: GuestVirtioPci | undefined;
     lpis.forEach((lpi, e) => {
-      this.irqs.bind(vcpu, lpi, `${cfg.name}-msix${e}`, () => void pci!.msixInterrupt(e));
+      this.irqs.bind(vcpu, lpi, `${name}-msix${e}`, () => void pci!.msixInterrupt(e));
       this.irqs.registerMsi(messages[e]!, vcpu, lpi);
       const cpu = this.cpus[vcpu]!;
       this.vm.vcpus[vcpu]!.onInterrupt(lpi, (intid) => cpu.runGuest(() => void this.irqs.handle(vcpu, intid, sched.now)));
     });
     pci = new GuestVirtioPci(this.ctx, { access: this.access, bdf, mem: this.mem, alloc: this.alloc, vcpu: this.vm.vcpus[vcpu]!.actor, composeMsi: (e) => messages[e]! });
+    return { proxy, pci };
+  }
+
+  private addNet(cfg: VirtioNetConfig, vcpu: number): void {
+    const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
+    const net = bit(VirtioNetFeature.MAC) | bit(VirtioNetFeature.STATUS) | bit(VirtioNetFeature.CTRL_VQ) | bit(VirtioNetFeature.CTRL_RX) | bit(VirtioNetFeature.MRG_RXBUF) | (cfg.queuePairs > 1 ? bit(VirtioNetFeature.MQ) : 0n);
+    const device = new VirtioNet(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, mac: MAC, queuePairs: cfg.queuePairs, queueSize: cfg.queueSize, hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC) });
+    const { proxy, pci } = this.attachVirtio(device, cfg.name, cfg.msix, vcpu);
+    const backend = attachNetBackend(this, cfg, device, this.mem, this.backendCpu());
     const driver = new GuestVirtioNet(this.ctx, { pci, alloc: this.alloc, features: net | ring, irqModes: ['msix-per-vq', 'msix-shared'] });
     this.nets.push({ config: cfg, device, proxy, pci, driver, backend, vcpu });
   }
+
+  private addBlk(cfg: VirtioBlkConfig, vcpu: number): void {
+    if (cfg.backend !== 'in-vmm') this.notes.push(`${cfg.name}: virtio-blk is served by QEMU here (${cfg.backend} for block devices is not modelled)`);
+    const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
+    const device = new VirtioBlkDevice(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, backing: new Uint8Array(BLK_DISK_BYTES), queueSize: cfg.queueSize, ioLatencyNs: BLK_IO_LATENCY_NS });
+    const { pci } = this.attachVirtio(device, cfg.name, cfg.msix, vcpu);
+    const driver = new GuestVirtioBlk(this.ctx, { pci, alloc: this.alloc, features: bit(VirtioFeature.VERSION_1) | ring, irqModes: ['msix-per-vq', 'msix-shared'] });
+    this.blks.push({ config: cfg, driver, vcpu });
+  }
+
 
   private addSerial(name: string, irq: number): void {
     const spi = irq;
@@ -278,9 +302,9 @@ export class ArmMachine implements ComposedMachine {
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
     if (w.timerHz > 0) this.notes.push('workload.timerHz: guest timers are not part of machine runs (the PIT/HPET path is flow F4); ignored');
-    if (w.ioDepth > 0 && this.topology.devices.some((d) => d.kind === 'virtio-blk')) this.notes.push('workload.ioDepth: virtio-blk is not part of machine runs (its kick path is flow F1); ignored');
     const s = this.ctx.scheduler;
     const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    if (w.ioDepth > 0) for (const b of this.blks) startBlkClosedLoop(s, b.driver, w.ioDepth, durationNs, (fn) => this.cpus[b.vcpu]!.at(s.now, fn));
     for (const net of this.nets) {
       if (w.txPacketsPerSec > 0) {
         const cpu = this.cpus[net.vcpu]!;

@@ -34,7 +34,7 @@ export class GuestIrqDomain {
 
   private readonly msis = new Map<string, { vcpu: number; vector: number }>();
 
-  private static msiKey(msg: MsiMessage): string {
+  private static msiKey(msg: { addressHi: number; addressLo: number; data: number; requesterId?: number | undefined }): string {
     return `${msg.addressHi}:${msg.addressLo}:${msg.data}:${msg.requesterId ?? -1}`;
   }
 
@@ -46,7 +46,8 @@ export class GuestIrqDomain {
 
   /** A device sent `msg` now (latency starts for its vector). */
   raisedMsi(msg: MsiMessage, now: number): void {
-    const t = this.msis.get(GuestIrqDomain.msiKey(msg));
+    // The bus adds the requester id to a device's MSI; an x86 guest composes it without one.
+    const t = this.msis.get(GuestIrqDomain.msiKey(msg)) ?? (msg.requesterId === undefined ? undefined : this.msis.get(GuestIrqDomain.msiKey({ ...msg, requesterId: undefined })));
     if (t !== undefined) this.raised(t.vcpu, t.vector, now);
   }
 

@@ -2,23 +2,25 @@ import { GuestMemory, KvmRoutingTable, type Actor, type SimContext, type TraceEv
 import { IrqBypassHost, QemuVfioPci, type VfioPciCore } from '@virq/irqbypass';
 import { APIC, IOAPIC_DEFAULT_BASE_ADDRESS, KvmVm, PcGsi, type KvmVcpu } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
-import { GuestPageAllocator, GuestVirtioNet, GuestVirtioPci, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame } from '@virq/virtio-pci';
+import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
 import { MachineErrorCode, machineError } from '../errors.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
 import { X86GuestCpu } from '../guest/x86-guest-cpu.js';
-import type { Topology, VfioConfig, VirtioNetConfig } from '../topology.js';
+import type { Topology, VfioConfig, VirtioBlkConfig, VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
 import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
 import { poissonArrivals } from '../workload.js';
 import { addPcIrqRoutes } from './pc-irq-routing.js';
+import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-workload.js';
 
 const MMIO_BASE = 0xfe00_0000;
 const PIO_BASE = 0xc000;
 const SERIAL_PORTS = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
 const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+
 
 export interface X86NetDevice {
   config: VirtioNetConfig;
@@ -63,6 +65,7 @@ export class X86Machine implements ComposedMachine {
   readonly nets: X86NetDevice[] = [];
   readonly vfios: X86VfioDevice[] = [];
   readonly serials: Serial16550[] = [];
+  readonly blks: Array<{ config: VirtioBlkConfig; driver: GuestVirtioBlk; vcpu: number }> = [];
   readonly notes: string[] = [];
   private nextDev = 3;
   private nextMmio = MMIO_BASE;
@@ -151,6 +154,8 @@ export class X86Machine implements ComposedMachine {
           this.addSerial(d.name, d.irq, serialIndex++);
           break;
         case 'virtio-blk':
+          this.addBlk(d, virtioIndex++ % t.vcpus.length);
+          break;
         case 'pit':
         case 'hpet':
           this.notes.push(`${d.name}: ${d.kind} is not part of machine runs yet (see the flows for its paths); ignored`);
@@ -179,6 +184,42 @@ export class X86Machine implements ComposedMachine {
     return c;
   }
 
+  private virtioCount = 0;
+
+  /**
+   * A virtio device on the PCI bus with QEMU's virtio-pci proxy (MSI-X or INTx on IOAPIC
+   * pins 16–19), and the guest's virtio-pci driver bound to it with its vectors on `vcpu`.
+   */
+  private attachVirtio(device: VirtioDevice, name: string, msix: boolean, vcpu: number): { proxy: VirtioPciProxy; pci: GuestVirtioPci; intxPin: number } {
+    const intxPin = 16 + (this.virtioCount++ % 4);
+    const proxy = new VirtioPciProxy(this.ctx, {
+      device,
+      vm: this.vmApi,
+      routes: this.routes,
+      msiSink: { deliverMsi: (m) => (this.irqs.raisedMsi(m, this.ctx.scheduler.now), this.vm.deliverMsi(m)) },
+      intx: { setLevel: (level: boolean) => this.gsi.gsi[intxPin]!.set(level, 'pci_irq_handler') },
+      vectors: msix ? undefined : 0,
+      ioeventfd: this.topology.routing.ioeventfd,
+    });
+    const bdf = this.place();
+    this.bus.attach(proxy.pci, bdf & 0xff);
+    this.assign(bdf);
+    const apicId = this.vcpu(vcpu).apicId;
+    let pci: GuestVirtioPci | undefined;
+    pci = new GuestVirtioPci(this.ctx, {
+      access: this.access,
+      bdf,
+      mem: this.mem,
+      alloc: this.alloc,
+      vcpu: this.vm.guestActor(this.vcpu(vcpu)),
+      composeMsi: (entry) => {
+        const vector = this.irqs.allocate(vcpu, `${name}-msix${entry}`, () => void pci!.msixInterrupt(entry));
+        return this.irqs.registerMsi(GuestIrqDomain.x86Msi(apicId, vector), vcpu, vector);
+      },
+    });
+    return { proxy, pci, intxPin };
+  }
+
   private addNet(cfg: VirtioNetConfig, vcpu: number): void {
     const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
     const net =
@@ -193,35 +234,21 @@ export class X86Machine implements ComposedMachine {
       queueSize: cfg.queueSize,
       hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC),
     });
-    const proxy = new VirtioPciProxy(this.ctx, {
-      device,
-      vm: this.vmApi,
-      routes: this.routes,
-      msiSink: { deliverMsi: (m) => (this.irqs.raisedMsi(m, this.ctx.scheduler.now), this.vm.deliverMsi(m)) },
-      intx: { setLevel: (level: boolean) => this.gsi.gsi[16 + (this.nets.length % 4)]!.set(level, 'pci_irq_handler') },
-      vectors: cfg.msix ? undefined : 0,
-      ioeventfd: this.topology.routing.ioeventfd,
-    });
-    const bdf = this.place();
-    this.bus.attach(proxy.pci, bdf & 0xff);
-    this.assign(bdf);
+    const { proxy, pci, intxPin } = this.attachVirtio(device, cfg.name, cfg.msix, vcpu);
     const backend = attachNetBackend(this, cfg, device, this.mem, this.backendCpu());
-    const apicId = this.vcpu(vcpu).apicId;
-    let pci: GuestVirtioPci | undefined;
-    pci = new GuestVirtioPci(this.ctx, {
-      access: this.access,
-      bdf,
-      mem: this.mem,
-      alloc: this.alloc,
-      vcpu: this.vm.guestActor(this.vcpu(vcpu)),
-      composeMsi: (entry) => {
-        const vector = this.irqs.allocate(vcpu, `${cfg.name}-msix${entry}`, () => void pci!.msixInterrupt(entry));
-        return this.irqs.registerMsi(GuestIrqDomain.x86Msi(apicId, vector), vcpu, vector);
-      },
-    });
     const driver = new GuestVirtioNet(this.ctx, { pci, alloc: this.alloc, features: net | ring, irqModes: cfg.msix ? ['msix-per-vq', 'msix-shared'] : ['intx'] });
-    if (!cfg.msix) this.bindIntx(pci, cfg.name, 16 + (this.nets.length % 4), vcpu);
+    if (!cfg.msix) this.bindIntx(pci, cfg.name, intxPin, vcpu);
     this.nets.push({ config: cfg, device, proxy, pci, driver, backend, vcpu });
+  }
+
+  private addBlk(cfg: VirtioBlkConfig, vcpu: number): void {
+    if (cfg.backend !== 'in-vmm') this.notes.push(`${cfg.name}: virtio-blk is served by QEMU here (${cfg.backend} for block devices is not modelled)`);
+    const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
+    const device = new VirtioBlkDevice(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, backing: new Uint8Array(BLK_DISK_BYTES), queueSize: cfg.queueSize, ioLatencyNs: BLK_IO_LATENCY_NS });
+    const { pci, intxPin } = this.attachVirtio(device, cfg.name, cfg.msix, vcpu);
+    const driver = new GuestVirtioBlk(this.ctx, { pci, alloc: this.alloc, features: bit(VirtioFeature.VERSION_1) | ring, irqModes: cfg.msix ? ['msix-per-vq', 'msix-shared'] : ['intx'] });
+    if (!cfg.msix) this.bindIntx(pci, cfg.name, intxPin, vcpu);
+    this.blks.push({ config: cfg, driver, vcpu });
   }
 
   /** Programs the IOAPIC pin the device's INTx routes to (Linux's level, active-low PCI INTx). */
@@ -336,7 +363,7 @@ export class X86Machine implements ComposedMachine {
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
     if (w.timerHz > 0) this.notes.push('workload.timerHz: guest timers are not part of machine runs (the PIT/HPET path is flow F4); ignored');
-    if (w.ioDepth > 0 && this.topology.devices.some((d) => d.kind === 'virtio-blk')) this.notes.push('workload.ioDepth: virtio-blk is not part of machine runs (its kick path is flow F1); ignored');
+
     const s = this.ctx.scheduler;
     const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     for (const net of this.nets) {
@@ -358,6 +385,7 @@ export class X86Machine implements ComposedMachine {
         dev.fireMsix(v);
       });
     }
+    if (w.ioDepth > 0) for (const b of this.blks) startBlkClosedLoop(s, b.driver, w.ioDepth, durationNs, (fn) => this.cpus[b.vcpu]!.at(0, fn));
     if (w.ipisPerSec > 0 && this.cpus.length > 1) {
       // smp_call_function_single: each vCPU sends a fixed IPI to the next one through its
       // xAPIC ICR (ICR2 = destination, then ICR — two APIC_ACCESS exits; F7).
