@@ -591,14 +591,14 @@ def _(r):
 # MSI / routing
 # =====================================================================================
 @scenario("routing_many_entries", "msi_routing",
-          "Table of 200 MSI entries (GSI 24..223, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 100, 223, 224.",
+          "Table of 64 MSI entries (GSI 24..87, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 50, 87, 88.",
           tags=[])
 def _(r):
     r.enable_lapics()
-    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 224)]
+    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 88)]
     r.routing(ents)
     r.start()
-    for g in (24, 100, 223, 224):
+    for g in (24, 50, 87, 88):
         r.line(g, 1)
         r.line(g, 0)
 
@@ -1575,6 +1575,219 @@ def _(r):
         r.line(g, 1)
         r.line(g, 1)
         r.line(g, 0)
+
+
+# =====================================================================================
+# fourth batch: which EOIs reach the IOAPIC (ioapic_handled_vectors, KVM_REQ_SCAN_IOAPIC)
+# =====================================================================================
+@scenario("ioapic_eoi_vector_changed_by_guest_other_dest", "ioapic",
+          "Level pin 18 (vector 0x70, dest 1) delivered (remote_irr=1). vCPU0 ISR/TMR hold 0x71 (KVM_SET_LAPIC); the guest runs, then rewrites "
+          "pin 18 to vector 0x71 (still dest 1) and EOIs 0x71; then KVM_SET_IRQCHIP rewrites pin 18 unchanged and vCPU0 EOIs 0x71 again.",
+          tags=["guest", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(18, vector=0x70, trigger=1, dest=1)
+    r.line(18, 1)
+    r.lapic(0, isr=[0x71], tmr=[0x71])
+    r.start()
+    r.guest_access([("mmio_read", TPR, 0)], note="run")
+    r.guest_access(io_write_redir(18, 0x8071), note="vector 0x71, dest 1")
+    r.guest_eoi()
+    r.observe("after first EOI")
+    r.ioapic({18: dict(vector=0x71, trigger=1, dest=1, remote_irr=1)})
+    r.lapic(0, isr=[0x71], tmr=[0x71])
+    r.guest_eoi()
+
+
+@scenario("ioapic_eoi_vector_changed_by_guest_own_dest", "ioapic",
+          "Like the other-dest case but pin 18 targets vCPU0 after the rewrite (dest 0 -> vector 0x71); and a lowest-priority pin 19 "
+          "(vector 0x72, logical 0x02) rewritten to 0x73 while vCPU0 holds 0x73 in ISR.", tags=["guest", "eoi"], guest=True)
+def _(r):
+    r.flat_ldrs()
+    r.redir(18, vector=0x70, trigger=1, dest=1)
+    r.redir(19, vector=0x72, delivery_mode=1, trigger=1, dest_mode=1, dest=0x02)
+    r.line(18, 1)
+    r.line(19, 1)
+    r.lapic(0, isr=[0x71, 0x73], tmr=[0x71, 0x73])
+    r.start()
+    r.guest_access([("mmio_read", TPR, 0)], note="run")
+    r.guest_access(io_write_redir(18, 0x8071, 0x00000000), note="pin 18: vector 0x71, dest 0")
+    r.guest_access(io_write_redir(19, 0x8973), note="pin 19: vector 0x73 lowest")
+    r.guest_eoi(note="EOI (0x73)")
+    r.guest_eoi(note="EOI (0x71)")
+
+
+@scenario("ioapic_eoi_after_msi_same_vector", "ioapic",
+          "Level pin 20 vector 0x66 dest 1 delivered; KVM_SIGNAL_MSI puts level vector 0x66 into vCPU0's IRR; vCPU0 acks (simulated) and EOIs; "
+          "then the same after an edge MSI.", tags=["guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(20, vector=0x66, trigger=1, dest=1)
+    r.start()
+    r.line(20, 1)
+    r.guest_access([("mmio_read", TPR, 0)], note="run")
+    a, d = msi(0, 0x66, level=1)
+    r.msi(a, d)
+    r.simulated_ack(0, 0x66)
+    r.guest_eoi()
+    r.observe("after EOI")
+    a, d = msi(0, 0x66)
+    r.msi(a, d)
+    r.simulated_ack(0, 0x66)
+    r.lapic(0, tmr=[0x66])
+    r.guest_eoi()
+
+
+@scenario("ioapic_eoi_rtc_pending_other_vcpu", "ioapic",
+          "RTC pin 8 edge vector 0x48 physical dest 1 raised with KVM_IRQ_LINE_STATUS (pending EOI on vCPU1); vCPU0 gets 0x48 in ISR by KVM_SET_LAPIC "
+          "and EOIs it; raise again; then vCPU1's ISR/IRR cleared by KVM_SET_LAPIC; raise.", tags=["rtc", "guest", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(8, vector=0x48, dest=1)
+    r.start()
+    r.line(8, 1)
+    r.line(8, 0)
+    r.lapic(0, isr=[0x48])
+    r.guest_eoi()
+    r.line(8, 1)
+    r.line(8, 0)
+    r.lapic(1, clear_irr=[0x48])
+    r.line(8, 1)
+
+
+@scenario("irqfd_resample_edge_pin_eoi_other_vcpu", "irqfd",
+          "Resampling irqfd A/RA on edge IOAPIC GSI 17 (vector 0x47, dest 1; the resampler's ack notifier makes pin 17 EOI-tracked): write A; "
+          "vCPU0 gets 0x47 in ISR by KVM_SET_LAPIC and EOIs it; read RA; vCPU0 ISR 0x47 again without a new scan; EOI; read RA.",
+          tags=["irqfd", "resample", "guest", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(17, vector=0x47, dest=1)
+    r.eventfd("A")
+    r.eventfd("RA")
+    r.start()
+    r.irqfd("A", 17, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_write("A")
+    r.lapic(0, isr=[0x47])
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("RA")
+    r.redir(17, vector=0x47, dest=2)
+    r.guest_access([("mmio_read", TPR, 0)], note="run (scan)")
+    r.lapic(0, isr=[0x47])
+    r.guest_eoi()
+    r.wait(50)
+    r.efd_read("RA")
+
+
+@scenario("pic_ocw_command_sweep", "pic",
+          "Master ISR {0,3,6} and IRR {1,4} preset; guest OCW2 commands 0x40 (no-op), 0x61 (specific EOI of an idle IRQ), 0x66, 0xC5 (priority), "
+          "0x20, OCW3 0x08 (no RR), 0x0B, 0x08, reads after each.", tags=["guest"], guest=True)
+def _(r):
+    r.line(1, 1)
+    r.line(4, 1)
+    r.pic("master", isr=0x49)
+    r.start()
+    acc = []
+    for cmd in (0x40, 0x61, 0x66, 0xC5, 0x20):
+        acc += [("out", 0x20, cmd), ("out", 0x20, 0x0B), ("in", 0x20, 0)]
+    r.guest_access(acc, note="OCW2 sweep, ISR after each")
+    r.guest_access([("out", 0x20, 0x08), ("in", 0x20, 0), ("out", 0x20, 0x0A), ("out", 0x20, 0x08), ("in", 0x20, 0)], note="OCW3 without RR")
+
+
+@scenario("lapic_icr_misc_modes", "lapic",
+          "Guest ICR: delivery mode 3 (remote read) to APIC 1, fixed to physical broadcast 0xFF with vCPU2 disabled, ExtINT to APIC 1, "
+          "SMI to APIC 3, level-triggered fixed vector 0x55 to APIC 0 (self by dest) and its EOI with an IOAPIC level pin on 0x55.",
+          tags=["guest", "ipi", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics([0, 1, 3])
+    r.redir(21, vector=0x55, trigger=1, dest=3, remote_irr=1)
+    r.start()
+    r.guest_access([("mmio_write", ICR2, 1 << 24), ("mmio_write", ICR, 0x4350)], note="remote read to 1")
+    r.guest_access([("mmio_write", ICR2, 0xFF << 24), ("mmio_write", ICR, 0x4051)], note="fixed broadcast")
+    r.guest_access([("mmio_write", ICR2, 1 << 24), ("mmio_write", ICR, 0x4752)], note="ExtINT to 1")
+    r.guest_access([("mmio_write", ICR2, 3 << 24), ("mmio_write", ICR, 0x4253)], note="SMI to 3")
+    r.guest_access([("mmio_write", ICR2, 0), ("mmio_write", ICR, 0xC055)], note="level fixed 0x55 to 0")
+    r.simulated_ack(0, 0x55)
+    r.guest_eoi()
+
+
+# =====================================================================================
+# fifth batch
+# =====================================================================================
+@scenario("routing_hv_sint_xen_s390_types", "msi_routing",
+          "KVM_SET_GSI_ROUTING with the non-irqchip/non-MSI entry types: 3 (S390 adapter), 4 (Hyper-V SINT vcpu 0 sint 2), "
+          "5 (Xen event channel port 3, vcpu 0, priority 0), each alone on GSI 40 together with the default table; raise/lower GSI 40 after each success; "
+          "type 4 plus an MSI entry on the same GSI.", tags=[])
+def _(r):
+    import struct as st
+    r.enable_lapics()
+    r.start()
+    s390 = {"gsi": 40, "type": 3, "flags": 0, "raw": st.pack("<QQQII", 0x1000, 0x2000, 0, 0, 1)}
+    hv = {"gsi": 40, "type": 4, "flags": 0, "raw": st.pack("<II", 0, 2)}
+    xen = {"gsi": 40, "type": 5, "flags": 0, "raw": st.pack("<III", 3, 0, 0)}
+    for e in (s390, hv, xen):
+        res = r.routing(K.default_routes() + [e])
+        if res["errno"] is None:
+            r.line(40, 1)
+            r.line(40, 0)
+    r.routing(K.default_routes() + [hv, K.route_msi(40, K.msi_address(1), K.msi_data(0x40))], note="HV SINT + MSI on GSI 40")
+    r.routing(K.default_routes() + [dict(hv, gsi=41), K.route_irqchip(41, 2, 5)], note="HV SINT + IOAPIC pin on GSI 41")
+
+
+@scenario("pic_poll_through_odd_port_and_elcr_change", "pic",
+          "IRQ 3 and IRQ 9 pending; guest OCW3 poll then reads port 0x21 (poll result from the odd port); slave poll read from 0xA1; "
+          "IRQ 5 level by ELCR port write while its line is high, then ELCR cleared again and the line lowered.", tags=["guest"], guest=True)
+def _(r):
+    r.line(3, 1)
+    r.line(9, 1)
+    r.start()
+    r.guest_access([("out", 0x20, 0x0C), ("in", 0x21, 0), ("in", 0x21, 0)], note="poll via 0x21, then IMR")
+    r.guest_access([("out", 0xA0, 0x0C), ("in", 0xA1, 0), ("in", 0x20, 0)], note="slave poll via 0xA1")
+    r.line(5, 1)
+    r.guest_access([("out", 0x4D0, 0x20), ("in", 0x4D0, 0)], note="ELCR IRQ5 level")
+    r.line(5, 1)
+    r.guest_access([("out", 0x4D0, 0x00)], note="ELCR cleared")
+    r.line(5, 0)
+    r.line(5, 1)
+
+
+@scenario("msi_cluster_lowest_disabled_slot", "msi_routing",
+          "Cluster DFR: vCPU0 LDR 0x11, vCPU1 0x12 (software-disabled), vCPU2 0x14, vCPU3 0x21: lowest-priority MSIs to 0x17, 0x13, 0x16, 0x1F, 0x31 "
+          "with vectors 0x40..0x45, through MSI routes on GSI 24..29 raised by KVM_IRQ_LINE_STATUS.", tags=[])
+def _(r):
+    for c, ldr in enumerate((0x11, 0x12, 0x14, 0x21)):
+        r.lapic(c, enable=(c != 1), ldr=ldr << 24, dfr=K.APIC_DFR_CLUSTER)
+    dests = (0x17, 0x13, 0x16, 0x1F, 0x31, 0x17)
+    ents = []
+    for i, dst in enumerate(dests):
+        a, d = msi(dst, 0x40 + i, dm=1, logical=1)
+        ents.append(K.route_msi(24 + i, a, d))
+    r.routing(route_default_plus(*ents))
+    r.start()
+    for i in range(len(dests)):
+        r.line(24 + i, 1)
+        r.line(24 + i, 0)
+
+
+@scenario("irqfd_two_irqfds_one_eventfd_chain", "irqfd",
+          "irqfd A on GSI 24 (MSI dest 0 vector 0x51) and irqfd B on GSI 24 too; A deassigned with the wrong flags (RESAMPLE|DEASSIGN); "
+          "write A and B; KVM_IRQFD deassign B on GSI 25 (ignored gsi?); write B.", tags=["irqfd"])
+def _(r):
+    r.enable_lapics()
+    r.routing(route_default_plus(K.route_msi(24, K.msi_address(0), K.msi_data(0x51)), K.route_msi(25, K.msi_address(1), K.msi_data(0x52))))
+    r.eventfd("A")
+    r.eventfd("B")
+    r.start()
+    r.irqfd("A", 24)
+    r.irqfd("B", 24)
+    r.irqfd("A", 24, flags=K.KVM_IRQFD_FLAG_DEASSIGN | K.KVM_IRQFD_FLAG_RESAMPLE)
+    r.efd_write("A")
+    r.efd_write("B")
+    r.lapic(0, clear_irr=[0x51])
+    r.irqfd("B", 25, flags=K.KVM_IRQFD_FLAG_DEASSIGN)
+    r.efd_write("B")
+    r.efd_read("A")
+    r.efd_read("B")
 
 
 # =====================================================================================

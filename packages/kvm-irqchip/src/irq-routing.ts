@@ -71,7 +71,7 @@ export class IrqRoutingTable {
    * kvm_set_irq_routing's validation and construction. Throws a VirqError (errno EINVAL)
    * naming the offending entry; nothing is installed then.
    */
-  static build(entries: readonly KvmRoutingEntry[], flags = 0, opts: { splitIrqchip?: boolean; x2apicFormat?: boolean } = {}): IrqRoutingTable {
+  static build(entries: readonly KvmRoutingEntry[], flags = 0, opts: { splitIrqchip?: boolean; x2apicFormat?: boolean; hyperv?: boolean } = {}): IrqRoutingTable {
     if (entries.length > KVM_MAX_IRQ_ROUTES) {
       throw new VirqError(KvmErrorCode.RoutingTooLarge, `KVM_SET_GSI_ROUTING: ${entries.length} entries exceed KVM_MAX_IRQ_ROUTES (${KVM_MAX_IRQ_ROUTES}); split the table or use fewer GSIs`, { errno: 'EINVAL' });
     }
@@ -116,7 +116,8 @@ export class IrqRoutingTable {
       } else if (ue.type === 'msi') {
         if (opts.x2apicFormat && (ue.msi.addressHi & 0xff) !== 0) bad('address_hi bits 7:0 must be 0 with the x2APIC API');
         route = { gsi: ue.gsi, type, irqchip: -1, pin: -1, msi: ue.msi, user: ue };
-      } else if (type === KVM_IRQ_ROUTING_HV_SINT) {
+      } else if (type === KVM_IRQ_ROUTING_HV_SINT && opts.hyperv === true) {
+        // kvm_set_routing_entry has this case only with CONFIG_KVM_HYPERV (KVM_CAP_HYPERV).
         route = { gsi: ue.gsi, type, irqchip: -1, pin: -1, msi: undefined, user: ue };
       } else {
         return bad(`routing type ${type} is not supported on x86 KVM`);

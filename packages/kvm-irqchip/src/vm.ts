@@ -33,6 +33,8 @@ export interface KvmVmOptions {
   vectorHashing?: boolean;
   /** CONFIG_KVM_SMM: SMI delivery accepted. Default false (the golden host returns 0). */
   smm?: boolean;
+  /** CONFIG_KVM_HYPERV (KVM_CAP_HYPERV): Hyper-V SynIC routes are accepted. The golden host has it off. */
+  hyperv?: boolean;
   /** KVM_CAP_X2APIC_API: 32-bit MSI destinations (address_hi) and no 0xFF broadcast quirk. */
   x2apicApi?: boolean;
   /**
@@ -114,6 +116,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   /** The workqueue thread irqfd_inject and the IOAPIC's delayed work run on. */
   readonly kworker: Actor;
   readonly smmSupported: boolean;
+  readonly hyperv: boolean;
   readonly x2apicApi: boolean;
   readonly cpuid: { readonly x2apic: boolean; readonly tscDeadline: boolean; readonly maxPhysAddr: number };
   private apicv = false;
@@ -134,6 +137,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     this.costs = ctx.costs;
     this.t = ctx.trace.channel('kvm-irqchip');
     this.smmSupported = options.smm ?? false;
+    this.hyperv = options.hyperv ?? false;
     this.x2apicApi = options.x2apicApi ?? false;
     this.cpuid = { x2apic: options.cpuid?.x2apic ?? false, tscDeadline: options.cpuid?.tscDeadline ?? false, maxPhysAddr: options.cpuid?.maxPhysAddr ?? 36 };
     this.kworker = this.scheduler.actor({ name: 'kworker/u:irqfd', kind: 'kernel', cpu: 0 });
@@ -463,7 +467,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   /** KVM_SET_GSI_ROUTING: validates, swaps the table, updates irqfds (kvm_irq_routing_update). */
   setGsiRouting(entries: readonly KvmRoutingEntry[], flags = 0): void {
     this.needIrqchip('KVM_SET_GSI_ROUTING', 'EINVAL');
-    const t = IrqRoutingTable.build(entries, flags, { x2apicFormat: this.x2apicApi });
+    const t = IrqRoutingTable.build(entries, flags, { x2apicFormat: this.x2apicApi, hyperv: this.hyperv });
     this.routing = t;
     if (this.t.on) this.trace('kvm_set_irq_routing', 'kvm_vm_ioctl', { nr: entries.length });
     this.irqfds.routingUpdate();
