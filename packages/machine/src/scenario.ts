@@ -24,7 +24,7 @@ export interface RunOptions {
 }
 
 /** Functions that mark a device starting a delivery toward the guest. */
-const DELIVERY_START = new Set(['apic_send_ipi', 'vgic_v3_dispatch_sgi', 'vhost_vring_call_split', 'vhost_signal', 'virtio_notify', 'vfio_msihandler', 'hw:vtd_post_interrupt', 'serial_update_irq', 'vgic_its_inject_cached_translation', 'vgic_its_trigger_msi', 'kvm_vgic_inject_irq', 'hw:its_translate', 'hw:amdvi_ga_interrupt']);
+const DELIVERY_START = new Set(['pit_irq_timer', 'apic_send_ipi', 'vgic_v3_dispatch_sgi', 'vhost_vring_call_split', 'vhost_signal', 'virtio_notify', 'vfio_msihandler', 'hw:vtd_post_interrupt', 'serial_update_irq', 'vgic_its_inject_cached_translation', 'vgic_its_trigger_msi', 'kvm_vgic_inject_irq', 'hw:its_translate', 'hw:amdvi_ga_interrupt']);
 /** The guest handler's EOI ends a delivery (x86 LAPIC EOI, virtualised or trapped; GIC ICV_EOIR1). */
 const DELIVERY_END = new Set(['native_apic_mem_eoi', 'gic_eoi_irq']);
 /**

@@ -94,6 +94,25 @@ describe('virtio-blk at an I/O depth (workload.ioDepth)', () => {
   });
 });
 
+describe('legacy timer (pit + hpet devices, workload.timerHz)', () => {
+  it('QEMU\'s PIT ticks through the HPET legacy route and kvm_pc_gsi_handler into IOAPIC pin 2 (F4/F5 chain with the kernel irqchip)', () => {
+    const t = parseTopology({ name: 'pit', irqchip: { kind: 'kvm-x86', apicv: false }, devices: [{ kind: 'pit' }, { kind: 'hpet' }], durationUs: 200, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, timerHz: 100_000 } });
+    const r = runTopology(t, { keepTrace: true });
+    const ticks = r.trace!.filter((e) => e.fn === 'pit_irq_timer').length;
+    expect(ticks).toBe(19); // every 10 µs from 10 µs, stopped at 200 µs (the tick at 200 µs is cancelled)
+    expect(r.metrics.interrupts.injected).toBe(ticks);
+    const fns = r.firstDelivery.map((e) => e.fn);
+    const chain = ['pit_irq_timer', 'pit_irq_timer_update', 'hpet_handle_legacy_irq', 'kvm_pc_gsi_handler', 'kvm_set_irq', 'kvm_set_ioapic_irq', 'ioapic_deliver', '__apic_accept_irq', 'vmx_inject_irq', 'guest_interrupt', 'native_apic_mem_eoi'];
+    let at = 0;
+    for (const f of chain) {
+      at = fns.indexOf(f, at);
+      expect(at).toBeGreaterThanOrEqual(0);
+    }
+    const none = runTopology(parseTopology({ name: 'nopit', devices: [], durationUs: 100, workload: { timerHz: 1000 } }));
+    expect(none.notes.join('\n')).toMatch(/no pit device/);
+  });
+});
+
 describe('guest IPIs (workload.ipisPerSec)', () => {
   const ipis = (kind: string) =>
     parseTopology({ name: 'ipi', irqchip: { kind, apicv: false }, devices: [], durationUs: 500, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, ipisPerSec: 40000 } });

@@ -301,7 +301,7 @@ export class ArmMachine implements ComposedMachine {
 
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
-    if (w.timerHz > 0) this.notes.push('workload.timerHz: guest timers are not part of machine runs (the PIT/HPET path is flow F4); ignored');
+    if (w.timerHz > 0) this.notes.push('workload.timerHz: the arm64 generic timer is not part of machine runs (its forwarded-PPI path is flow F18); ignored');
     const s = this.ctx.scheduler;
     const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     if (w.ioDepth > 0) for (const b of this.blks) startBlkClosedLoop(s, b.driver, w.ioDepth, durationNs, (fn) => this.cpus[b.vcpu]!.at(s.now, fn));

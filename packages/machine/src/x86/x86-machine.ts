@@ -1,6 +1,6 @@
 import { GuestMemory, KvmRoutingTable, type Actor, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
 import { IrqBypassHost, QemuVfioPci, type VfioPciCore } from '@virq/irqbypass';
-import { APIC, IOAPIC_DEFAULT_BASE_ADDRESS, KvmVm, PcGsi, type KvmVcpu } from '@virq/kvm-irqchip';
+import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, KvmVm, PcGsi, QemuIrq, QemuPit, type KvmVcpu } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
@@ -65,6 +65,8 @@ export class X86Machine implements ComposedMachine {
   readonly nets: X86NetDevice[] = [];
   readonly vfios: X86VfioDevice[] = [];
   readonly serials: Serial16550[] = [];
+  /** Legacy timers present: QEMU's i8254 PIT, and the HPET whose legacy routing it passes through. */
+  private readonly timers = new Set<'pit' | 'hpet'>();
   readonly blks: Array<{ config: VirtioBlkConfig; driver: GuestVirtioBlk; vcpu: number }> = [];
   readonly notes: string[] = [];
   private nextDev = 3;
@@ -158,7 +160,7 @@ export class X86Machine implements ComposedMachine {
           break;
         case 'pit':
         case 'hpet':
-          this.notes.push(`${d.name}: ${d.kind} is not part of machine runs yet (see the flows for its paths); ignored`);
+          this.timers.add(d.kind);
           break;
       }
     }
@@ -348,6 +350,30 @@ export class X86Machine implements ComposedMachine {
     return v;
   }
 
+  /**
+   * The guest's periodic tick from QEMU's userspace i8254 (a `pit` device; the in-kernel PIT
+   * is not modelled): pit_irq_timer on the main loop → [hpet_handle_legacy_irq when an HPET is
+   * present, legacy mode off] → kvm_pc_gsi_handler → KVM_IRQ_LINE GSI 0 → IOAPIC pin 2 (the
+   * timer override) → vCPU 0, whose handler EOIs.
+   */
+  private startPit(hz: number, durationNs: number): void {
+    if (!this.timers.has('pit')) {
+      this.notes.push('workload.timerHz: the topology has no pit device; no timer ticks');
+      return;
+    }
+    const t = this.ctx.trace.channel('qemu-irq');
+    const vector = this.irqs.allocate(0, 'timer_interrupt', () => undefined);
+    this.programIoapic(2, vector, this.vcpu(0).apicId, false);
+    const gsi0: QemuIrq = this.timers.has('hpet') ? new HpetLegacy(t, this.gsi.gsi).irqs[0]! : this.gsi.gsi[0]!;
+    const out = new QemuIrq('pit.0', (_n, level) => {
+      if (level) this.irqs.raised(0, vector, this.ctx.scheduler.now);
+      gsi0.set(level, 'pit_irq_timer_update');
+    }, 0, undefined);
+    const pit = new QemuPit(this.ctx, this.mainLoop, out, Math.max(1, Math.round(1e9 / hz)));
+    pit.start();
+    this.ctx.scheduler.at(durationNs, this.mainLoop, () => pit.stop());
+  }
+
   /** x86 vCPU threads are charged as they go; nothing to settle. */
   finish(): void {}
 
@@ -362,7 +388,7 @@ export class X86Machine implements ComposedMachine {
   /** Schedules the topology's workload over [0, durationNs). */
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
-    if (w.timerHz > 0) this.notes.push('workload.timerHz: guest timers are not part of machine runs (the PIT/HPET path is flow F4); ignored');
+    if (w.timerHz > 0) this.startPit(w.timerHz, durationNs);
 
     const s = this.ctx.scheduler;
     const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
