@@ -38,10 +38,12 @@ IOEOI = 0xFEC00040
 SCENARIOS = []
 
 
-def scenario(name, group, description, tags=(), nvcpus=4, guest=False):
+def scenario(name, group, description, tags=(), nvcpus=4, guest=False, probe=False):
+    """probe=True: recorded only with --probe (checked against the model, kept out of the
+    committed file to stay under its size budget)."""
     def deco(fn):
         SCENARIOS.append(dict(name=name, group=group, description=description, tags=list(tags),
-                              nvcpus=nvcpus, guest=guest, fn=fn))
+                              nvcpus=nvcpus, guest=guest, fn=fn, probe=probe))
         return fn
     return deco
 
@@ -1791,6 +1793,135 @@ def _(r):
 
 
 # =====================================================================================
+# probes (recorded with --probe)
+# =====================================================================================
+@scenario("probe_ioapic_set_irqchip_irr_all_ones", "ioapic",
+          "KVM_SET_IRQCHIP(ioapic) with irr 0xFFFFFFFF and id 0xFF, all pins masked except edge pin 16 (vector 0x40 dest 0); GET back.", probe=True)
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.ioapic({16: dict(vector=0x40, dest=0)}, irr=0xFFFFFFFF, id=0xFF)
+    r.line(16, 0)
+    r.line(3, 0)
+
+
+@scenario("probe_ioapic_unmask_with_resampler", "irqfd",
+          "Level pin 21 masked (vector 0x45, dest 0) with a resampling irqfd A/RA: write A (irr latched); the guest unmasks pin 21 "
+          "(kvm_notify_irqfd_resampler instead of delivery); read RA; write A again.", tags=["irqfd", "resample", "guest"], guest=True, probe=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(21, vector=0x45, trigger=1, mask=1, dest=0)
+    r.eventfd("A")
+    r.eventfd("RA")
+    r.start()
+    r.irqfd("A", 21, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_write("A")
+    r.guest_access(io_write_redir(21, 0x8045), note="unmask")
+    r.wait(50)
+    r.efd_read("RA")
+    r.efd_write("A")
+
+
+@scenario("probe_pic_set_irqchip_fields", "pic",
+          "KVM_SET_IRQCHIP(pic master) with irr 0x0A, imr 0, isr 0x04, last_irr 0xFF, special_mask 1, poll 1, read_reg_select 1, priority_add 7; "
+          "guest reads 0x20 twice and 0x21; slave with elcr 0xFF and irr 0x81.", tags=["guest"], guest=True, probe=True)
+def _(r):
+    r.start()
+    r.pic("master", irr=0x0A, imr=0, isr=0x04, last_irr=0xFF, special_mask=1, poll=1, read_reg_select=1, priority_add=7)
+    r.pic("slave", elcr=0xFF, irr=0x81, imr=0x00)
+    r.guest_access([("in", 0x20, 0), ("in", 0x20, 0), ("in", 0x21, 0), ("out", 0xA0, 0x0C), ("in", 0xA0, 0)], note="reads")
+    r.line(8, 0)
+    r.line(15, 1)
+
+
+@scenario("probe_lapic_icr_lowest_duplicate_ldr", "lapic",
+          "Flat LDR duplicates (vCPU0 and vCPU2 both bit 0, vCPU1 bit 1, vCPU3 bit 3): guest lowest-priority IPIs to logical 0x01, 0x03, 0x0B with "
+          "vectors 0x80..0x86, and fixed to 0x01.", tags=["guest", "ipi"], guest=True, probe=True)
+def _(r):
+    for c, b in enumerate((0, 1, 0, 3)):
+        r.lapic(c, enable=True, ldr=(1 << b) << 24, dfr=K.APIC_DFR_FLAT)
+    r.start()
+    acc = []
+    for dst, vecs in ((0x01, (0x80, 0x81)), (0x03, (0x82, 0x83, 0x84)), (0x0B, (0x85, 0x86))):
+        acc.append(("mmio_write", ICR2, dst << 24))
+        for v in vecs:
+            acc.append(("mmio_write", ICR, 0x4900 | v))
+    acc += [("mmio_write", ICR2, 0x01000000), ("mmio_write", ICR, 0x4887)]
+    r.guest_access(acc, note="IPIs")
+
+
+@scenario("probe_ioapic_init_level_and_extint_level", "ioapic",
+          "Pin 16 INIT level-triggered dest 1, pin 17 ExtINT level dest 0, pin 18 SMI level dest 2, pin 19 lowest-priority physical dest 0xFF level: "
+          "raise, raise, lower each; get_mp_state(1).", probe=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(16, vector=0, delivery_mode=5, trigger=1, dest=1)
+    r.redir(17, vector=0x31, delivery_mode=7, trigger=1, dest=0)
+    r.redir(18, vector=0x32, delivery_mode=2, trigger=1, dest=2)
+    r.redir(19, vector=0x33, delivery_mode=1, trigger=1, dest=0xFF)
+    r.start()
+    for p in (16, 17, 18, 19):
+        r.line(p, 1)
+        r.line(p, 1)
+        r.line(p, 0)
+    r.mp_state(1)
+
+
+@scenario("probe_lapic_set_lapic_sw_disabled_lvts", "lapic",
+          "KVM_SET_LAPIC writes SPIV 0x0FF (disabled) with LVT0 0x700 and LVTERR 0xF0 unmasked; guest on vCPU0 reads them, enables SPIV, "
+          "reads again, disables SPIV, reads; MSI fixed to 0 while disabled.", tags=["guest"], guest=True, probe=True)
+def _(r):
+    r.start()
+    r.lapic(0, regs={K.APIC_SPIV: 0xFF, K.APIC_LVT0: 0x700, K.APIC_LVTERR: 0xF0})
+    r.guest_access([("mmio_read", LVT0, 0), ("mmio_read", 0xFEE00370, 0), ("mmio_write", SPIV, 0x1FF), ("mmio_read", LVT0, 0),
+                    ("mmio_write", SPIV, 0x0FF), ("mmio_read", LVT0, 0), ("mmio_read", 0xFEE00370, 0)], note="LVTs across SPIV")
+    a, d = msi(0, 0x40)
+    r.msi(a, d)
+
+
+
+@scenario("lapic_apic_base_bsp_bit_and_reserved", "lapic",
+          "KVM_SET_MSRS: vCPU1 APIC base with the BSP bit (0xFEE00900), then INIT by MSI and KVM_GET_MP_STATE(1); APIC base with bit 36 set; "
+          "x2APIC TPR MSR 0x808 in xAPIC mode; vCPU0 BSP bit cleared then INIT.")
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.set_msr(1, K.MSR_IA32_APICBASE, 0xFEE00900)
+    a, d = msi(1, 0, dm=5)
+    r.msi(a, d)
+    r.mp_state(1)
+    r.set_msr(2, K.MSR_IA32_APICBASE, 0x1000FEE00800)
+    r.set_msr(2, 0x808, 0x20)
+    r.set_msr(0, K.MSR_IA32_APICBASE, 0xFEE00800)
+    a, d = msi(0, 0, dm=5)
+    r.msi(a, d)
+    r.mp_state(0)
+
+
+@scenario("probe_resampler_shared_deassign_one", "irqfd",
+          "Resampling irqfds A/RA and B/RB on level GSI 22 (vector 0x56, dest 1): write A (asserted); deassign B; observe; deassign A (line lowered); "
+          "observe; re-assign A and write; lower the userspace line (it was never raised).", tags=["irqfd", "resample"], probe=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(22, vector=0x56, trigger=1, dest=1)
+    for n in ("A", "RA", "B", "RB"):
+        r.eventfd(n)
+    r.start()
+    r.irqfd("A", 22, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.irqfd("B", 22, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RB")
+    r.efd_write("A")
+    r.irqfd("B", 22, flags=K.KVM_IRQFD_FLAG_DEASSIGN)
+    r.observe("B deassigned")
+    r.irqfd("A", 22, flags=K.KVM_IRQFD_FLAG_DEASSIGN)
+    r.observe("A deassigned")
+    r.irqfd("A", 22, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+    r.efd_write("A")
+    r.line(22, 0)
+    r.efd_read("RA")
+    r.efd_read("RB")
+
+
+# =====================================================================================
 def header():
     k = K.kvm()
     caps = {}
@@ -1835,6 +1966,9 @@ def main():
     out = "/work/main/packages/kvm-irqchip/test/golden-extra.json"
     only = None
     args = sys.argv[1:]
+    probe = "--probe" in args
+    if probe:
+        args.remove("--probe")
     if "--only" in args:
         i = args.index("--only")
         only = set(args[i + 1].split(","))
@@ -1844,6 +1978,8 @@ def main():
     scen = []
     for sd in SCENARIOS:
         if only and sd["name"] not in only:
+            continue
+        if sd["probe"] != probe and not only:
             continue
         try:
             scen.append(record(sd))

@@ -1,7 +1,7 @@
 import type { Actor, ScheduledEvent, VcpuInterruptTarget } from '@virq/core';
 import type { GuestModel, GuestOp } from './guest-model.js';
 import { KvmLapic, type LapicBus, type LapicOwner } from './lapic.js';
-import { APIC, MSR_IA32_APICBASE } from './lapic-registers.js';
+import { APIC, APICBASE_BSP, MSR_IA32_APICBASE } from './lapic-registers.js';
 import type { VcpuHost } from './vcpu-host.js';
 
 /** `vcpu->mode` */
@@ -101,8 +101,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.lapic = new KvmLapic(this);
   }
 
+  /** kvm_vcpu_is_reset_bsp: the vCPU that resets as the BSP (bsp_vcpu_id, 0). */
   get isBsp(): boolean {
     return this.vcpuId === 0;
+  }
+  /** kvm_vcpu_is_bsp: the BSP flag (bit 8) of the current APIC base MSR, which userspace may move. */
+  get apicBaseBsp(): boolean {
+    return (this.lapic.apicBase & APICBASE_BSP) !== 0;
   }
   get bus(): LapicBus {
     return this.host.lapicBus;
@@ -277,7 +282,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const ev = this.lapic.takePendingEvents();
     if (ev.init) {
       this.resetForInit();
-      this.mpState = this.isBsp ? MP_STATE.RUNNABLE : MP_STATE.INIT_RECEIVED;
+      this.mpState = this.apicBaseBsp ? MP_STATE.RUNNABLE : MP_STATE.INIT_RECEIVED;
     }
     if (ev.sipi && this.mpState === MP_STATE.INIT_RECEIVED) {
       if (this.host.tracing) this.host.trace('kvm_vcpu_deliver_sipi_vector', 'kvm_apic_accept_events', { vcpu: this.vcpuId, vector: ev.sipiVector });
