@@ -38,12 +38,12 @@ IOEOI = 0xFEC00040
 SCENARIOS = []
 
 
-def scenario(name, group, description, tags=(), nvcpus=4, guest=False, probe=False):
+def scenario(name, group, description, tags=(), nvcpus=4, guest=False, probe=False, irqchip=True):
     """probe=True: recorded only with --probe (checked against the model, kept out of the
     committed file to stay under its size budget)."""
     def deco(fn):
         SCENARIOS.append(dict(name=name, group=group, description=description, tags=list(tags),
-                              nvcpus=nvcpus, guest=guest, fn=fn, probe=probe))
+                              nvcpus=nvcpus, guest=guest, fn=fn, probe=probe, irqchip=irqchip))
         return fn
     return deco
 
@@ -1921,6 +1921,32 @@ def _(r):
     r.efd_read("RB")
 
 
+
+@scenario("misc_no_irqchip_ioctls", "misc",
+          "A VM without KVM_CREATE_IRQCHIP: KVM_IRQ_LINE_STATUS, KVM_IRQ_LINE, KVM_SET_GSI_ROUTING (MSI entry), KVM_SIGNAL_MSI, KVM_IRQFD on GSI 24 "
+          "and a write, KVM_IOEVENTFD, KVM_GET_IRQCHIP, KVM_CREATE_IRQCHIP after the vCPUs; guest accesses to the LAPIC, IOAPIC and PIC.",
+          tags=["guest", "irqfd", "ioeventfd"], guest=True, irqchip=False)
+def _(r):
+    r.eventfd("A")
+    r.eventfd("B")
+    r.start()
+    r.line(3, 1)
+    r.line_nostatus(3, 1)
+    r.routing([K.route_msi(24, K.msi_address(0), K.msi_data(0x40))])
+    a, d = msi(0, 0x41)
+    r.msi(a, d)
+    r.irqfd("A", 24)
+    r.efd_write("A")
+    r.efd_read("A")
+    r.ioeventfd("B", 0x600, 1)
+    ret, _raw = r.vm.get_irqchip_raw(0)
+    r.raw("get_irqchip", {"chip_id": 0}, ret)
+    r.raw("create_irqchip", {}, K.raw_ioctl(r.vm.fd, K.KVM_CREATE_IRQCHIP))
+    r.guest_access([("mmio_read", 0xFEE00030, 0), ("mmio_write", EOI, 0), ("mmio_write", SEL, 1), ("mmio_read", WIN, 0),
+                    ("out", 0x20, 0x0C), ("in", 0x20, 0), ("out", 0x600, 1), ("in", 0x4D0, 0)], note="accesses")
+    r.efd_read("B")
+
+
 # =====================================================================================
 def header():
     k = K.kvm()
@@ -1950,12 +1976,12 @@ def header():
 
 
 def record(sd):
-    r = H.Run(nvcpus=sd["nvcpus"], guest=sd["guest"])
+    r = H.Run(nvcpus=sd["nvcpus"], guest=sd["guest"], irqchip=sd["irqchip"])
     try:
         sd["fn"](r)
         r.finish()
         return {"name": sd["name"], "group": sd["group"], "description": sd["description"], "kernel": os.uname().release,
-                "nvcpus": sd["nvcpus"], "uses_guest": sd["guest"], "tags": sd["tags"], "in_kernel_irqchip": True,
+                "nvcpus": sd["nvcpus"], "uses_guest": sd["guest"], "tags": sd["tags"], "in_kernel_irqchip": sd["irqchip"],
                 "skipped": False, "setup": {"actions": r.setup_actions, "state": r.setup_state},
                 "steps": r.steps, "final_state": r.final_state}
     finally:

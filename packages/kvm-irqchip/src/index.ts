@@ -16,6 +16,7 @@ export {
   KvmIrqfd, IrqfdResampler, KVM_IRQFD_FLAG_DEASSIGN, KVM_IRQFD_FLAG_RESAMPLE, KVM_USERSPACE_IRQ_SOURCE_ID, KVM_IRQFD_RESAMPLE_IRQ_SOURCE_ID,
   type KvmIrqfdView, type IrqfdBypassHooks, type IrqAckNotifier, type KvmIrqfdArgs,
 } from './irqfd.js';
+export { KvmIoBus, kvmIoBusCmp, type KvmIoDevice, type KvmIoRange } from './kvm-io-bus.js';
 export { IoeventfdBus, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_PIO, KVM_IOEVENTFD_FLAG_DEASSIGN, type KvmIoeventfdArgs, type Ioeventfd } from './ioeventfd.js';
 export { msiToLapicIrq } from './x86-msi.js';
 export {
