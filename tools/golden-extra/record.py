@@ -134,7 +134,6 @@ def _(r):
     r.line(5, 1)
     r.start()
     r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="poll #1")
-    r.observe("after poll 1")
     r.guest_access([("out", 0x20, 0x00), ("out", 0x20, 0x0C), ("in", 0x20, 0)], note="clear rotate-in-AEOI, poll #2")
     r.guest_access([("out", 0x20, 0x80)], note="set rotate-in-AEOI")
 
@@ -146,7 +145,6 @@ def _(r):
     r.line(10, 1)
     r.line(12, 1)
     r.start()
-    r.observe("cascade raised")
     r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="master poll")
     r.guest_access([("out", 0xA0, 0x0C), ("in", 0xA0, 0)], note="slave poll")
     r.guest_access([("out", 0xA0, 0x0C), ("in", 0xA0, 0)], note="slave poll")
@@ -408,7 +406,6 @@ def _(r):
     r.line(23, 0)
     r.redir(23, vector=0x57, dest=2, mask=1)
     r.line(23, 1)
-    r.observe("masked raise")
     r.redir(23, vector=0x57, dest=2, mask=0)
 
 
@@ -1945,6 +1942,31 @@ def _(r):
     r.guest_access([("mmio_read", 0xFEE00030, 0), ("mmio_write", EOI, 0), ("mmio_write", SEL, 1), ("mmio_read", WIN, 0),
                     ("out", 0x20, 0x0C), ("in", 0x20, 0), ("out", 0x600, 1), ("in", 0x4D0, 0)], note="accesses")
     r.efd_read("B")
+
+
+
+@scenario("irqfd_pulse_lowers_userspace_level", "irqfd",
+          "Level GSI 19 (vector 0x49, dest 0) raised by KVM_IRQ_LINE_STATUS (userspace source); a plain irqfd A on GSI 19 is written: its pulse "
+          "(raise+lower on the same userspace source id) leaves the line low; ack+EOI (no re-delivery); same on PIC IRQ 5 made level by ELCR.",
+          tags=["irqfd", "guest", "simulated_ack", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(19, vector=0x49, trigger=1, dest=0)
+    r.pic("master", elcr=0x20)
+    r.eventfd("A")
+    r.eventfd("B")
+    r.start()
+    r.line(19, 1)
+    r.irqfd("A", 19)
+    r.efd_write("A")
+    r.observe("after pulse")
+    r.simulated_ack(0, 0x49)
+    r.guest_eoi()
+    r.line(19, 1)
+    r.line(5, 1)
+    r.irqfd("B", 5)
+    r.efd_write("B")
+    r.line(5, 1)
 
 
 # =====================================================================================
