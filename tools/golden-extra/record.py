@@ -94,7 +94,6 @@ def _(r):
     r.pic("master", auto_eoi=1, special_fully_nested_mode=1, rotate_on_auto_eoi=1)
     r.start()
     r.guest_access([("out", 0x20, 0x10), ("out", 0x21, 0x20), ("out", 0x21, 0x04)], note="ICW1 without IC4, ICW2, ICW3")
-    r.observe("after init")
     r.line(1, 1)
     r.guest_access([("out", 0x20, 0x0A), ("in", 0x20, 0), ("out", 0x20, 0x0C), ("in", 0x20, 0)], note="read IRR, poll")
 
@@ -1227,7 +1226,6 @@ def _(r):
     r.line(12, 1)
     r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="master poll with IRQ12 pending")
     r.line(8, 1)
-    r.observe("IRQ8 raised")
     r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0), ("out", 0xA0, 0x0C), ("in", 0xA0, 0), ("out", 0xA0, 0x0C), ("in", 0xA0, 0)],
                    note="master poll, slave polls")
 
@@ -1967,6 +1965,58 @@ def _(r):
     r.irqfd("B", 5)
     r.efd_write("B")
     r.line(5, 1)
+
+
+
+@scenario("probe_sixteen_vcpus", "lapic",
+          "16 vCPUs, all software-enabled, cluster DFR with LDR (cluster n//4+1, bit n%4): MSI fixed to physical 15, 0xFF; logical 0x1F, 0x4F, 0xF1; "
+          "lowest-priority logical 0x2F/0x3C and physical 0xFF with vectors.", nvcpus=16, probe=True)
+def _(r):
+    for c in range(16):
+        r.lapic(c, enable=True, ldr=((((c // 4) + 1) << 4) | (1 << (c % 4))) << 24, dfr=K.APIC_DFR_CLUSTER)
+    r.start()
+    for dst, v, dm, lg in ((15, 0x40, 0, 0), (0xFF, 0x41, 0, 0), (0x1F, 0x42, 0, 1), (0x4F, 0x43, 0, 1), (0xF1, 0x44, 0, 1),
+                           (0x2F, 0x50, 1, 1), (0x2F, 0x51, 1, 1), (0x3C, 0x52, 1, 1), (0x3C, 0x53, 1, 1), (0xFF, 0x54, 1, 0),
+                           (0xFF, 0x55, 1, 1)):
+        a, d = msi(dst, v, dm=dm, logical=lg)
+        r.msi(a, d)
+
+
+
+@scenario("probe_ioeventfd_ccw_and_fast_flags", "misc",
+          "KVM_IOEVENTFD with VIRTIO_CCW_NOTIFY (8) at 0x650 len 1, PIO|CCW at 0x651, flag 0x10 on a PIO entry at 0x652, CCW deassign; guest OUTs.",
+          tags=["ioeventfd", "guest"], guest=True, probe=True)
+def _(r):
+    for n in ("A", "B", "C"):
+        r.eventfd(n)
+    r.start()
+    for name, addr, fl in (("A", 0x650, 0x8), ("B", 0x651, 0xA), ("C", 0x652, 0x12), ("A", 0x650, 0xC), ("A", 0x650, 0x8)):
+        r.log("ioeventfd", {"eventfd": name, "addr": addr, "len": 1, "pio": bool(fl & 2), "datamatch": None, "deassign": bool(fl & 4), "flags": fl},
+              r._res(r.vm.ioeventfd(addr, 1, r.efds[name], fl, 0)))
+    r.guest_access([("out", 0x650, 1), ("out", 0x651, 1), ("out", 0x652, 1)], note="OUTs")
+    for n in ("A", "B", "C"):
+        r.efd_read(n)
+
+
+
+@scenario("ioapic_eoi_scan_mask_sw_disabled_logical", "ioapic",
+          "Flat LDRs; vCPU0 software-disabled (SPIV 0xFF) with ISR/TMR 0x74. Level pin 20 logical dest 0x01 (vCPU0) vector 0x70 with remote_irr preset "
+          "and the line high. The guest runs, rewrites pin 20 to vector 0x74 (FIXED, dest 0x01) and EOIs; then the same with dest 0x03.",
+          tags=["guest", "eoi"], guest=True)
+def _(r):
+    r.flat_ldrs()
+    r.lapic(0, spiv=0xFF, isr=[0x74], tmr=[0x74])
+    r.ioapic({20: dict(vector=0x70, trigger=1, dest_mode=1, dest=0x01, remote_irr=1)})
+    r.line(20, 1)
+    r.start()
+    r.guest_access([("mmio_read", TPR, 0)], note="run")
+    r.guest_access(io_write_redir(20, 0x8874, 0x01000000), note="vector 0x74, logical 0x01")
+    r.guest_eoi()
+    r.observe("after EOI")
+    r.lapic(0, isr=[0x75], tmr=[0x75])
+    r.guest_access([("mmio_read", TPR, 0)], note="run")
+    r.guest_access(io_write_redir(20, 0x8875, 0x03000000), note="vector 0x75, logical 0x03")
+    r.guest_eoi()
 
 
 # =====================================================================================

@@ -186,6 +186,31 @@ export class ApicMap {
     return r;
   }
 
+  /**
+   * kvm_apic_map_get_dest_lapic for a FIXED interrupt without a shorthand, as
+   * kvm_bitmap_or_dest_vcpus uses it: the LAPICs the optimised map names, or null when the
+   * caller must walk every vCPU (broadcast, disabled map, a logical mode the map cannot index).
+   */
+  fixedDestinations(irq: LapicIrq): KvmLapic[] | null {
+    this.recalculate();
+    const phys = this.phys;
+    if (phys === null || this.isBroadcastDest(null, irq)) return null;
+    if (!irq.logical) {
+      if (irq.destId > this.maxApicId) return [];
+      const a = phys[irq.destId];
+      return a === undefined ? [] : [a];
+    }
+    const dest = this.logicalDest(irq.destId, phys);
+    if (dest === null) return null;
+    const out: KvmLapic[] = [];
+    for (let i = 0; i < 16; i++) {
+      if (!(dest.mask & (1 << i))) continue;
+      const c = dest.cluster[dest.offset + i];
+      if (c !== undefined) out.push(c);
+    }
+    return out;
+  }
+
   /** kvm_apic_match_dest */
   static matchDest(target: KvmLapic, source: KvmLapic | null, shorthand: number, dest: number, logical: boolean, quirkDisabled: boolean): boolean {
     let mda = dest >>> 0;

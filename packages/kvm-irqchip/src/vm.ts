@@ -291,11 +291,19 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   }
   /** ioapic_write_indirect's request for a FIXED entry: the vCPUs its new or old destination matches. */
   scanIoapicRequestForEntry(dest: number, oldDest: number, logical: boolean, changed: boolean): void {
-    const ids: number[] = [];
-    for (const v of this.vcpuList) {
-      if (!v.lapic.hwEnabled) continue;
-      if (this.matchDest(v.lapic, dest, logical) || (changed && this.matchDest(v.lapic, oldDest, logical))) ids.push(v.vcpuId);
-    }
+    const ids = new Set<number>();
+    // kvm_bitmap_or_dest_vcpus: the APIC map's answer, else every present APIC that matches.
+    const orDest = (destId: number): void => {
+      const irq: LapicIrq = { vector: 0, deliveryMode: 0, logical, level: false, levelTriggered: false, shorthand: 0, destId, msiRedirHint: false };
+      const fast = this.apicMap.fixedDestinations(irq);
+      if (fast !== null) {
+        for (const a of fast) ids.add(a.vcpuId);
+        return;
+      }
+      for (const v of this.vcpuList) if (v.lapic.hwEnabled && this.matchDest(v.lapic, destId, logical)) ids.add(v.vcpuId);
+    };
+    orDest(dest);
+    if (changed) orDest(oldDest);
     this.makeScanIoapicRequest(ids);
   }
   /** vcpu_enter_guest → vcpu_scan_ioapic when KVM_REQ_SCAN_IOAPIC is pending (kvm_ioapic_scan_entry). */
