@@ -223,13 +223,13 @@ export class KvmIoapic {
   }
 
   /** The vectors this IOAPIC wants EOIs for on `apic` (kvm_ioapic_scan_entry). */
-  handlesVector(apic: KvmLapic, vector: number, hasNotifier: (pin: number) => boolean): boolean {
+  handlesVector(apic: KvmLapic, vector: number, hasNotifier: (pin: number) => boolean, countPending = true): boolean {
     if (this.rtcDestMap.vcpus.has(apic.vcpuId) && this.rtcDestMap.vectors.get(apic.vcpuId) === vector) return true;
     for (let pin = 0; pin < IOAPIC_NUM_PINS; pin++) {
       if (this.vector(pin) !== vector) continue;
       if (!(this.levelTriggered(pin) || hasNotifier(pin) || pin === RTC_GSI)) continue;
       if (this.host.matchDest(apic, this.dest(pin), this.logical(pin))) return true;
-      if (apic.pendingEoi(vector)) return true;
+      if (countPending && apic.pendingEoi(vector)) return true;
     }
     return false;
   }

@@ -276,11 +276,11 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   }
   // ---- KVM_REQ_SCAN_IOAPIC: each vCPU's ioapic_handled_vectors ---------------------------------
   /** Per vCPU: a pending KVM_REQ_SCAN_IOAPIC and the bitmap computed at its last processing. */
-  private readonly ioapicScan = new Map<number, { pending: boolean; vectors: Uint8Array }>();
-  private scanState(vcpuId: number): { pending: boolean; vectors: Uint8Array } {
+  private readonly ioapicScan = new Map<number, { pending: boolean; vectors: Uint8Array; highestStale: number }>();
+  private scanState(vcpuId: number): { pending: boolean; vectors: Uint8Array; highestStale: number } {
     let st = this.ioapicScan.get(vcpuId);
     if (st === undefined) {
-      st = { pending: true, vectors: new Uint8Array(256) };
+      st = { pending: true, vectors: new Uint8Array(256), highestStale: -1 };
       this.ioapicScan.set(vcpuId, st);
     }
     return st;
@@ -314,8 +314,13 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     const io = this.ioapic;
     if (!vcpu.lapic.hwEnabled || io === undefined) return;
     st.vectors.fill(0);
+    st.highestStale = -1;
+    const notifier = (pin: number): boolean => this.irqHasNotifier(KVM_IRQCHIP_IOAPIC, pin);
     for (let vec = 0; vec < 256; vec++) {
-      if (io.handlesVector(vcpu.lapic, vec, (pin) => this.irqHasNotifier(KVM_IRQCHIP_IOAPIC, pin))) st.vectors[vec] = 1;
+      if (!io.handlesVector(vcpu.lapic, vec, notifier)) continue;
+      st.vectors[vec] = 1;
+      // kvm_scan_ioapic_irq: handled only because an IRQ of the old routing is still pending
+      if (!io.handlesVector(vcpu.lapic, vec, notifier, false)) st.highestStale = vec;
     }
   }
   /**
@@ -328,7 +333,10 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     if (io === undefined) return;
     const v = this.vcpuOrThrow(apic.vcpuId);
     this.scanIoapicOnEntry(v);
-    if (!this.scanState(v.vcpuId).vectors[vector]) return;
+    const st = this.scanState(v.vcpuId);
+    if (!st.vectors[vector]) return;
+    // An EOI of the in-flight IRQ of an old routing: rescan at the next entry.
+    if (st.highestStale === vector) st.pending = true;
     if (this.tracing) this.trace('kvm_ioapic_update_eoi', 'kvm_ioapic_send_eoi', { vcpu: apic.vcpuId, vector });
     io.updateEoi(apic, vector, apic.testVector(vector, APIC.TMR), (apic.getReg(APIC.SPIV) & SPIV_DIRECTED_EOI) !== 0);
   }
