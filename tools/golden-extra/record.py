@@ -589,14 +589,14 @@ def _(r):
 # MSI / routing
 # =====================================================================================
 @scenario("routing_many_entries", "msi_routing",
-          "Table of 64 MSI entries (GSI 24..87, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 50, 87, 88.",
+          "Table of 40 MSI entries (GSI 24..63, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 50, 63, 64.",
           tags=[])
 def _(r):
     r.enable_lapics()
-    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 88)]
+    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 64)]
     r.routing(ents)
     r.start()
-    for g in (24, 50, 87, 88):
+    for g in (24, 50, 63, 64):
         r.line(g, 1)
         r.line(g, 0)
 
@@ -760,7 +760,6 @@ def _(r):
     r.irqfd("A", 24, flags=K.KVM_IRQFD_FLAG_DEASSIGN)
     r.lapic(2, clear_irr=[0x52])
     r.efd_write("A")
-    r.observe("after write on deassigned")
     r.irqfd("A", 24)
     r.efd_read("A")
     r.irqfd("A", 25, flags=K.KVM_IRQFD_FLAG_DEASSIGN, note="deassign with wrong gsi")
@@ -1787,6 +1786,25 @@ def _(r):
     r.efd_read("B")
 
 
+
+@scenario("lapic_ppr_recomputed_at_entry_unless_extint", "lapic",
+          "PIC IRQ 1 pending and unmasked (the PIC output is high, vCPU0 LVT0 ExtINT). KVM_SET_LAPIC gives vCPU0 ISR {0x34} (PPR stale at 0); "
+          "the guest runs OUT 0x21 (IMR 0x00, output stays high); then masks IRQ 1 (output low); then runs again; then a KVM_SET_LAPIC "
+          "with nothing changed and another run. PPR observed after each step.", tags=["guest"], guest=True)
+def _(r):
+    r.lapic(0, enable=True)
+    r.line(1, 1)
+    r.start()
+    r.lapic(0, isr=[0x34])
+    r.guest_access([("out", 0x21, 0x00)], note="run with the PIC output high")
+    r.observe("ExtINT pending")
+    r.guest_access([("out", 0x21, 0x02)], note="mask IRQ 1: output low")
+    r.guest_access([("out", 0xA1, 0x00)], note="run again")
+    r.observe("output low")
+    r.lapic(0)
+    r.guest_access([("out", 0xA1, 0x00)], note="run after KVM_SET_LAPIC")
+
+
 # =====================================================================================
 # probes (recorded with --probe)
 # =====================================================================================
@@ -2017,6 +2035,110 @@ def _(r):
     r.guest_access([("mmio_read", TPR, 0)], note="run")
     r.guest_access(io_write_redir(20, 0x8875, 0x03000000), note="vector 0x75, logical 0x03")
     r.guest_eoi()
+
+
+
+def _random_scenario(seed):
+    def body(r):
+        import random
+        rng = random.Random(seed)
+        # random LAPIC setup: flat or cluster, some disabled
+        cluster = rng.random() < 0.4
+        for c in range(4):
+            ldr = (((c // 2) + 1) << 4 | (1 << (c % 2))) if cluster else (1 << c)
+            r.lapic(c, enable=rng.random() < 0.85, ldr=ldr << 24, dfr=K.APIC_DFR_CLUSTER if cluster else K.APIC_DFR_FLAT,
+                    tpr=rng.choice((0, 0, 0x20, 0x50)))
+        pins = rng.sample(range(16, 24), 4) + [rng.choice((3, 4, 5, 8))]
+        vecs = {}
+        for p in pins:
+            v = rng.choice((0x40, 0x41, 0x50, 0x51, 0x60))
+            vecs[p] = v
+            r.redir(p, vector=v, delivery_mode=rng.choice((0, 0, 0, 1, 4)), trigger=rng.randint(0, 1),
+                    dest_mode=rng.randint(0, 1), dest=rng.choice((0, 1, 2, 3, 0x03, 0x0C, 0xFF, 0x11, 0x12)), mask=int(rng.random() < 0.2))
+        if rng.random() < 0.5:
+            r.pic("master", elcr=rng.choice((0x08, 0x30, 0x00)), imr=rng.choice((0x00, 0xF0, 0x08)))
+        r.start()
+        for _i in range(28):
+            k = rng.random()
+            if k < 0.45:
+                r.line(rng.choice(pins), rng.choice((1, 1, 0)))
+            elif k < 0.6:
+                dst = rng.choice((0, 1, 2, 3, 0x03, 0x0C, 0xFF, 0x11, 0x13))
+                a, d = msi(dst, rng.choice((0x40, 0x50, 0x60, 0x70)), dm=rng.choice((0, 0, 1, 4)), logical=rng.randint(0, 1),
+                           level=rng.randint(0, 1))
+                r.msi(a, d)
+            elif k < 0.75:
+                v = rng.choice(sorted(set(vecs.values())))
+                r.simulated_ack(0, v)
+            elif k < 0.9:
+                r.guest_eoi()
+            elif k < 0.95:
+                p = rng.choice(pins)
+                lo = (vecs[p] | (rng.randint(0, 1) << 15) | (rng.choice((0, 0, 1)) << 16))
+                r.guest_access(io_write_redir(p, lo), note="rewrite pin %d" % p)
+            else:
+                r.lapic(rng.randint(0, 3), isr=[rng.choice(sorted(set(vecs.values())))], tmr=[rng.choice(sorted(set(vecs.values())))])
+    return body
+
+
+for _seed in range(12):
+    scenario("probe_random_%02d" % _seed, "ioapic", "Random mix (seed %d) of IOAPIC pins, MSIs, simulated acks, guest EOIs and redirection rewrites." % _seed,
+             tags=["guest", "simulated_ack", "eoi"], guest=True, probe=True)(_random_scenario(_seed))
+
+
+
+def _random_scenario2(seed):
+    def body(r):
+        import random
+        rng = random.Random(1000 + seed)
+        for c in range(4):
+            r.lapic(c, enable=rng.random() < 0.9, ldr=(1 << c) << 24, dfr=K.APIC_DFR_FLAT)
+        gsis = [3, 4, 5, 9, 10, 17, 18, 19]
+        vec = {g: 0x30 + g for g in gsis}
+        for g in gsis:
+            r.redir(g, vector=vec[g], trigger=rng.randint(0, 1), dest=rng.choice((0, 0, 1, 0xFF)), mask=int(rng.random() < 0.4),
+                    delivery_mode=rng.choice((0, 0, 1)), dest_mode=0)
+        r.pic("master", elcr=rng.choice((0x08, 0x38, 0x00)), imr=rng.choice((0x00, 0x10, 0xE0)))
+        r.pic("slave", elcr=rng.choice((0x02, 0x00)), imr=rng.choice((0x00, 0x04)))
+        r.routing(route_default_plus(K.route_msi(24, K.msi_address(1), K.msi_data(0x70)), K.route_irqchip(30, 2, 18)))
+        r.eventfd("A")
+        r.eventfd("RA")
+        r.eventfd("B")
+        r.start()
+        r.irqfd("A", rng.choice((5, 18, 19)), flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
+        r.irqfd("B", rng.choice((24, 17, 3)))
+        for _i in range(30):
+            k = rng.random()
+            if k < 0.3:
+                r.line(rng.choice(gsis + [30]), rng.choice((1, 1, 0)))
+            elif k < 0.4:
+                r.efd_write(rng.choice(("A", "B")))
+            elif k < 0.45:
+                r.efd_read("RA")
+            elif k < 0.55:
+                r.simulated_ack(0, rng.choice(sorted(vec.values())))
+            elif k < 0.65:
+                r.guest_eoi()
+            elif k < 0.8:
+                port = rng.choice((0x20, 0xA0))
+                cmd = rng.choice((0x0C, 0x20, 0x0A, 0x0B, 0x60 | rng.randint(0, 7), 0xC0 | rng.randint(0, 7), 0xA0, 0x68, 0x48))
+                acc = [("out", port, cmd), ("in", port, 0)]
+                r.guest_access(acc, note="PIC cmd %#x on %#x" % (cmd, port))
+            elif k < 0.85:
+                r.guest_access([("out", rng.choice((0x21, 0xA1)), rng.choice((0x00, 0x08, 0xFB, 0x20)))], note="OCW1")
+            elif k < 0.9:
+                g = rng.choice((17, 18, 19))
+                r.guest_access(io_write_redir(g, vec[g] | (rng.randint(0, 1) << 15) | (rng.choice((0, 0, 1)) << 16)), note="rewrite %d" % g)
+            elif k < 0.95:
+                r.pic(rng.choice(("master", "slave")), isr=rng.choice((0x00, 0x08, 0x20, 0x04)))
+            else:
+                r.wait(20)
+    return body
+
+
+for _seed in range(30):
+    scenario("probe_random2_%02d" % _seed, "irqfd", "Random mix (seed %d) of PIC/IOAPIC lines, irqfds, resamplefd, PIC commands, acks and EOIs." % _seed,
+             tags=["guest", "irqfd", "resample"], guest=True, probe=True)(_random_scenario2(_seed))
 
 
 # =====================================================================================

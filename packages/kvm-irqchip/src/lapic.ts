@@ -199,10 +199,19 @@ export class KvmLapic {
     const v = this.findHighestIrr();
     return v !== -1 && (v & 0xf0) > ppr ? v : -1;
   }
-  /** kvm_apic_has_interrupt: the vector the CPU would take now, or -1. */
+  /**
+   * kvm_apic_has_interrupt: the vector the CPU would take now, or -1. Like the kernel it first
+   * recomputes PPR into the register (__apic_update_ppr: no event request), which is how a
+   * PPR left stale by KVM_SET_LAPIC gets fixed at the vCPU's next entry.
+   */
   hasInterrupt(): number {
-    if (!this.enabled) return -1;
-    return this.hasInterruptForPpr(this.getReg(APIC.PROCPRI));
+    if (!this.hwEnabled) return -1;
+    const tpr = this.getReg(APIC.TASKPRI);
+    const isr = this.findHighestIsr();
+    const isrv = isr !== -1 ? isr : 0;
+    const ppr = (tpr & 0xf0) >= (isrv & 0xf0) ? tpr & 0xff : isrv & 0xf0;
+    if (this.getReg(APIC.PROCPRI) !== ppr) this.setReg(APIC.PROCPRI, ppr);
+    return this.hasInterruptForPpr(ppr);
   }
   private setIsr(vec: number): void {
     if (this.testVector(vec, APIC.ISR)) return;

@@ -243,6 +243,27 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.stepOp = undefined;
   }
 
+  /**
+   * vcpu_enter_guest's KVM_REQ_EVENT work as a guest running with IF=0 shows it:
+   * kvm_apic_accept_events, then kvm_check_and_inject_events asking
+   * kvm_cpu_has_injectable_intr — which recomputes PPR unless the PIC's ExtINT answers first.
+   * NMI injection is left to the caller (the golden replay models the guest's NMI stub), and
+   * the guest is taken to run with RFLAGS.IF=0, as the recorder's guest does.
+   */
+  processEventRequestAtEntry(): void {
+    // An open interrupt-window request re-runs the check at every entry, as KVM_REQ_EVENT does
+    // (recorded: PPR left stale while the PIC's ExtINT was pending is recomputed at the first
+    // entry after the PIC output drops, with no new event raised).
+    if (!(this.requests & REQ_EVENT) && !this.irqWindowRequested) return;
+    this.requests &= ~REQ_EVENT;
+    this.acceptEvents();
+    if (this.mpState === MP_STATE.INIT_RECEIVED) return;
+    const ext = this.pendingExtInt();
+    const vec = ext ? -1 : this.lapic.hasInterrupt();
+    // The guest runs with IF=0: anything injectable leaves an interrupt window requested.
+    this.irqWindowRequested = ext || vec !== -1;
+  }
+
   // ---- VcpuInterruptTarget --------------------------------------------------------
   /** kvm_cpu_has_injectable_intr: ExtINT from the PIC or a LAPIC vector above PPR. */
   hasPendingInterrupt(): boolean {

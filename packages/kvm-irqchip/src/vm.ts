@@ -634,6 +634,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     const v = this.vcpuOrThrow(vcpuId);
     // The vCPU entered the guest to execute the access (vcpu_enter_guest processes requests).
     this.scanIoapicOnEntry(v);
+    v.processEventRequestAtEntry();
     if (kind === 'out' || kind === 'in') return this.guestPio(v, kind === 'out', addr, len ?? 1, value);
     const l = len ?? 4;
     const lapic = v.lapic;
