@@ -589,14 +589,14 @@ def _(r):
 # MSI / routing
 # =====================================================================================
 @scenario("routing_many_entries", "msi_routing",
-          "Table of 40 MSI entries (GSI 24..63, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 50, 63, 64.",
+          "Table of 24 MSI entries (GSI 24..47, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 40, 47, 48.",
           tags=[])
 def _(r):
     r.enable_lapics()
-    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 64)]
+    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 48)]
     r.routing(ents)
     r.start()
-    for g in (24, 50, 63, 64):
+    for g in (24, 40, 47, 48):
         r.line(g, 1)
         r.line(g, 0)
 
@@ -1805,6 +1805,19 @@ def _(r):
     r.guest_access([("out", 0xA1, 0x00)], note="run after KVM_SET_LAPIC")
 
 
+
+@scenario("lapic_self_nmi_waits_for_next_kvm_run", "lapic",
+          "The guest sends itself an NMI by ICR (0x40400), reads the LAPIC version twice, OUTs to unclaimed port 0x700 (exit to userspace, KVM_RUN "
+          "again) and reads once more: the NMI is injected only at that next KVM_RUN entry, not between accesses the kernel handled.",
+          tags=["guest", "ipi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.guest_access([("mmio_write", ICR, 0x40400), ("mmio_read", 0xFEE00030, 0), ("mmio_read", 0xFEE00030, 0), ("out", 0x700, 1),
+                    ("mmio_read", 0xFEE00030, 0)], note="self NMI, reads, unclaimed OUT, read")
+    r.guest_access([("mmio_read", 0xFEE00030, 0)], note="run (NMIs blocked)")
+
+
 # =====================================================================================
 # probes (recorded with --probe)
 # =====================================================================================
@@ -2139,6 +2152,98 @@ def _random_scenario2(seed):
 for _seed in range(30):
     scenario("probe_random2_%02d" % _seed, "irqfd", "Random mix (seed %d) of PIC/IOAPIC lines, irqfds, resamplefd, PIC commands, acks and EOIs." % _seed,
              tags=["guest", "irqfd", "resample"], guest=True, probe=True)(_random_scenario2(_seed))
+
+
+
+def _random_scenario3(seed):
+    def body(r):
+        import random
+        rng = random.Random(3000 + seed)
+        for c in range(4):
+            r.lapic(c, enable=rng.random() < 0.85, ldr=(1 << c) << 24, dfr=K.APIC_DFR_FLAT)
+        r.redir(18, vector=0x58, trigger=1, dest=0)
+        r.redir(19, vector=0x69, trigger=1, dest_mode=1, dest=0x03)
+        if rng.random() < 0.5:
+            r.line(rng.choice((1, 3)), 1)
+        r.start()
+        vecs = (0x21, 0x34, 0x45, 0x58, 0x69, 0x7A, 0x8B, 0x9C)
+        for _i in range(30):
+            k = rng.random()
+            if k < 0.12:
+                r.lapic(0, tpr=rng.choice((0, 0x30, 0x55, 0x80)), isr=rng.sample(vecs, rng.randint(0, 2)),
+                        irr=rng.sample(vecs, rng.randint(0, 2)), tmr=rng.sample(vecs, rng.randint(0, 1)))
+            elif k < 0.22:
+                r.guest_access([("mmio_write", TPR, rng.choice((0, 0x20, 0x46, 0x70, 0xF0))), ("mmio_read", PPR, 0)], note="TPR")
+            elif k < 0.32:
+                r.guest_access([("mmio_read", PPR, 0), ("mmio_read", 0xFEE00200 + 0x10 * rng.randint(0, 7), 0),
+                                ("mmio_read", 0xFEE00100 + 0x10 * rng.randint(0, 7), 0)], note="reads")
+            elif k < 0.45:
+                r.guest_eoi()
+            elif k < 0.6:
+                a, d = msi(rng.choice((0, 0, 1, 0xFF, 0x01, 0x03)), rng.choice(vecs), dm=rng.choice((0, 0, 1)),
+                           logical=rng.randint(0, 1), level=rng.randint(0, 1))
+                r.msi(a, d)
+            elif k < 0.7:
+                r.simulated_ack(0, rng.choice(vecs))
+            elif k < 0.78:
+                r.line(rng.choice((18, 19, 1, 3)), rng.randint(0, 1))
+            elif k < 0.86:
+                icr = rng.choice(vecs) | rng.choice((0x0000, 0x0100, 0x0400, 0x0800, 0x8000 | 0x4000)) | rng.choice((0, 1 << 18, 2 << 18, 3 << 18))
+                r.guest_access([("mmio_write", ICR2, rng.choice((0, 1, 2, 0xFF, 0x0F)) << 24), ("mmio_write", ICR, icr)], note="IPI %#x" % icr)
+            elif k < 0.92:
+                r.guest_access([("mmio_write", SPIV, rng.choice((0x1FF, 0x0FF, 0x13F))), ("mmio_read", SPIV, 0)], note="SPIV")
+            else:
+                r.guest_access([("out", 0x21, rng.choice((0x00, 0x02, 0xFF))), ("mmio_read", PPR, 0)], note="IMR + PPR")
+    return body
+
+
+for _seed in range(40):
+    scenario("probe_random3_%02d" % _seed, "lapic", "Random mix (seed %d) of LAPIC state writes, TPR/PPR, EOIs, MSIs, IPIs and SPIV toggles." % _seed,
+             tags=["guest", "simulated_ack", "eoi", "ipi"], guest=True, probe=True)(_random_scenario3(_seed))
+
+
+
+@scenario("probe_self_nmi_ipi_timing", "lapic",
+          "Guest self-NMI by ICR (0x40400) followed by three more accesses in the same run; then a run of one read; then an NMI IPI to all-including-self "
+          "as the last access; then a run; then a self NMI followed by an OUT to an unclaimed port.", tags=["guest", "ipi"], guest=True, probe=True)
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.guest_access([("mmio_write", ICR, 0x40400), ("mmio_read", TPR, 0), ("mmio_read", PPR, 0), ("mmio_read", 0xFEE00030, 0)], note="self NMI then reads")
+    r.guest_access([("mmio_read", TPR, 0)], note="run")
+    r.observe("after")
+    r.guest_access([("mmio_read", TPR, 0), ("mmio_write", ICR, 0x80400)], note="NMI all-incl-self last")
+    r.guest_access([("mmio_read", TPR, 0)], note="run")
+    r.guest_access([("mmio_write", ICR, 0x40400), ("out", 0x700, 1), ("mmio_read", TPR, 0)], note="self NMI then unclaimed OUT")
+    r.guest_access([("mmio_read", TPR, 0)], note="run")
+
+
+
+@scenario("probe_self_nmi_then_userspace_exit", "lapic",
+          "Guest self-NMI by ICR followed by an OUT to unclaimed port 0x700 (exit to userspace, KVM_RUN again) and two reads; then a run.",
+          tags=["guest", "ipi"], guest=True, probe=True)
+def _(r):
+    r.enable_lapics()
+    r.start()
+    r.guest_access([("mmio_write", ICR, 0x40400), ("out", 0x700, 1), ("mmio_read", TPR, 0), ("mmio_read", 0xFEE00030, 0)], note="self NMI, unclaimed OUT, reads")
+    r.guest_access([("mmio_read", 0xFEE00030, 0)], note="run")
+
+
+
+@scenario("probe_entry_points_within_run", "lapic",
+          "Within one run: self NMI by ICR, a read, an EOI (vCPU0 ISR {0x40} preset), two reads. Then (NMI masked now) level pin 18 vector 0x71 dest 1 "
+          "delivered, vCPU0 ISR/TMR {0x71}: one run that rewrites pin 18 to dest 0 and EOIs right after.", tags=["guest", "ipi", "eoi"], guest=True, probe=True)
+def _(r):
+    r.enable_lapics()
+    r.lapic(0, isr=[0x40])
+    r.redir(18, vector=0x71, trigger=1, dest=1)
+    r.start()
+    r.guest_access([("mmio_write", ICR, 0x40400), ("mmio_read", 0xFEE00030, 0), ("mmio_write", EOI, 0), ("mmio_read", 0xFEE00030, 0),
+                    ("mmio_read", 0xFEE00030, 0)], note="self NMI, read, EOI, reads")
+    r.line(18, 1)
+    r.lapic(0, isr=[0x71], tmr=[0x71])
+    r.guest_access([("mmio_read", TPR, 0)], note="run (scan)")
+    r.guest_access([("mmio_write", SEL, 0x25), ("mmio_write", WIN, 0x00000000), ("mmio_write", EOI, 0)], note="pin 18 dest 0, EOI")
 
 
 # =====================================================================================

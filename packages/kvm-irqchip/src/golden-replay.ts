@@ -290,9 +290,14 @@ export class GoldenReplayer {
         const v = vm.vcpuOrThrow(cpu);
         const reads: (number | null)[] = [];
         const exits: Record<string, unknown>[] = [];
-        // At every entry KVM injects a pending NMI (IF does not block it): the recorder's
-        // guest IDT stub reports vector 2 with OUT 0x84 and the run stops there, NMIs blocked.
+        // Each KVM_RUN the recorder issues (at the start, and again after every exit to
+        // userspace) enters through vcpu_enter_guest: pending requests are processed there
+        // (IOAPIC scan, KVM_REQ_EVENT) and a pending NMI is injected (IF does not block it): the
+        // guest's IDT stub reports vector 2 with OUT 0x84 and the run stops there, NMIs blocked.
+        // Accesses handled in the kernel do not re-enter that way on this host: an NMI the
+        // guest sends itself mid-run waits for the next KVM_RUN (recorded).
         const nmiAtEntry = (): boolean => {
+          vm.vcpuRunEntry(cpu);
           v.processNmi();
           if (v.nmiPending === 0 || v.nmiMasked) return false;
           v.nmiPending--;
@@ -322,7 +327,7 @@ export class GoldenReplayer {
             exits.push({ errno: null, exit_name: 'MMIO', mmio_addr: addr, data });
             this.mmio.set(cpu, kind === 'mmio_write' ? value >>> 0 : 0);
           }
-          stopped = nmiAtEntry();
+          if (r.toUserspace) stopped = nmiAtEntry();
         }
         return { reads, exits_to_userspace: exits };
       }

@@ -276,11 +276,11 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   }
   // ---- KVM_REQ_SCAN_IOAPIC: each vCPU's ioapic_handled_vectors ---------------------------------
   /** Per vCPU: a pending KVM_REQ_SCAN_IOAPIC and the bitmap computed at its last processing. */
-  private readonly ioapicScan = new Map<number, { pending: boolean; vectors: Uint8Array; highestStale: number }>();
-  private scanState(vcpuId: number): { pending: boolean; vectors: Uint8Array; highestStale: number } {
+  private readonly ioapicScan = new Map<number, { pending: boolean; vectors: Uint8Array; highestStale: number; entered: boolean }>();
+  private scanState(vcpuId: number): { pending: boolean; vectors: Uint8Array; highestStale: number; entered: boolean } {
     let st = this.ioapicScan.get(vcpuId);
     if (st === undefined) {
-      st = { pending: true, vectors: new Uint8Array(256), highestStale: -1 };
+      st = { pending: true, vectors: new Uint8Array(256), highestStale: -1, entered: false };
       this.ioapicScan.set(vcpuId, st);
     }
     return st;
@@ -306,9 +306,20 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     if (changed) orDest(oldDest);
     this.makeScanIoapicRequest(ids);
   }
+  /**
+   * A KVM_RUN entry of a vCPU driven without a run loop (golden replays: the recorder's guest
+   * runs with IF=0): vcpu_enter_guest's request processing — the IOAPIC scan and
+   * KVM_REQ_EVENT (INIT/SIPI, the injectable-interrupt check that recomputes PPR).
+   */
+  vcpuRunEntry(vcpuId: number): void {
+    const v = this.vcpuOrThrow(vcpuId);
+    this.scanIoapicOnEntry(v);
+    v.processEventRequestAtEntry();
+  }
   /** vcpu_enter_guest → vcpu_scan_ioapic when KVM_REQ_SCAN_IOAPIC is pending (kvm_ioapic_scan_entry). */
   scanIoapicOnEntry(vcpu: KvmVcpu): void {
     const st = this.scanState(vcpu.vcpuId);
+    st.entered = true;
     if (!st.pending) return;
     st.pending = false;
     const io = this.ioapic;
@@ -332,7 +343,8 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     const io = this.ioapic;
     if (io === undefined) return;
     const v = this.vcpuOrThrow(apic.vcpuId);
-    this.scanIoapicOnEntry(v);
+    // A vCPU that never entered (driven by direct calls, no run loop) gets its scan now.
+    if (!this.scanState(v.vcpuId).entered) this.scanIoapicOnEntry(v);
     const st = this.scanState(v.vcpuId);
     if (!st.vectors[vector]) return;
     // An EOI of the in-flight IRQ of an old routing: rescan at the next entry.
@@ -632,9 +644,6 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
    */
   guestAccess(vcpuId: number, kind: 'mmio_write' | 'mmio_read' | 'out' | 'in', addr: number, value: number, len?: number): { value: number; toUserspace: boolean } {
     const v = this.vcpuOrThrow(vcpuId);
-    // The vCPU entered the guest to execute the access (vcpu_enter_guest processes requests).
-    this.scanIoapicOnEntry(v);
-    v.processEventRequestAtEntry();
     if (kind === 'out' || kind === 'in') return this.guestPio(v, kind === 'out', addr, len ?? 1, value);
     const l = len ?? 4;
     const lapic = v.lapic;
