@@ -17,6 +17,8 @@ interface Job {
   batch: number;
   count: number;
   availPublish: 'immediate' | 'on-kick';
+  /** Packets run before the timed window (JIT warm-up); `count` is the timed window after them. */
+  warm?: number;
   /** Pin this thread: driver → CPU 0, device → CPU 1 (as ring_ref.c does with "pin"). */
   pin?: boolean;
 }
@@ -40,14 +42,21 @@ function waitStart(): void {
   }
 }
 
+/** The driver's timed window: from `warm` completions to the last one. */
+let windowMs = 0;
+
 function runDriver(): number {
   const drv = new SplitVirtqueueDriver<number>(mem, { ...layout, availPublish: job.availPublish });
   drv.disableCb(); // polling
-  const { batch, count } = job;
+  const { batch } = job;
+  const warm = job.warm ?? 0;
+  const count = warm + job.count;
   let submitted = 0;
   let completed = 0;
   let kicks = 0;
+  let t0 = 0;
   waitStart();
+  if (warm === 0) t0 = performance.now();
   while (completed < count) {
     let added = 0;
     while (added < batch && submitted < count && drv.numFree > 0) {
@@ -56,8 +65,12 @@ function runDriver(): number {
       added++;
     }
     if (added > 0 && drv.kickPrepare()) kicks++;
-    while (drv.getBuf() !== undefined) completed++;
+    while (drv.getBuf() !== undefined) {
+      completed++;
+      if (completed === warm) t0 = performance.now();
+    }
   }
+  windowMs = performance.now() - t0;
   return kicks;
 }
 
@@ -65,7 +78,8 @@ function runDevice(): number {
   const dev = new SplitVirtqueueDevice(mem, { ...layout });
   dev.disableNotification(); // polling
   const chain = new DescriptorChain();
-  const { batch, count } = job;
+  const { batch } = job;
+  const count = (job.warm ?? 0) + job.count;
   let processed = 0;
   let notifies = 0;
   waitStart();
@@ -92,4 +106,4 @@ function runDevice(): number {
 }
 
 const result = job.role === 'driver' ? runDriver() : runDevice();
-parentPort!.postMessage(result);
+parentPort!.postMessage({ result, windowMs: job.role === 'driver' ? windowMs : undefined });

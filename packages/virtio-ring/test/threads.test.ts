@@ -20,7 +20,7 @@ async function run(size: number, batch: number, count: number, availPublish: 'im
   const done = ws.map(
     (w) =>
       new Promise<number>((res, rej) => {
-        w.on('message', res);
+        w.on('message', (m: { result: number }) => res(m.result));
         w.on('error', rej);
       }),
   );
