@@ -803,7 +803,6 @@ def _(r):
     r.guest_eoi()
     r.wait(50)
     r.efd_read("RA")
-    r.observe("after first EOI")
     r.line(22, 0)
     r.simulated_ack(0, 0x56)
     r.guest_eoi()
@@ -858,7 +857,6 @@ def _(r):
     r.start()
     r.irqfd("A", 5, flags=K.KVM_IRQFD_FLAG_RESAMPLE, resample="RA")
     r.efd_write("A")
-    r.observe("asserted")
     r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="poll")
     r.wait(50)
     r.efd_read("RA")
@@ -1246,7 +1244,6 @@ def _(r):
     r.guest_eoi()
     r.wait(50)
     r.efd_read("RA")
-    r.observe("after EOI")
     r.efd_write("A")
     r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="PIC poll")
     r.wait(50)
@@ -1507,7 +1504,6 @@ def _(r):
     r.guest_eoi()
     r.wait(50)
     r.efd_read("R")
-    r.observe("end")
 
 
 @scenario("misc_ioeventfd_invalid_args", "misc",
@@ -1816,6 +1812,24 @@ def _(r):
     r.guest_access([("mmio_write", ICR, 0x40400), ("mmio_read", 0xFEE00030, 0), ("mmio_read", 0xFEE00030, 0), ("out", 0x700, 1),
                     ("mmio_read", 0xFEE00030, 0)], note="self NMI, reads, unclaimed OUT, read")
     r.guest_access([("mmio_read", 0xFEE00030, 0)], note="run (NMIs blocked)")
+
+
+
+@scenario("ioapic_scan_request_not_processed_mid_run", "ioapic",
+          "Level pin 18 vector 0x71 dest 1 delivered (remote_irr=1, line high); vCPU0 ISR/TMR {0x72}; a run (scan). Then ONE run: the guest "
+          "rewrites pin 18 to dest 0 and vector 0x72 (a scan request for vCPU0) and EOIs 0x72 right away; then a run and another EOI of 0x72 "
+          "after KVM_SET_LAPIC puts it back in ISR.", tags=["guest", "eoi"], guest=True)
+def _(r):
+    r.enable_lapics()
+    r.redir(18, vector=0x71, trigger=1, dest=1)
+    r.line(18, 1)
+    r.lapic(0, isr=[0x72], tmr=[0x72])
+    r.start()
+    r.guest_access([("mmio_read", TPR, 0)], note="run (scan)")
+    r.guest_access(io_write_redir(18, 0x8072, 0x00000000) + [("mmio_write", EOI, 0)], note="pin 18 -> dest 0 vector 0x72, EOI")
+    r.observe("after same-run EOI")
+    r.lapic(0, isr=[0x72], tmr=[0x72])
+    r.guest_access([("mmio_write", EOI, 0)], note="EOI in a new run")
 
 
 # =====================================================================================
