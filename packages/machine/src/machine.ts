@@ -1,4 +1,5 @@
 import type { Actor, SimContext, TraceEvent } from '@virq/core';
+import type { DependencyContainer } from 'tsyringe';
 import type { GuestIrqDomain } from './guest/irq-domain.js';
 import type { Topology } from './topology.js';
 
@@ -6,6 +7,8 @@ import type { Topology } from './topology.js';
 export interface ComposedMachine {
   readonly ctx: SimContext;
   readonly topology: Topology;
+  /** This machine's DI container (core Tokens → its controller's implementations). */
+  readonly container: DependencyContainer;
   readonly irqs: GuestIrqDomain;
   /** QEMU's main loop thread. */
   readonly mainLoop: Actor;

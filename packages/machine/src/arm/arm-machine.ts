@@ -1,5 +1,6 @@
-import { EventFd, GuestMemory, KvmRoutingTable, type Actor, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
-import { ArmHost, ArmVm, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, armIrqLine, type GicVersion } from '@virq/arm-gic';
+import { EventFd, GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
+import type { DependencyContainer } from 'tsyringe';
+import { ArmHost, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, armIrqLine, registerArmGic, type ArmVm, type GicVersion } from '@virq/arm-gic';
 import { IrqBypassManager } from '@virq/irqbypass';
 import { PciBus, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame, type VirtioDevice } from '@virq/virtio-pci';
@@ -11,6 +12,7 @@ import type { Topology, VfioConfig, VirtioBlkConfig, VirtioNetConfig } from '../
 import type { ComposedMachine } from '../machine.js';
 import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
+import { createMachineContainer } from '../container.js';
 import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-workload.js';
 import { poissonArrivals } from '../workload.js';
 
@@ -48,6 +50,7 @@ export class ArmMachine implements ComposedMachine {
   readonly mainLoop: Actor;
   readonly routes: KvmRoutingTable;
   readonly vmApi: VmInterruptApi;
+  readonly msiSink: MsiSink;
   readonly manager: IrqBypassManager;
   readonly nets: Array<{ config: VirtioNetConfig; device: VirtioNet; proxy: VirtioPciProxy; pci: GuestVirtioPci; driver: GuestVirtioNet; backend: NetBackendHandle; vcpu: number }> = [];
   readonly vfios: ArmVfioFunction[] = [];
@@ -60,6 +63,7 @@ export class ArmMachine implements ComposedMachine {
   constructor(
     readonly ctx: SimContext,
     readonly topology: Topology,
+    readonly container: DependencyContainer = createMachineContainer(ctx),
   ) {
     const t = topology;
     const version: GicVersion = t.irqchip.kind === 'gicv3' ? 'v3' : t.irqchip.kind === 'gicv4' ? 'v4' : 'v4.1';
@@ -71,8 +75,11 @@ export class ArmMachine implements ComposedMachine {
     const ramBase = Math.ceil(tables / (1 << 20)) * (1 << 20) + (1 << 20);
     this.mem = GuestMemory.ofSize(ramBase + (t.memoryMiB << 20));
     this.alloc = new GuestPageAllocator(this.mem, ramBase, ramBase + (t.memoryMiB << 20));
-    this.vm = new ArmVm(ctx, { numVcpus: t.vcpus.length, gic: version, memory: this.mem, host: this.host, vcpuCpus: t.vcpus.map((v) => v.hostCpu) });
-    this.vmApi = restrictVmApi(this.vm.interruptApi, t.routing.irqfd, t.routing.ioeventfd);
+    this.container.registerInstance(Tokens.GuestMemory, this.mem);
+    this.vm = registerArmGic(this.container, ctx, { numVcpus: t.vcpus.length, gic: version, memory: this.mem, host: this.host, vcpuCpus: t.vcpus.map((v) => v.hostCpu) });
+    // Devices see the seams, not the GIC: what the container holds for core's Tokens.
+    this.msiSink = this.container.resolve(Tokens.MsiSink);
+    this.vmApi = restrictVmApi(this.container.resolve(Tokens.VmInterruptApi), t.routing.irqfd, t.routing.ioeventfd);
     if (!t.routing.irqfd) this.notes.push('routing.irqfd off: guest notifiers are read by the QEMU main loop (F8)');
     this.mainLoop = ctx.scheduler.actor({ name: 'qemu-system-aarch64', kind: 'vmm-main', cpu: 0 });
     this.routes = new KvmRoutingTable(this.vmApi, 32);
@@ -163,7 +170,7 @@ export class ArmMachine implements ComposedMachine {
       device,
       vm: this.vmApi,
       routes: this.routes,
-      msiSink: { deliverMsi: (m) => (irqs.raisedMsi(m, sched.now), this.vm.msiSink.deliverMsi(m)) },
+      msiSink: { deliverMsi: (m) => (irqs.raisedMsi(m, sched.now), this.msiSink.deliverMsi(m)) },
       ioeventfd: this.topology.routing.ioeventfd,
     });
     if (!msix) this.notes.push(`${name}: INTx on ARM is not modelled; using MSI-X`);

@@ -1,6 +1,7 @@
-import { GuestMemory, KvmRoutingTable, type Actor, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
-import { IrqBypassHost, QemuVfioPci, type VfioPciCore } from '@virq/irqbypass';
-import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, KvmVm, PcGsi, QemuIrq, QemuPit, type KvmVcpu } from '@virq/kvm-irqchip';
+import { GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
+import type { DependencyContainer } from 'tsyringe';
+import { QemuVfioPci, registerIrqBypass, type IrqBypassHost, type VfioPciCore } from '@virq/irqbypass';
+import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, type KvmVcpu, type KvmVm } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
@@ -14,6 +15,7 @@ import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
 import { poissonArrivals } from '../workload.js';
 import { addPcIrqRoutes } from './pc-irq-routing.js';
+import { createMachineContainer } from '../container.js';
 import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-workload.js';
 
 const MMIO_BASE = 0xfe00_0000;
@@ -60,6 +62,7 @@ export class X86Machine implements ComposedMachine {
   readonly mainLoop: Actor;
   readonly routes: KvmRoutingTable;
   readonly vmApi: VmInterruptApi;
+  readonly msiSink: MsiSink;
   readonly gsi: PcGsi;
   readonly bypass: IrqBypassHost | undefined;
   readonly nets: X86NetDevice[] = [];
@@ -76,18 +79,22 @@ export class X86Machine implements ComposedMachine {
   constructor(
     readonly ctx: SimContext,
     readonly topology: Topology,
+    readonly container: DependencyContainer = createMachineContainer(ctx),
   ) {
     const t = topology;
     if (t.irqchip.kind !== 'kvm-x86') {
       throw machineError(MachineErrorCode.Unsupported, `an x86 machine run needs irqchip.kind kvm-x86 (the userspace irqchip is available as flow F4: \`virq flow F4\`), got ${t.irqchip.kind}`);
     }
     const hostOf = new Map(t.vcpus.map((v, i) => [i, v.hostCpu]));
-    this.vm = new KvmVm(ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1 });
+    this.vm = registerKvmIrqchip(this.container, ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1 });
     this.vm.setApicv(t.irqchip.apicv);
-    this.vmApi = restrictVmApi(this.vm, t.routing.irqfd, t.routing.ioeventfd);
+    // Devices see the seams, not the irqchip: what the container holds for core's Tokens.
+    this.msiSink = this.container.resolve(Tokens.MsiSink);
+    this.vmApi = restrictVmApi(this.container.resolve(Tokens.VmInterruptApi), t.routing.irqfd, t.routing.ioeventfd);
     if (!t.routing.irqfd) this.notes.push('routing.irqfd off: guest notifiers are read by the QEMU main loop (F8)');
     if (!t.routing.ioeventfd) this.notes.push('routing.ioeventfd off: virtqueue kicks exit to QEMU (virtio_pci_notify_write)');
     this.mem = new GuestMemory([{ gpa: 0, size: t.memoryMiB << 20 }]);
+    this.container.registerInstance(Tokens.GuestMemory, this.mem);
     this.alloc = new GuestPageAllocator(this.mem, 1 << 20, t.memoryMiB << 20);
     this.mainLoop = ctx.scheduler.actor({ name: 'qemu-system-x86', kind: 'vmm-main', cpu: 0 });
     this.routes = new KvmRoutingTable(this.vmApi, 24);
@@ -111,7 +118,7 @@ export class X86Machine implements ComposedMachine {
     };
     const usesVfio = t.devices.some((d) => d.kind === 'vfio');
     if (usesVfio) {
-      this.bypass = new IrqBypassHost(ctx, {
+      this.bypass = registerIrqBypass(this.container, ctx, {
         kvm: this.vm,
         hostCpus: Math.max(16, ...t.vcpus.map((v) => v.hostCpu + 1)),
         vendor: t.irqchip.avic ? 'avic' : 'vmx',
@@ -198,7 +205,7 @@ export class X86Machine implements ComposedMachine {
       device,
       vm: this.vmApi,
       routes: this.routes,
-      msiSink: { deliverMsi: (m) => (this.irqs.raisedMsi(m, this.ctx.scheduler.now), this.vm.deliverMsi(m)) },
+      msiSink: { deliverMsi: (m) => (this.irqs.raisedMsi(m, this.ctx.scheduler.now), this.msiSink.deliverMsi(m)) },
       intx: { setLevel: (level: boolean) => this.gsi.gsi[intxPin]!.set(level, 'pci_irq_handler') },
       vectors: msix ? undefined : 0,
       ioeventfd: this.topology.routing.ioeventfd,
@@ -299,7 +306,7 @@ export class X86Machine implements ComposedMachine {
     const host = this.bypass!;
     const requesterId = ((index + 1) << 8) | 0;
     const vfio = host.assignDevice({ name: `0000:${(index + 1).toString(16).padStart(2, '0')}:00.0`, requesterId, msixVectors: cfg.vectors });
-    const pdev = new PciDevice(this.ctx, { name: cfg.name, vendorId: 0x8086, deviceId: 0x1572, classCode: 0x020000, msiSink: this.vm, configSize: 4096 });
+    const pdev = new PciDevice(this.ctx, { name: cfg.name, vendorId: 0x8086, deviceId: 0x1572, classCode: 0x020000, msiSink: this.msiSink, configSize: 4096 });
     const msix = MsixTable.exclusiveBar(pdev, cfg.vectors, 0);
     const qemu = new QemuVfioPci(this.ctx, { pdev, msix, vfio, kvm: this.vmApi, routes: this.routes, mainLoop: this.mainLoop });
     const bdf = this.place();
