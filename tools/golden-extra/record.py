@@ -589,14 +589,14 @@ def _(r):
 # MSI / routing
 # =====================================================================================
 @scenario("routing_many_entries", "msi_routing",
-          "Table of 24 MSI entries (GSI 24..47, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 40, 47, 48.",
+          "Table of 16 MSI entries (GSI 24..39, dest gsi%4, vector 0x30+gsi%64) plus the default irqchip routes; raise GSIs 24, 30, 39, 40.",
           tags=[])
 def _(r):
     r.enable_lapics()
-    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 48)]
+    ents = K.default_routes() + [K.route_msi(g, K.msi_address(g % 4), K.msi_data(0x30 + g % 64)) for g in range(24, 40)]
     r.routing(ents)
     r.start()
-    for g in (24, 40, 47, 48):
+    for g in (24, 30, 39, 40):
         r.line(g, 1)
         r.line(g, 0)
 
@@ -1116,7 +1116,6 @@ def _(r):
     r.msi(a, d)
     r.set_msr(1, K.MSR_IA32_APICBASE, 0xFEE00000)
     r.set_msr(1, K.MSR_IA32_APICBASE, 0xFEE00800)
-    r.observe("after re-enable")
     a, d = msi(7, 0x48)
     r.msi(a, d)
     a, d = msi(1, 0x49)
@@ -1405,7 +1404,6 @@ def _(r):
     r.guest_access(io_write_redir(19, 0x18044), note="mask pin 19")
     r.simulated_ack(0, 0x44)
     r.guest_eoi()
-    r.observe("after EOI")
     r.guest_access(io_write_redir(19, 0x8044), note="unmask pin 19")
     r.simulated_ack(0, 0x44)
     r.guest_eoi()
@@ -1830,6 +1828,20 @@ def _(r):
     r.observe("after same-run EOI")
     r.lapic(0, isr=[0x72], tmr=[0x72])
     r.guest_access([("mmio_write", EOI, 0)], note="EOI in a new run")
+
+
+
+@scenario("ioeventfd_len2_on_iowin_hides_ioapic", "misc",
+          "MMIO ioeventfd A of length 2 at 0xFEC00010 (IOWIN): the bus search for a 4-byte IOWIN access never reaches the IOAPIC, so IOWIN "
+          "reads and writes exit to userspace while IOREGSEL still works; an OUT to an unclaimed port before shows what a read exit reports "
+          "in kvm_run.mmio.data (io.data_offset shares those bytes).", tags=["ioeventfd", "guest"], guest=True)
+def _(r):
+    r.eventfd("A")
+    r.start()
+    r.ioeventfd("A", 0xFEC00010, 2, pio=False)
+    r.guest_access([("mmio_write", SEL, 1), ("out", 0x700, 5), ("mmio_read", WIN, 0), ("mmio_write", WIN, 0x12345678),
+                    ("mmio_read", WIN, 0), ("mmio_read", SEL, 0)], note="IOREGSEL, unclaimed OUT, IOWIN read/write/read, IOREGSEL read")
+    r.efd_read("A")
 
 
 # =====================================================================================
@@ -2258,6 +2270,233 @@ def _(r):
     r.lapic(0, isr=[0x71], tmr=[0x71])
     r.guest_access([("mmio_read", TPR, 0)], note="run (scan)")
     r.guest_access([("mmio_write", SEL, 0x25), ("mmio_write", WIN, 0x00000000), ("mmio_write", EOI, 0)], note="pin 18 dest 0, EOI")
+
+
+
+def _random_scenario4(seed):
+    def body(r):
+        import random
+        rng = random.Random(4000 + seed)
+        r.enable_lapics()
+        for g in rng.sample(range(0, 16), 4):
+            r.redir(g, vector=0x30 + g, trigger=rng.randint(0, 1), dest=rng.choice((0, 1)), mask=int(rng.random() < 0.3))
+        r.pic("master", elcr=rng.choice((0x00, 0x08, 0x28)), imr=rng.choice((0x00, 0x00, 0x24, 0xF8)),
+              auto_eoi=int(rng.random() < 0.2), special_fully_nested_mode=int(rng.random() < 0.2), priority_add=rng.randint(0, 7))
+        r.pic("slave", elcr=rng.choice((0x00, 0x02, 0x0A)), imr=rng.choice((0x00, 0x10)), auto_eoi=int(rng.random() < 0.2))
+        r.start()
+        for _i in range(30):
+            k = rng.random()
+            if k < 0.4:
+                r.line(rng.randint(0, 15), rng.choice((1, 1, 0)))
+            elif k < 0.75:
+                port = rng.choice((0x20, 0xA0))
+                cmds = rng.choice(((0x0C,), (0x0A,), (0x0B,), (0x20,), (0x60 | rng.randint(0, 7),), (0xE0 | rng.randint(0, 7),),
+                                   (0xC0 | rng.randint(0, 7),), (0xA0,), (0x80,), (0x00,), (0x68,), (0x48,), (0x0E,)))
+                acc = [("out", port, c) for c in cmds] + [("in", port, 0), ("in", port | 1, 0)]
+                r.guest_access(acc, note="PIC %s on %#x" % ([hex(c) for c in cmds], port))
+            elif k < 0.82:
+                r.guest_access([("out", rng.choice((0x21, 0xA1)), rng.choice((0x00, 0x04, 0x10, 0xFB, 0xFF)))], note="OCW1")
+            elif k < 0.86:
+                port = rng.choice((0x20, 0xA0))
+                base = 0x20 if port == 0x20 else 0x28
+                icw4 = rng.choice((0x01, 0x03, 0x11))
+                r.guest_access([("out", port, 0x11), ("out", port | 1, base), ("out", port | 1, 0x04 if port == 0x20 else 0x02),
+                                ("out", port | 1, icw4)], note="init %#x ICW4 %#x" % (port, icw4))
+            elif k < 0.9:
+                r.guest_access([("out", rng.choice((0x4D0, 0x4D1)), rng.choice((0x00, 0x08, 0x28, 0xFF))), ("in", 0x4D0, 0), ("in", 0x4D1, 0)], note="ELCR")
+            elif k < 0.95:
+                r.pic(rng.choice(("master", "slave")), isr=rng.choice((0, 1, 4, 0x20, 0x41)))
+            else:
+                g = rng.randint(0, 15)
+                r.simulated_ack(rng.choice((0, 1)), 0x30 + g)
+    return body
+
+
+for _seed in range(40):
+    scenario("probe_random4_%02d" % _seed, "pic", "Random mix (seed %d) of PIC commands, init sequences, ELCR, IMR and shared GSI lines." % _seed,
+             tags=["guest"], guest=True, probe=True)(_random_scenario4(_seed))
+
+
+
+def _random_scenario5(seed):
+    def body(r):
+        import random
+        rng = random.Random(5000 + seed)
+        r.enable_lapics()
+        for g in (17, 18, 19, 20):
+            r.redir(g, vector=0x40 + g, trigger=rng.randint(0, 1), dest=0, mask=int(rng.random() < 0.2))
+        r.pic("master", elcr=0x20)
+
+        def table():
+            extra = []
+            for g in (24, 25):
+                c = rng.random()
+                if c < 0.4:
+                    extra.append(K.route_msi(g, K.msi_address(rng.choice((0, 1, 0xFF))), K.msi_data(0x60 + g, level_trigger=rng.randint(0, 1))))
+                elif c < 0.8:
+                    extra.append(K.route_irqchip(g, 2, rng.choice((17, 18, 19, 20))))
+            return route_default_plus(*extra)
+        r.routing(table())
+        for n in ("A", "RA", "B", "RB", "C"):
+            r.eventfd(n)
+        r.start()
+        assigned = {}
+        for _i in range(28):
+            k = rng.random()
+            if k < 0.18:
+                n = rng.choice(("A", "B", "C"))
+                gsi = rng.choice((5, 18, 19, 24, 25, 20))
+                if n in assigned and rng.random() < 0.6:
+                    r.irqfd(n, assigned.pop(n), flags=K.KVM_IRQFD_FLAG_DEASSIGN)
+                else:
+                    res = ("R" + n) if n != "C" and rng.random() < 0.6 else None
+                    r.irqfd(n, gsi, flags=K.KVM_IRQFD_FLAG_RESAMPLE if res else 0, resample=res)
+                    assigned[n] = gsi
+            elif k < 0.4:
+                r.efd_write(rng.choice(("A", "B", "C")))
+            elif k < 0.5:
+                r.efd_read(rng.choice(("RA", "RB", "A")))
+            elif k < 0.6:
+                r.simulated_ack(0, rng.choice((0x51, 0x52, 0x53, 0x54, 0x78, 0x79)))
+            elif k < 0.7:
+                r.guest_eoi()
+            elif k < 0.78:
+                r.routing(table())
+            elif k < 0.88:
+                r.line(rng.choice((5, 18, 19, 20, 24)), rng.randint(0, 1))
+            elif k < 0.94:
+                r.guest_access([("out", 0x20, 0x0C), ("in", 0x20, 0)], note="PIC poll")
+            else:
+                r.wait(30)
+    return body
+
+
+for _seed in range(40):
+    scenario("probe_random5_%02d" % _seed, "irqfd", "Random mix (seed %d) of irqfd assign/deassign/resample, routing changes, acks and EOIs." % _seed,
+             tags=["guest", "irqfd", "resample"], guest=True, probe=True)(_random_scenario5(_seed))
+
+
+
+def _random_scenario6(seed):
+    def body(r):
+        import random
+        rng = random.Random(6000 + seed)
+        r.enable_lapics()
+        r.start()
+        for _i in range(30):
+            k = rng.random()
+            if k < 0.2:
+                c = rng.randint(0, 3)
+                mode = rng.random()
+                kw = {}
+                if mode < 0.3:
+                    kw["apic_id"] = rng.choice((c, c, 5, 1, 0xFF, 7))
+                if mode > 0.2:
+                    cl = rng.random() < 0.4
+                    kw["dfr"] = K.APIC_DFR_CLUSTER if cl else K.APIC_DFR_FLAT
+                    kw["ldr"] = (rng.choice((0x11, 0x12, 0x21, 0x24)) if cl else rng.choice((1, 2, 4, 8, 0x80, 3))) << 24
+                if rng.random() < 0.2:
+                    kw["enable"] = rng.random() < 0.6
+                r.lapic(c, **kw)
+            elif k < 0.27:
+                c = rng.randint(0, 3)
+                r.set_msr(c, K.MSR_IA32_APICBASE, rng.choice((0xFEE00800, 0xFEE00800, 0xFEE00000)) | (0x100 if c == 0 else 0))
+            elif k < 0.75:
+                a, d = msi(rng.choice((0, 1, 2, 3, 5, 7, 0xFF, 0x01, 0x06, 0x0F, 0x11, 0x13, 0x21, 0x80)), rng.randint(0x20, 0xFE),
+                           dm=rng.choice((0, 0, 1, 1, 4, 5, 6, 7, 3)), logical=rng.randint(0, 1), rh=int(rng.random() < 0.2),
+                           level=rng.randint(0, 1))
+                r.msi(a, d)
+            elif k < 0.85:
+                ents = [K.route_msi(24 + i, K.msi_address(rng.choice((0, 1, 0xFF, 0x03)), rng.randint(0, 1), rng.randint(0, 1)),
+                                    K.msi_data(rng.randint(0x30, 0xEF), rng.choice((0, 1, 4)))) for i in range(2)]
+                r.routing(route_default_plus(*ents))
+            elif k < 0.95:
+                r.line(rng.choice((24, 25)), 1)
+            else:
+                r.mp_state(rng.randint(0, 3))
+    return body
+
+
+for _seed in range(40):
+    scenario("probe_random6_%02d" % _seed, "msi_routing", "Random mix (seed %d) of APIC map changes, MSIs of every mode and MSI routes." % _seed,
+             probe=True)(_random_scenario6(_seed))
+
+
+
+def _random_scenario7(seed):
+    def body(r):
+        import random
+        rng = random.Random(7000 + seed)
+        r.enable_lapics()
+        r.start()
+        offs = [0x20, 0x30, 0x80, 0x90, 0xA0, 0xB0, 0xD0, 0xE0, 0xF0, 0x280, 0x2F0, 0x310, 0x320, 0x330, 0x340, 0x350, 0x360, 0x370,
+                0x390, 0x3E0, 0x3F0, 0x100, 0x200, 0x180]
+        for _i in range(12):
+            acc = []
+            for _j in range(6):
+                off = rng.choice(offs)
+                if rng.random() < 0.6:
+                    acc.append(("mmio_write", 0xFEE00000 + off, rng.choice((0, 0xFFFFFFFF, rng.getrandbits(32), 0x100, 0x1FF, 0x10000))))
+                acc.append(("mmio_read", 0xFEE00000 + off, 0))
+            r.guest_access(acc, note="LAPIC register mix")
+            if rng.random() < 0.4:
+                a, d = msi(rng.choice((0, 1, 0xFF, 0x01)), rng.randint(0x20, 0xFE), logical=rng.randint(0, 1), dm=rng.choice((0, 1)))
+                r.msi(a, d)
+    return body
+
+
+for _seed in range(30):
+    scenario("probe_random7_%02d" % _seed, "lapic", "Random LAPIC register writes/reads by the guest (seed %d) with MSIs in between." % _seed,
+             tags=["guest"], guest=True, probe=True)(_random_scenario7(_seed))
+
+
+
+def _random_scenario8(seed):
+    def body(r):
+        import random
+        rng = random.Random(8000 + seed)
+        names = ["E%d" % i for i in range(8)]
+        for n in names:
+            r.eventfd(n)
+        r.start()
+        pio_addrs = (0x20, 0x21, 0x600, 0x601, 0x602, 0x604, 0x608, 0x4D0)
+        mmio_addrs = (0xFEC00000, 0xFEC00010, 0xFEC000FC, 0xD0000000, 0xD0000002, 0xD0000004, 0xD0000008)
+        live = []
+        for _i in range(24):
+            k = rng.random()
+            if k < 0.5:
+                pio = rng.random() < 0.5
+                addr = rng.choice(pio_addrs if pio else mmio_addrs)
+                ln = rng.choice((0, 1, 2, 4, 8) if pio else (0, 2, 4, 8))
+                dm = rng.choice((None, None, 1, 0x5A)) if ln else None
+                n = rng.choice(names)
+                res = r.ioeventfd(n, addr, ln, pio=pio, datamatch=dm)
+                if res["errno"] is None:
+                    live.append((n, addr, ln, pio, dm))
+            elif k < 0.6 and live:
+                n, addr, ln, pio, dm = live.pop(rng.randrange(len(live)))
+                r.ioeventfd(n, addr, ln, pio=pio, datamatch=dm, deassign=True)
+            elif k < 0.9:
+                acc = []
+                for _j in range(4):
+                    if rng.random() < 0.5:
+                        acc.append(("out", rng.choice(pio_addrs), rng.choice((1, 0x5A, 0x00))))
+                    else:
+                        acc.append(("mmio_write", rng.choice(mmio_addrs), rng.choice((1, 0x5A, 2))))
+                acc.append(("mmio_write", SEL, 1))
+                acc.append(("mmio_read", WIN, 0))
+                acc.append(("in", 0x21, 0))
+                r.guest_access(acc, note="writes")
+            else:
+                r.efd_read(rng.choice(names))
+        for n in names:
+            r.efd_read(n)
+    return body
+
+
+for _seed in range(40):
+    scenario("probe_random8_%02d" % _seed, "misc", "Random ioeventfd layouts on the PIO/MMIO buses (seed %d) and guest writes." % _seed,
+             tags=["guest", "ioeventfd"], guest=True, probe=True)(_random_scenario8(_seed))
 
 
 # =====================================================================================

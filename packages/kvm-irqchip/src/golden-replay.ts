@@ -77,6 +77,9 @@ export function firstDifference(expected: Json, actual: Json, path: string): str
   return undefined;
 }
 
+/** KVM_PIO_PAGE_OFFSET * PAGE_SIZE: what an IO exit stores in kvm_run.io.data_offset. */
+const KVM_RUN_IO_DATA_OFFSET = 0x1000;
+
 /**
  * A u64 field read from JSON: integers above 2^53 arrive rounded to a double, and those within
  * 2^10 of 2^64 round up to 2^64 itself, which no u64 can be; such a value was 2^64 - 1 or just
@@ -106,7 +109,7 @@ export class GoldenReplayer {
   private readonly user: Actor;
   private readonly fds = new Map<string, EventFd>();
   private routingView: unknown = DEFAULT_ROUTING_VIEW;
-  /** Last value in each vCPU's kvm_run.mmio.data (what an MMIO read exit reports). */
+  /** Last low 32 bits in each vCPU's kvm_run.mmio.data (what an MMIO read exit reports). */
   private readonly mmio = new Map<number, number>();
 
   constructor(readonly scenario: GoldenScenario) {
@@ -303,6 +306,7 @@ export class GoldenReplayer {
           v.nmiPending--;
           v.nmiMasked = true;
           exits.push({ errno: null, exit_name: 'IO', io_dir: 'out', port: 0x84, data: 2 });
+          this.mmio.set(cpu, KVM_RUN_IO_DATA_OFFSET);
           return true;
         };
         let stopped = nmiAtEntry();
@@ -321,6 +325,9 @@ export class GoldenReplayer {
           if (kind === 'out' || kind === 'in') {
             if (r.toUserspace) {
               exits.push({ errno: null, exit_name: 'IO', io_dir: kind, port: addr, data: kind === 'out' ? value & 0xff : 0 });
+              // kvm_run.io.data_offset shares its bytes with kvm_run.mmio.data: a later MMIO
+              // read exit (KVM leaves mmio.data alone) shows it (recorded: 4096).
+              this.mmio.set(cpu, KVM_RUN_IO_DATA_OFFSET);
             }
           } else if (r.toUserspace) {
             const data = kind === 'mmio_write' ? value >>> 0 : (this.mmio.get(cpu) ?? 0);
