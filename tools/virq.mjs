@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Runs the `virq` command from the workspace sources (no build step needed).
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+// Runs the `virq` command from the workspace sources (no build step needed), in this very
+// process: the TypeScript loader is registered, then the CLI's entry module is imported. Being
+// one process matters for `virq vhost-user-net`, which must get SIGINT itself to print its
+// counters and exit 0 (the realvm scripts' contract).
+import { register } from 'node:module';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const r = spawnSync(process.execPath, ['--import', path.join(root, 'tools/ts-register.mjs'), path.join(root, 'apps/cli/src/main.ts'), ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+register('./ts-loader.mjs', import.meta.url);
+await import(new URL('../apps/cli/src/main.ts', import.meta.url).href);
