@@ -2499,6 +2499,58 @@ for _seed in range(40):
              tags=["guest", "ioeventfd"], guest=True, probe=True)(_random_scenario8(_seed))
 
 
+
+def _random_scenario9(seed):
+    def body(r):
+        import random
+        rng = random.Random(9000 + seed)
+        r.flat_ldrs()
+        r.start()
+        vec = (0x41, 0x52, 0x63, 0x74)
+        for _i in range(30):
+            k = rng.random()
+            if k < 0.12:
+                pins = {}
+                for _j in range(rng.randint(1, 3)):
+                    p = rng.choice((8, 16, 17, 18, 19))
+                    pins[p] = dict(vector=rng.choice(vec), delivery_mode=rng.choice((0, 0, 1, 4, 5)), trigger=rng.randint(0, 1),
+                                   dest_mode=rng.randint(0, 1), dest=rng.choice((0, 1, 2, 3, 0x0F, 0xFF)), mask=int(rng.random() < 0.2),
+                                   remote_irr=int(rng.random() < 0.15))
+                r.ioapic(pins, irr=rng.choice((None, None, 0, 1 << 17, (1 << 18) | (1 << 8))))
+            elif k < 0.35:
+                g = rng.choice((8, 16, 17, 18, 19))
+                if rng.random() < 0.7:
+                    r.line(g, rng.choice((1, 1, 0)))
+                else:
+                    r.line_nostatus(g, rng.randint(0, 1))
+            elif k < 0.47:
+                a, d = msi(rng.choice((1, 2, 3, 0x0E, 0xFF)), rng.choice((0x10, 0x20) + vec), dm=rng.choice((0, 4, 5, 6, 6, 1)),
+                           logical=rng.randint(0, 1))
+                r.msi(a, d)
+            elif k < 0.55:
+                r.mp_state(rng.randint(1, 3))
+            elif k < 0.65:
+                r.simulated_ack(rng.randint(0, 3), rng.choice(vec))
+            elif k < 0.75:
+                r.guest_eoi()
+            elif k < 0.82:
+                c = rng.randint(0, 3)
+                r.lapic(c, tmr=[rng.choice(vec)], isr=rng.sample(vec, rng.randint(0, 1)), clear_irr=rng.sample(vec, rng.randint(0, 2)))
+            elif k < 0.87:
+                c = rng.randint(1, 3)
+                r.set_msr(c, K.MSR_IA32_APICBASE, rng.choice((0xFEE00800, 0xFEE00000, 0xFEE00900)))
+            elif k < 0.93:
+                r.observe()
+            else:
+                r.guest_access([("mmio_read", PPR, 0), ("mmio_read", TPR, 0)], note="run")
+    return body
+
+
+for _seed in range(40):
+    scenario("probe_random9_%02d" % _seed, "ioapic", "Random mix (seed %d): KVM_SET_IRQCHIP IOAPIC states, lines, MSIs incl. INIT/SIPI/NMI, MP state, "
+             "acks, EOIs, APIC base changes." % _seed, tags=["guest", "simulated_ack", "eoi"], guest=True, probe=True)(_random_scenario9(_seed))
+
+
 # =====================================================================================
 def header():
     k = K.kvm()

@@ -309,8 +309,16 @@ export class GoldenReplayer {
           this.mmio.set(cpu, KVM_RUN_IO_DATA_OFFSET);
           return true;
         };
+        const accesses = (a['accesses'] ?? []) as readonly Record<string, unknown>[];
+        const unread = (): (number | null)[] => accesses.map((acc) => (acc['kind'] === 'mmio_read' || acc['kind'] === 'in' ? 0 : null));
+        // An INIT the vCPU accepted reset its registers (real mode at the reset vector); the
+        // recorder only reloads RIP/RFLAGS, and from there every run stops with
+        // KVM_EXIT_INTERNAL_ERROR (emulation) before the first access. The entry itself still
+        // processes requests (a newly latched INIT, PPR) — recorded.
+        vm.vcpuRunEntry(cpu);
+        if (v.initResets > 0) return { reads: unread(), exits_to_userspace: [{ errno: null, exit_name: 'INTERNAL_ERROR', suberror: 1 }] };
         let stopped = nmiAtEntry();
-        for (const acc of (a['accesses'] ?? []) as readonly Record<string, unknown>[]) {
+        for (const acc of accesses) {
           if (stopped) {
             reads.push(acc['kind'] === 'mmio_read' || acc['kind'] === 'in' ? 0 : null);
             continue;

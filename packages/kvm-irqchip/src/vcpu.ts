@@ -69,6 +69,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   nmiPending = 0;
   nmiInjected = false;
   nmiMasked = false;
+  /** INIT resets taken (kvm_apic_accept_events): the architectural registers went back to reset values. */
+  initResets = 0;
   pvUnhalted = false;
   /** Guest RFLAGS.IF. */
   ifFlag = true;
@@ -302,6 +304,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (this.lapic.pendingEvents === 0) return;
     const ev = this.lapic.takePendingEvents();
     if (ev.init) {
+      this.initResets++;
       this.resetForInit();
       this.mpState = this.apicBaseBsp ? MP_STATE.RUNNABLE : MP_STATE.INIT_RECEIVED;
     }
@@ -312,6 +315,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   }
 
   private resetForInit(): void {
+    // kvm_vcpu_reset(init_event) and the vendor reset also drop NMI blocking (recorded).
+    this.nmiMasked = false;
     this.nmiInjected = false;
     this.nmiQueued = 0;
     this.nmiPending = 0;
