@@ -36,6 +36,8 @@ WIN = 0xFEC00010
 IOEOI = 0xFEC00040
 
 SCENARIOS = []
+# offset for the random probe generators' seeds (PROBE_SEED_BASE=100 python3 record.py --probe ...)
+PROBE_SEED_BASE = int(os.environ.get("PROBE_SEED_BASE", "0"))
 
 
 def scenario(name, group, description, tags=(), nvcpus=4, guest=False, probe=False, irqchip=True):
@@ -2080,7 +2082,7 @@ def _(r):
 def _random_scenario(seed):
     def body(r):
         import random
-        rng = random.Random(seed)
+        rng = random.Random(seed + PROBE_SEED_BASE)
         # random LAPIC setup: flat or cluster, some disabled
         cluster = rng.random() < 0.4
         for c in range(4):
@@ -2129,7 +2131,7 @@ for _seed in range(12):
 def _random_scenario2(seed):
     def body(r):
         import random
-        rng = random.Random(1000 + seed)
+        rng = random.Random(1000 + seed + PROBE_SEED_BASE)
         for c in range(4):
             r.lapic(c, enable=rng.random() < 0.9, ldr=(1 << c) << 24, dfr=K.APIC_DFR_FLAT)
         gsis = [3, 4, 5, 9, 10, 17, 18, 19]
@@ -2184,7 +2186,7 @@ for _seed in range(30):
 def _random_scenario3(seed):
     def body(r):
         import random
-        rng = random.Random(3000 + seed)
+        rng = random.Random(3000 + seed + PROBE_SEED_BASE)
         for c in range(4):
             r.lapic(c, enable=rng.random() < 0.85, ldr=(1 << c) << 24, dfr=K.APIC_DFR_FLAT)
         r.redir(18, vector=0x58, trigger=1, dest=0)
@@ -2276,7 +2278,7 @@ def _(r):
 def _random_scenario4(seed):
     def body(r):
         import random
-        rng = random.Random(4000 + seed)
+        rng = random.Random(4000 + seed + PROBE_SEED_BASE)
         r.enable_lapics()
         for g in rng.sample(range(0, 16), 4):
             r.redir(g, vector=0x30 + g, trigger=rng.randint(0, 1), dest=rng.choice((0, 1)), mask=int(rng.random() < 0.3))
@@ -2321,7 +2323,7 @@ for _seed in range(40):
 def _random_scenario5(seed):
     def body(r):
         import random
-        rng = random.Random(5000 + seed)
+        rng = random.Random(5000 + seed + PROBE_SEED_BASE)
         r.enable_lapics()
         for g in (17, 18, 19, 20):
             r.redir(g, vector=0x40 + g, trigger=rng.randint(0, 1), dest=0, mask=int(rng.random() < 0.2))
@@ -2380,7 +2382,7 @@ for _seed in range(40):
 def _random_scenario6(seed):
     def body(r):
         import random
-        rng = random.Random(6000 + seed)
+        rng = random.Random(6000 + seed + PROBE_SEED_BASE)
         r.enable_lapics()
         r.start()
         for _i in range(30):
@@ -2426,7 +2428,7 @@ for _seed in range(40):
 def _random_scenario7(seed):
     def body(r):
         import random
-        rng = random.Random(7000 + seed)
+        rng = random.Random(7000 + seed + PROBE_SEED_BASE)
         r.enable_lapics()
         r.start()
         offs = [0x20, 0x30, 0x80, 0x90, 0xA0, 0xB0, 0xD0, 0xE0, 0xF0, 0x280, 0x2F0, 0x310, 0x320, 0x330, 0x340, 0x350, 0x360, 0x370,
@@ -2454,7 +2456,7 @@ for _seed in range(30):
 def _random_scenario8(seed):
     def body(r):
         import random
-        rng = random.Random(8000 + seed)
+        rng = random.Random(8000 + seed + PROBE_SEED_BASE)
         names = ["E%d" % i for i in range(8)]
         for n in names:
             r.eventfd(n)
@@ -2503,7 +2505,7 @@ for _seed in range(40):
 def _random_scenario9(seed):
     def body(r):
         import random
-        rng = random.Random(9000 + seed)
+        rng = random.Random(9000 + seed + PROBE_SEED_BASE)
         r.flat_ldrs()
         r.start()
         vec = (0x41, 0x52, 0x63, 0x74)
