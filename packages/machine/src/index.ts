@@ -2,7 +2,7 @@ export { MachineErrorCode } from './errors.js';
 export { archOf, parseTopology, type Arch, type DeviceConfig, type IrqchipConfig, type IrqchipKind, type Topology, type VirtioBackend, type WorkloadConfig } from './topology.js';
 export { loadTopologyFile, parseTopologyText } from './topology-file.js';
 export { DEFAULT_PRESET, preset, presetDocument, presetNames } from './presets.js';
-export { METRIC_COLUMNS, MetricsCollector, type RunMetrics } from './metrics.js';
+export { METRIC_COLUMNS, MetricsCollector, TraceMetricsCounter, type RunMetrics } from './metrics.js';
 export { runTopology, type RunOptions, type ScenarioResult } from './scenario.js';
 export { applyVary, expandMatrix, parseVary, varyKnobs, type VaryDimension } from './vary.js';
 export { compareTopologies, type CompareOptions } from './compare.js';

@@ -1,4 +1,4 @@
-import { Histogram } from '@virq/core';
+import { Histogram, type TraceEvent } from '@virq/core';
 
 /** What a scenario run measured. Every count comes from the run's own events. */
 export interface RunMetrics {
@@ -23,7 +23,11 @@ export interface RunMetrics {
     injected: number;
     /** Delivered without the hypervisor (posted interrupt, direct vLPI). */
     posted: number;
-    /** Dropped as already pending (KVM_IRQ_LINE_STATUS 0, IRR already set). */
+    /**
+     * Dropped as already pending: an edge on an IOAPIC pin whose IRR is still set (KVM's
+     * ioapic_set_irq returns 0, the `coalesced` of trace_kvm_ioapic_set_irq) and, on GICv4, a
+     * vLPI the ITS found already pending. PIC routes are not counted (a Linux guest masks the PIC).
+     */
     coalesced: number;
     /** Wake-up vectors / GICv4 doorbells for non-running vCPUs. */
     doorbells: number;
@@ -97,4 +101,87 @@ export const METRIC_COLUMNS: ReadonlyArray<{ name: string; get: (m: RunMetrics) 
 
 function round2(x: number): number {
   return Math.round(x * 100) / 100;
+}
+
+/**
+ * One per interrupt delivered without KVM injecting it: KVM-originated posted interrupts
+ * (APICv: vmx_deliver_posted_interrupt — irqbypass's `__vmx_deliver_posted_interrupt` below it
+ * is the same interrupt and is not counted), device interrupts posted by the IOMMU (VT-d / AMD-Vi
+ * GA mode, hardware steps of @virq/irqbypass, whether or not the vCPU runs), and on GICv4 the
+ * ITS's translation to a vLPI (`hw:its_translate` with `virtual`, counted below).
+ */
+const POSTED = new Set(['vmx_deliver_posted_interrupt', 'hw:vtd_post_interrupt', 'hw:amdvi_ga_interrupt']);
+const DOORBELLS = new Set(['pi_wakeup_handler', 'avic_ga_log_notifier', 'vgic_v4_doorbell_handler']);
+/** One per interrupt KVM injects: VMCS event injection on x86, queued to the vGIC's ap_list (then an LR) on ARM. */
+const INJECTED = new Set(['vmx_inject_irq', 'vgic_queue_irq_unlock']);
+
+/**
+ * The counting rules: turns the run's trace events (as the packages emit them) into the
+ * counters of a MetricsCollector. Stateful only for IOAPIC coalescing, whose outcome shows as
+ * the absence of `ioapic_service` right after `ioapic_set_irq`.
+ */
+export class TraceMetricsCounter {
+  /** An IOAPIC pin that saw a rising level and has not (yet) been serviced. */
+  private ioapicPending = -1;
+
+  constructor(private readonly m: MetricsCollector) {}
+
+  observe(e: TraceEvent): void {
+    const m = this.m;
+    if (this.ioapicPending >= 0) {
+      // kvm-irqchip's ioapic_set_irq goes straight to ioapic_service unless the edge found
+      // the pin's IRR already set (or the RTC's EOI still pending): then it returns 0.
+      if (!(e.fn === 'ioapic_service' && (e.args as { pin?: number }).pin === this.ioapicPending)) m.coalesced++;
+      this.ioapicPending = -1;
+    }
+    switch (e.fn) {
+      case 'kvm_exit': {
+        const a = e.args as { vcpu?: number; reason?: string };
+        m.exit(a.vcpu ?? -1, String(a.reason));
+        return;
+      }
+      case 'ioapic_set_irq': {
+        const a = e.args as { pin?: number; level?: number };
+        if (a.level === 1 && a.pin !== undefined) this.ioapicPending = a.pin;
+        return;
+      }
+      // One count per eventfd write: the ioeventfd's (ioeventfd_write; x86's kvm-irqchip also
+      // traces the eventfd_signal below it, ARM's vgic does not, so that one is skipped),
+      // VFIO's and vhost's eventfd_signal, a DPDK-style back end's eventfd_write, vhost-net's
+      // vhost_signal. An eventfd_signal carrying `error` reports a failed write, not a signal.
+      case 'ioeventfd_write':
+      case 'eventfd_write':
+      case 'vhost_signal':
+        m.eventfdSignals++;
+        return;
+      case 'eventfd_signal': {
+        if (e.caller !== 'ioeventfd_write' && (e.args as { error?: string }).error === undefined) m.eventfdSignals++;
+        return;
+      }
+      case 'hw:its_translate': {
+        const a = e.args as { virtual?: boolean; outcome?: string };
+        if (a.virtual === true) {
+          if (a.outcome === 'latched') m.coalesced++;
+          else if (a.outcome === 'direct' || a.outcome === 'doorbell') m.posted++;
+        }
+        return;
+      }
+      default:
+        if (e.kind === 'vring.kick_prepare') {
+          if ((e.args as { needsKick: boolean }).needsKick) m.kicksSent++;
+          else m.kicksSuppressed++;
+        } else if (e.kind === 'vring.should_notify') {
+          if ((e.args as { notify: boolean }).notify) m.notificationsSent++;
+          else m.notificationsSuppressed++;
+        } else if (INJECTED.has(e.fn)) m.injected++;
+        else if (POSTED.has(e.fn)) m.posted++;
+        else if (DOORBELLS.has(e.fn)) m.doorbells++;
+    }
+  }
+
+  /** Settles a pending IOAPIC edge at the end of a run. */
+  flush(): void {
+    if (this.ioapicPending >= 0) this.m.coalesced++;
+    this.ioapicPending = -1;
+  }
 }

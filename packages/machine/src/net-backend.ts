@@ -18,8 +18,11 @@ const PEER_MAC = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
 
 /**
  * In-VMM back end (QEMU's tap netdev): a frame from the physical NIC is taken by the host
- * (NIC IRQ on a host CPU → netif_receive_skb → bridge → tun_net_xmit), QEMU's main loop
- * wakes on the tap fd (tap_send) and virtio-net receives it — F10's host half.
+ * (NIC IRQ on a host CPU → __netif_receive_skb_core → the bridge's rx handler br_handle_frame
+ * → forwarded out of the tap: tun_net_xmit), QEMU's main loop wakes on the tap fd (tap_send,
+ * the fd's read handler, run by aio_dispatch_handler) and virtio-net receives it — F10's host
+ * half. Each step names its real caller; the driver's NAPI poll between the hard IRQ and the
+ * stack is not traced (it depends on the NIC's driver).
  */
 function inVmmBackend(m: ComposedMachine, dev: VirtioNet): NetBackendHandle {
   const ctx = m.ctx;
@@ -35,13 +38,13 @@ function inVmmBackend(m: ComposedMachine, dev: VirtioNet): NetBackendHandle {
       arrivals(m, nicCpu, rate, untilNs, (frame) => {
         if (t.on) {
           t.emit('host.irq', 'handle_irq_event', 'handle_edge_irq', { irq: 'nic0' });
-          t.emit('host.rx', 'netif_receive_skb', 'napi_gro_receive', { len: frame.length });
+          t.emit('host.rx', '__netif_receive_skb_core', '__netif_receive_skb_one_core', { len: frame.length });
           t.emit('host.br', 'br_handle_frame', '__netif_receive_skb_core', { port: 'tap0' });
           t.emit('host.tun', 'tun_net_xmit', 'dev_hard_start_xmit', { dev: 'tap0' });
         }
         nicCpu.charge(ctx.costs.ns.ringChain);
         s.after(ctx.costs.ns.threadWakeup, m.mainLoop, () => {
-          if (t.on) t.emit('host.tap', 'tap_send', 'qemu_iohandler_poll', { fd: 'tap0' });
+          if (t.on) t.emit('host.tap', 'tap_send', 'aio_dispatch_handler', { fd: 'tap0' });
           m.mainLoop.charge(ctx.costs.ns.deviceEmulation);
           dev.receive(frame);
         });

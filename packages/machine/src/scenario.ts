@@ -1,5 +1,5 @@
 import { createSimContext, type SimContext, type TraceEvent } from '@virq/core';
-import { MetricsCollector, type RunMetrics } from './metrics.js';
+import { MetricsCollector, TraceMetricsCounter, type RunMetrics } from './metrics.js';
 import { archOf, type Topology } from './topology.js';
 import { X86Machine } from './x86/x86-machine.js';
 import { ArmMachine } from './arm/arm-machine.js';
@@ -28,16 +28,6 @@ const DELIVERY_START = new Set(['pit_irq_timer', 'apic_send_ipi', 'vgic_v3_dispa
 /** The guest handler's EOI ends a delivery (x86 LAPIC EOI, virtualised or trapped; GIC ICV_EOIR1). */
 const DELIVERY_END = new Set(['native_apic_mem_eoi', 'gic_eoi_irq']);
 /**
- * One per interrupt delivered without KVM injecting it: KVM-originated posted interrupts
- * (APICv: vmx_deliver_posted_interrupt), device interrupts posted by the IOMMU (VT-d / AMD-Vi
- * GA mode, traced as hardware steps by @virq/irqbypass), and direct vLPIs (GICv4).
- */
-const POSTED = new Set(['vmx_deliver_posted_interrupt', 'hw:vtd_post_interrupt', 'hw:amdvi_ga_interrupt', 'its_vlpi_direct', 'hw:its_vlpi_direct']);
-const DOORBELLS = new Set(['pi_wakeup_handler', 'avic_ga_log_notifier', 'vgic_v4_doorbell_handler']);
-/** One per interrupt KVM injects: VMCS event injection on x86, queued to the vGIC's ap_list (then an LR) on ARM. */
-const INJECTED = new Set(['vmx_inject_irq', 'vgic_queue_irq_unlock']);
-
-/**
  * Builds the topology's machine, runs its workload for `durationUs` of virtual time, and
  * measures it. Every number comes from the run's own trace and actors; the same topology
  * and seed give the same result.
@@ -45,6 +35,7 @@ const INJECTED = new Set(['vmx_inject_irq', 'vgic_queue_irq_unlock']);
 export function runTopology(topology: Topology, options: RunOptions = {}): ScenarioResult {
   const ctx = createSimContext({ seed: topology.seed, costs: topology.costs });
   const m = new MetricsCollector();
+  const counter = new TraceMetricsCounter(m);
   const all: TraceEvent[] | undefined = options.keepTrace ? [] : undefined;
   const first: TraceEvent[] = [];
   let firstState: 'wait' | 'open' | 'done' = 'wait';
@@ -59,31 +50,7 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
       first.push(e);
       if (DELIVERY_END.has(e.fn) || first.length >= 400) firstState = 'done';
     }
-    switch (e.fn) {
-      case 'kvm_exit': {
-        const a = e.args as { vcpu?: number; reason?: string };
-        m.exit(a.vcpu ?? -1, String(a.reason));
-        break;
-      }
-      // eventfd_signal (kernel: ioeventfd, VFIO, vhost's call), eventfd_write (a DPDK-style
-      // back end's call), vhost_signal (vhost-net's call): one count per eventfd write.
-      case 'eventfd_signal':
-      case 'eventfd_write':
-      case 'vhost_signal':
-        m.eventfdSignals++;
-        break;
-      default:
-        if (e.kind === 'vring.kick_prepare') {
-          if ((e.args as { needsKick: boolean }).needsKick) m.kicksSent++;
-          else m.kicksSuppressed++;
-        } else if (e.kind === 'vring.should_notify') {
-          if ((e.args as { notify: boolean }).notify) m.notificationsSent++;
-          else m.notificationsSuppressed++;
-        } else if (INJECTED.has(e.fn)) m.injected++;
-        else if (POSTED.has(e.fn)) m.posted++;
-        else if (DOORBELLS.has(e.fn)) m.doorbells++;
-        else if (e.fn === 'kvm_set_irq' && (e.args as { ret?: number }).ret === 0) m.coalesced++;
-    }
+    counter.observe(e);
   });
   machine.irqs.onLatency = (ns) => m.latency.record(ns);
   machine.start();
@@ -100,6 +67,7 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   }
   machine.finish();
   sub.unsubscribe();
+  counter.flush();
   const cpuTimeNs: Record<string, number> = {};
   for (const a of ctx.scheduler.allActors()) if (a.cpuTimeNs > 0) cpuTimeNs[a.name] = (cpuTimeNs[a.name] ?? 0) + a.cpuTimeNs;
   const metrics = m.finish({ topology: topology.name, irqchip: topology.irqchip.kind, seed: topology.seed, virtualTimeNs: durationNs, events: ctx.scheduler.executed, cpuTimeNs });

@@ -5,7 +5,10 @@ import { MachineErrorCode, machineError } from '../errors.js';
 export type GuestIrqHandler = (vcpuId: number, vector: number) => void;
 
 interface Slot {
+  /** A label for reports (`net0-msix1`); not a function name. */
   name: string;
+  /** The guest kernel's entry function for this vector (what the trace shows). */
+  fn: string;
   handler: GuestIrqHandler;
   /** Time of the oldest device event not yet handled (latency start). */
   pendingSince: number | undefined;
@@ -51,18 +54,23 @@ export class GuestIrqDomain {
     if (t !== undefined) this.raised(t.vcpu, t.vector, now);
   }
 
-  /** Allocates the next free x86 device vector on `vcpuId` for `handler`. */
-  allocate(vcpuId: number, name: string, handler: GuestIrqHandler): number {
+  /**
+   * Allocates the next free x86 device vector on `vcpuId` for `handler`. `fn` is the guest
+   * kernel's entry for it: `common_interrupt` for a device vector (Linux ≥ 5.8's IDT entry;
+   * the driver's own handler below it is traced by the driver model), a `sysvec_*` for a
+   * system vector.
+   */
+  allocate(vcpuId: number, name: string, handler: GuestIrqHandler, fn = 'common_interrupt'): number {
     const v = this.nextVector.get(vcpuId) ?? FIRST_DEVICE_VECTOR;
     if (v > LAST_DEVICE_VECTOR) throw machineError(MachineErrorCode.Unsupported, `vCPU ${vcpuId} has no free interrupt vector left for ${name}`);
     this.nextVector.set(vcpuId, v + 1);
-    this.slots.set(this.key(vcpuId, v), { name, handler, pendingSince: undefined });
+    this.slots.set(this.key(vcpuId, v), { name, fn, handler, pendingSince: undefined });
     return v;
   }
 
   /** Registers a handler on a fixed vector (IOAPIC pins programmed by the guest). */
-  bind(vcpuId: number, vector: number, name: string, handler: GuestIrqHandler): void {
-    this.slots.set(this.key(vcpuId, vector), { name, handler, pendingSince: undefined });
+  bind(vcpuId: number, vector: number, name: string, handler: GuestIrqHandler, fn = name): void {
+    this.slots.set(this.key(vcpuId, vector), { name, fn, handler, pendingSince: undefined });
   }
 
   /** The x86 MSI message for (vCPU with `apicId`, `vector`): 0xFEE0_0000 | dest << 12, fixed, edge. */
@@ -90,5 +98,10 @@ export class GuestIrqDomain {
 
   nameOf(vcpuId: number, vector: number): string | undefined {
     return this.slots.get(this.key(vcpuId, vector))?.name;
+  }
+
+  /** The guest kernel function that takes (vCPU, vector). */
+  fnOf(vcpuId: number, vector: number): string | undefined {
+    return this.slots.get(this.key(vcpuId, vector))?.fn;
   }
 }

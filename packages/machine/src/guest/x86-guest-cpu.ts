@@ -78,7 +78,9 @@ export class X86GuestCpu implements GuestModel {
     this.taken.set(vector, (this.taken.get(vector) ?? 0) + 1);
     // The handler runs on the vCPU's own thread when the CPU gets to it (a 'call' op): its
     // driver code, then its cost, then the register writes it made, then the EOI.
-    const name = this.irqs.nameOf(vcpuId, vector) ?? 'spurious_interrupt';
+    // A vector nobody registered still enters through common_interrupt (which finds no
+    // descriptor and reports it); it is counted as spurious.
+    const name = this.irqs.fnOf(vcpuId, vector) ?? 'common_interrupt';
     const run = (): readonly GuestOp[] => {
       const body: GuestOp[] = [];
       let known = false;

@@ -282,9 +282,10 @@ export class X86Machine implements ComposedMachine {
     const line = this.gsi.gsi[irq]!;
     const vcpu = 0;
     const vector = this.irqs.allocate(vcpu, `${name}-irq${irq}`, () => {
-      // serial8250_handle_irq reads IIR: an IO_INSTRUCTION exit to QEMU, which clears THRI
-      // and lowers the line (serial_update_irq → qemu_irq_lower).
-      this.cpus[vcpu]!.capture?.push({ op: 'pio-read', port: port + 2, len: 1, fn: 'serial8250_handle_irq' });
+      // serial8250_default_handle_irq reads IIR (then calls serial8250_handle_irq with it): an
+      // IO_INSTRUCTION exit to QEMU, which clears THRI and lowers the line
+      // (serial_ioport_read → serial_update_irq → qemu_irq_lower).
+      this.cpus[vcpu]!.capture?.push({ op: 'pio-read', port: port + 2, len: 1, fn: 'serial8250_default_handle_irq' });
     });
     const irqs = this.irqs;
     const sched = this.ctx.scheduler;
@@ -351,7 +352,8 @@ export class X86Machine implements ComposedMachine {
   private ipiVector(vcpu: number): number {
     let v = this.ipiVectors.get(vcpu);
     if (v === undefined) {
-      v = this.irqs.allocate(vcpu, 'call_function_single_interrupt', () => undefined);
+      // Linux ≥ 5.8's IDT entry for CALL_FUNCTION_SINGLE_VECTOR (call_function_single_interrupt before).
+      v = this.irqs.allocate(vcpu, 'call-function-single', () => undefined, 'sysvec_call_function_single');
       this.ipiVectors.set(vcpu, v);
     }
     return v;
@@ -369,7 +371,8 @@ export class X86Machine implements ComposedMachine {
       return;
     }
     const t = this.ctx.trace.channel('qemu-irq');
-    const vector = this.irqs.allocate(0, 'timer_interrupt', () => undefined);
+    // IRQ 0's action handler (arch/x86/kernel/time.c), below common_interrupt.
+    const vector = this.irqs.allocate(0, 'timer', () => void this.cpus[0]!.capture?.push({ op: 'compute', ns: 0, fn: 'timer_interrupt' }));
     this.programIoapic(2, vector, this.vcpu(0).apicId, false);
     const gsi0: QemuIrq = this.timers.has('hpet') ? new HpetLegacy(t, this.gsi.gsi).irqs[0]! : this.gsi.gsi[0]!;
     const out = new QemuIrq('pit.0', (_n, level) => {
@@ -430,7 +433,8 @@ export class X86Machine implements ComposedMachine {
         const apicBase = 0xfee00000;
         poissonArrivals(s, 1e9 / w.ipisPerSec, durationNs, (t, step) => cpu.at(t, step), () => {
           this.irqs.raised(dst, vector, s.now);
-          cpu.capture?.push({ op: 'mmio-write', addr: apicBase + 0x310, len: 4, value: (this.vcpu(dst).apicId & 0xff) << 24, fn: 'native_apic_icr_write' });
+          // __default_send_IPI_dest_field (default_send_IPI_single_phys): ICR2, then ICR.
+          cpu.capture?.push({ op: 'mmio-write', addr: apicBase + 0x310, len: 4, value: (this.vcpu(dst).apicId & 0xff) << 24, fn: '__default_send_IPI_dest_field' });
           cpu.capture?.push({ op: 'mmio-write', addr: apicBase + 0x300, len: 4, value: vector });
         });
       }
