@@ -58,8 +58,10 @@ export async function runCli(argv: readonly string[], out: Out = (s) => console.
           {
             preset: values.preset,
             topologyFile: positionals[0],
-            seed: optInt('seed', values.seed, 0),
-            durationUs: optInt('duration-us', values['duration-us'], 1),
+            // The same ranges a topology file has (topology.seed, topology.durationUs): an
+            // override must not bypass them (a 10^12 µs run would never end).
+            seed: optInt('seed', values.seed, 0, 2 ** 32 - 1),
+            durationUs: optInt('duration-us', values['duration-us'], 1, 60_000_000),
             perfetto: values.perfetto,
             mermaid: values.mermaid,
             report: values.report,
@@ -78,7 +80,7 @@ export async function runCli(argv: readonly string[], out: Out = (s) => console.
         const format = (values.format ?? 'table') as TableFormat;
         if (!['table', 'markdown', 'csv', 'json'].includes(format)) throw usage(`--format takes table, markdown, csv or json, got "${format}"`);
         if ((values.vary ?? []).length === 0) throw usage('compare needs at least one --vary KEY=V1,V2');
-        return await commandCompare({ topologyFile: positionals[0], preset: values.preset, vary: values.vary ?? [], format, workers: optInt('workers', values.workers, 0), report: values.report }, out);
+        return await commandCompare({ topologyFile: positionals[0], preset: values.preset, vary: values.vary ?? [], format, workers: optInt('workers', values.workers, 0, 256), report: values.report }, out);
       }
       case 'flows':
         return commandFlows(out);
@@ -90,7 +92,7 @@ export async function runCli(argv: readonly string[], out: Out = (s) => console.
           strict: true,
         });
         if (positionals.length !== 1) throw usage('flow takes one id, e.g. `virq flow F11`');
-        return commandFlow(positionals[0]!, { variant: values.variant, seed: optInt('seed', values.seed, 0) ?? 1, perfetto: values.perfetto, mermaid: values.mermaid }, out);
+        return commandFlow(positionals[0]!, { variant: values.variant, seed: optInt('seed', values.seed, 0, 2 ** 32 - 1) ?? 1, perfetto: values.perfetto, mermaid: values.mermaid }, out);
       }
       case 'presets':
         for (const p of presetNames()) out(p);
@@ -125,6 +127,13 @@ export async function runCli(argv: readonly string[], out: Out = (s) => console.
       err(`virq ${command}: ${String((e as { message?: unknown }).message)}\n\n${HELP}`);
       return 2;
     }
+    // A file the user named could not be written or read (--perfetto /no/such/dir/x.json):
+    // the system's message, not a stack trace.
+    // (Checked by shape: a system error may come from another realm than this module's Error.)
+    if (typeof e === 'object' && e !== null && 'syscall' in e && 'code' in e) {
+      err(`virq ${command}: ${String((e as { message?: unknown }).message)}`);
+      return 1;
+    }
     throw e;
   }
 }
@@ -134,9 +143,10 @@ function usage(m: string): UsageError {
   return new UsageError(m);
 }
 
-function optInt(name: string, v: string | undefined, min: number): number | undefined {
+function optInt(name: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new VirqError('cli.bad-option', `--${name} takes an integer ≥ ${min}, got "${v}"`);
+  // Number('') and Number(' ') are 0: an empty value is not a number.
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new VirqError('cli.bad-option', `--${name} takes an integer in [${min}, ${max}], got "${v}"`);
   return n;
 }

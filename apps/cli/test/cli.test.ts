@@ -103,3 +103,34 @@ describe('virq flows / flow / golden / presets', () => {
     expect((await cli(['presets'])).out.split('\n')).toEqual(expect.arrayContaining(['x86-q35', 'arm-virt-gicv4', 'arm-virt-gicv4.1']));
   });
 });
+
+describe('bad input to virq: a message and a status, never a stack trace', () => {
+  it('--duration-us and --seed have the topology file\'s ranges (an override cannot start a run that never ends)', async () => {
+    const long = await cli(['run', '--duration-us', '99999999999']);
+    expect(long.code).toBe(1);
+    expect(long.err).toMatch(/--duration-us takes an integer in \[1, 60000000\], got "99999999999" \[cli\.bad-option\]/);
+    const seed = await cli(['run', '--seed', '4294967296']);
+    expect(seed.code).toBe(1);
+    expect((await cli(['run', '--seed', ''])).err).toMatch(/--seed takes an integer/);
+  });
+
+  it('a file that cannot be written is reported by its system error', async () => {
+    const r = await cli(['run', '--duration-us', '50', '--quiet', '--perfetto', path.join(tmp(), 'no', 'such', 'dir', 't.json')]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^virq run: ENOENT/);
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('a hostile topology file (alias bomb) and a hostile matrix are typed errors', async () => {
+    const dir = tmp();
+    const bomb = path.join(dir, 'bomb.yaml');
+    fs.writeFileSync(bomb, ['a: &a [x,x,x,x,x,x,x,x,x]', 'b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]', 'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]', 'd: [*c,*c,*c,*c,*c,*c,*c,*c,*c]'].join('\n'));
+    const r = await cli(['run', bomb]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/\[machine\.topology-syntax\]/);
+    const many = Array.from({ length: 100 }, (_, i) => String(i)).join(',');
+    const m = await cli(['compare', '--vary', `seed=${many}`, '--vary', `workload.rxPacketsPerSec=${many}`]);
+    expect(m.code).toBe(1);
+    expect(m.err).toMatch(/at most 4096 \[machine\.vary-invalid\]/);
+  });
+});

@@ -8,6 +8,8 @@ import type { TableRow } from './render-table.js';
 import { runTopology } from './scenario.js';
 import { parseTopology } from './topology.js';
 import { applyVary, expandMatrix, type VaryDimension } from './vary.js';
+import { VirqError } from '@virq/core';
+import { MachineErrorCode, machineError } from './errors.js';
 
 export interface CompareOptions {
   /** Worker threads; default one per core. 0 runs every cell in this thread. */
@@ -39,8 +41,13 @@ export async function compareTopologies(doc: Record<string, unknown>, dims: read
   const jobs: CellJob[] = cells.map((label, index) => ({ index, label, doc }));
   for (const j of jobs) {
     const d = structuredClone(doc);
-    for (const [k, v] of Object.entries(j.label)) applyVary(d, k, v);
-    parseTopology(d);
+    try {
+      for (const [k, v] of Object.entries(j.label)) applyVary(d, k, v);
+      parseTopology(d);
+    } catch (e) {
+      if (e instanceof VirqError) throw new VirqError(e.code, `cell ${cellName(j.label)}: ${e.message}`, { details: { cell: j.label } });
+      throw e;
+    }
   }
   const workers = Math.min(options.workers ?? Math.max(1, os.availableParallelism()), jobs.length);
   const results: RunMetrics[] = new Array(jobs.length);
@@ -53,34 +60,48 @@ export async function compareTopologies(doc: Record<string, unknown>, dims: read
   } else {
     const { url, execArgv } = workerEntry();
     let next = 0;
+    // The first failure stops every worker (no more cells are fed) and is a typed error.
+    let failed = false;
+    const pool: Worker[] = [];
+    const fail = (reject: (e: unknown) => void, e: VirqError): void => {
+      if (!failed) {
+        failed = true;
+        for (const w of pool) void w.terminate();
+      }
+      reject(e);
+    };
     await Promise.all(
       Array.from({ length: workers }, () =>
         new Promise<void>((resolve, reject) => {
           const w = new Worker(url, { execArgv });
+          pool.push(w);
           const feed = (): void => {
-            if (next >= jobs.length) {
+            if (failed || next >= jobs.length) {
               void w.terminate().then(() => resolve());
               return;
             }
             w.postMessage(jobs[next++]);
           };
-          w.on('message', (m: { index: number; metrics?: RunMetrics; error?: string }) => {
+          w.on('message', (m: { index: number; metrics?: RunMetrics; error?: string; code?: string }) => {
             if (m.error !== undefined) {
-              reject(new Error(`cell ${JSON.stringify(jobs[m.index]!.label)}: ${m.error}`));
-              void w.terminate();
+              fail(reject, new VirqError(m.code ?? MachineErrorCode.Unsupported, `cell ${cellName(jobs[m.index]!.label)}: ${m.error}`, { details: { cell: jobs[m.index]!.label } }));
               return;
             }
             results[m.index] = m.metrics!;
             options.onProgress?.(++done, jobs.length);
             feed();
           });
-          w.on('error', reject);
+          w.on('error', (e) => fail(reject, machineError(MachineErrorCode.Unsupported, `a compare worker failed: ${e.message}`)));
           feed();
         }),
       ),
     );
   }
   return jobs.map((j) => ({ label: j.label, metrics: results[j.index]! }));
+}
+
+function cellName(label: Record<string, string>): string {
+  return Object.entries(label).map(([k, v]) => `${k}=${v}`).join(' ');
 }
 
 /**

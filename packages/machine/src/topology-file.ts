@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { parseDocument, YAMLParseError, YAMLWarning } from 'yaml';
 import { MachineErrorCode, machineError } from './errors.js';
 import { parseTopology, type Topology } from './topology.js';
 
@@ -7,13 +7,21 @@ import { parseTopology, type Topology } from './topology.js';
 export function parseTopologyText(text: string, origin = 'topology'): Topology {
   let doc: unknown;
   try {
-    doc = parseYaml(text, { maxAliasCount: 100, uniqueKeys: true });
+    const d = parseDocument(text, { uniqueKeys: true });
+    if (d.errors.length > 0) throw d.errors[0];
+    // A warning (an unresolved tag such as !!js/function) means the text says something this
+    // parser would silently turn into a plain value: refuse it.
+    if (d.warnings.length > 0) throw d.warnings[0];
+    doc = d.toJS({ maxAliasCount: 100 });
   } catch (e) {
-    if (e instanceof YAMLParseError) {
+    if (e instanceof YAMLParseError || e instanceof YAMLWarning) {
       const at = e.linePos?.[0];
       const where = at === undefined ? '' : ` at line ${at.line}, column ${at.col}`;
       throw machineError(MachineErrorCode.TopologySyntax, `${origin}: not valid YAML/JSON${where}: ${e.message.split('\n')[0]}`, { origin });
     }
+    // yaml throws a plain ReferenceError for an alias bomb ("Excessive alias count") and a
+    // RangeError for nesting deeper than the stack: still the user's text, still a typed error.
+    if (e instanceof Error) throw machineError(MachineErrorCode.TopologySyntax, `${origin}: not valid YAML/JSON: ${e.message.split('\n')[0]}`, { origin });
     throw e;
   }
   return parseTopology(doc);

@@ -55,7 +55,10 @@ export interface VfioConfig {
   vectors: number;
   /** Host CPU taking the device's physical interrupts. */
   hostCpu: number;
-  /** vCPU each vector targets (round-robin over the vCPUs when omitted). */
+  /**
+   * vCPU each vector targets (round-robin over the vCPUs when omitted). Written as vCPU ids;
+   * after parsing, positions in `Topology.vcpus` (what the machines index by).
+   */
   targetVcpus: number[] | undefined;
 }
 
@@ -212,6 +215,7 @@ class Reader {
 }
 
 function show(v: Json): string {
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v); // JSON would say null
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
@@ -258,6 +262,14 @@ export function parseTopology(input: Json): Topology {
     const ids = new Set(vcpus.map((v) => v.id));
     if (ids.size !== vcpus.length) throw machineError(MachineErrorCode.TopologyInvalid, 'topology.vcpus: vCPU ids must be unique', { path: 'topology.vcpus' });
   }
+  // What each architecture's composed machine can address: the x86 machine composes xAPIC
+  // MSIs and IOAPIC entries (8-bit physical destination, 0xff = broadcast; x2APIC is not
+  // modelled), KVM's vGICv3 takes at most 512 vCPUs (VGIC_V3_MAX_CPUS).
+  const maxVcpus = archOf(kind) === 'x86' ? 255 : 512;
+  if (vcpus.length > maxVcpus) {
+    const why = archOf(kind) === 'x86' ? 'xAPIC destination IDs are 8 bits and 0xff is the broadcast (x2APIC is not modelled)' : "KVM's vGICv3 takes at most 512 vCPUs";
+    throw machineError(MachineErrorCode.TopologyInvalid, `topology.vcpus: ${vcpus.length} vCPUs on ${kind}; at most ${maxVcpus} (${why})`, { path: 'topology.vcpus' });
+  }
 
   const rt = r.sub('routing');
   // irqfd needs an in-kernel irqchip: with userspace-x86 it is unavailable whatever this says
@@ -273,11 +285,15 @@ export function parseTopology(input: Json): Topology {
     if (names.has(d.name)) throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices: two devices are named "${d.name}"`, { path: 'topology.devices' });
     names.add(d.name);
   }
+  const indexOfId = new Map(vcpus.map((v, i) => [v.id, i]));
   for (const d of devices) {
     if (d.kind === 'vfio' && d.targetVcpus !== undefined) {
-      for (const t of d.targetVcpus) {
-        if (!vcpus.some((v) => v.id === t)) throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices(${d.name}).targetVcpus: vCPU ${t} does not exist`, { path: `topology.devices(${d.name}).targetVcpus` });
-      }
+      // The user names vCPU ids; the machines index their vCPUs by position in `vcpus`.
+      d.targetVcpus = d.targetVcpus.map((t) => {
+        const i = indexOfId.get(t);
+        if (i === undefined) throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices(${d.name}).targetVcpus: vCPU ${t} does not exist`, { path: `topology.devices(${d.name}).targetVcpus` });
+        return i;
+      });
     }
     if ((d.kind === 'pit' || d.kind === 'hpet') && archOf(kind) === 'arm64') {
       throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices(${d.name}): ${d.kind} is an x86 legacy timer; an ARM machine uses the generic timer`, { path: `topology.devices(${d.name})` });
@@ -299,7 +315,8 @@ export function parseTopology(input: Json): Topology {
   const costs: Record<string, number> = {};
   const cr = r.sub('costs');
   for (const k of Object.keys(cr.obj)) {
-    if (!(k in DEFAULT_COSTS)) throw machineError(MachineErrorCode.TopologyInvalid, `topology.costs.${k}: unknown cost; known: ${Object.keys(DEFAULT_COSTS).join(', ')}`, { path: `topology.costs.${k}` });
+    // Own keys only: `constructor`/`toString` are "in" every object.
+    if (!Object.hasOwn(DEFAULT_COSTS, k)) throw machineError(MachineErrorCode.TopologyInvalid, `topology.costs.${k}: unknown cost; known: ${Object.keys(DEFAULT_COSTS).join(', ')}`, { path: `topology.costs.${k}` });
     costs[k] = cr.num(k, 0, 0, 1e12);
   }
   r.done();

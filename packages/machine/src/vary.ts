@@ -68,6 +68,15 @@ export function applyVary(doc: Doc, key: string, value: string): void {
 
 /** Every combination of the dimensions, first dimension slowest. */
 export function expandMatrix(dims: readonly VaryDimension[]): Array<Record<string, string>> {
+  const keys = new Set<string>();
+  let total = 1;
+  for (const d of dims) {
+    if (keys.has(d.key)) throw machineError(MachineErrorCode.VaryInvalid, `--vary ${d.key} is given twice; list all its values in one --vary ${d.key}=v1,v2`);
+    keys.add(d.key);
+    // Counted before building: a matrix of millions of cells must fail at once, not after allocating them.
+    total *= d.values.length;
+    if (total > 4096) throw machineError(MachineErrorCode.VaryInvalid, `the comparison has at least ${total} cells; at most 4096`);
+  }
   let cells: Array<Record<string, string>> = [{}];
   for (const d of dims) cells = cells.flatMap((c) => d.values.map((v) => ({ ...c, [d.key]: v })));
   if (cells.length > 4096) throw machineError(MachineErrorCode.VaryInvalid, `the comparison has ${cells.length} cells; at most 4096`);
