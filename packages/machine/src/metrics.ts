@@ -11,7 +11,7 @@ export interface RunMetrics {
   exits: {
     total: number;
     byReason: Record<string, number>;
-    /** vCPU id → reason → count. */
+    /** vCPU id (the topology's `vcpus[].id`) → reason → count. */
     perVcpu: Record<string, Record<string, number>>;
   };
   /** Guest → device notifications (virtqueue kicks): written vs suppressed by the ring. */

@@ -71,5 +71,9 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   const cpuTimeNs: Record<string, number> = {};
   for (const a of ctx.scheduler.allActors()) if (a.cpuTimeNs > 0) cpuTimeNs[a.name] = (cpuTimeNs[a.name] ?? 0) + a.cpuTimeNs;
   const metrics = m.finish({ topology: topology.name, irqchip: topology.irqchip.kind, seed: topology.seed, virtualTimeNs: durationNs, events: ctx.scheduler.executed, cpuTimeNs });
+  // kvm_exit names the vCPU by its position (KVM's vcpu_idx); report it by the topology's id.
+  const perVcpu: Record<string, Record<string, number>> = {};
+  for (const [idx, reasons] of Object.entries(metrics.exits.perVcpu)) perVcpu[String(topology.vcpus[Number(idx)]?.id ?? idx)] = reasons;
+  metrics.exits.perVcpu = perVcpu;
   return { metrics, firstDelivery: firstState === 'wait' ? [] : first, trace: all, notes: machine.notes, ctx };
 }
