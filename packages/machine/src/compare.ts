@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type { RunMetrics } from './metrics.js';
 import type { TableRow } from './render-table.js';
 import { runTopology } from './scenario.js';
-import { parseTopology } from './topology.js';
+import { machineRunProblem, parseTopology } from './topology.js';
 import { applyVary, expandMatrix, type VaryDimension } from './vary.js';
 import { VirqError } from '@virq/core';
 import { MachineErrorCode, machineError } from './errors.js';
@@ -43,7 +43,8 @@ export async function compareTopologies(doc: Record<string, unknown>, dims: read
     const d = structuredClone(doc);
     try {
       for (const [k, v] of Object.entries(j.label)) applyVary(d, k, v);
-      parseTopology(d);
+      const problem = machineRunProblem(parseTopology(d));
+      if (problem !== undefined) throw machineError(MachineErrorCode.Unsupported, problem);
     } catch (e) {
       if (e instanceof VirqError) throw new VirqError(e.code, `cell ${cellName(j.label)}: ${e.message}`, { details: { cell: j.label } });
       throw e;

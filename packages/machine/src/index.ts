@@ -1,5 +1,5 @@
 export { MachineErrorCode } from './errors.js';
-export { archOf, parseTopology, type Arch, type DeviceConfig, type IrqchipConfig, type IrqchipKind, type Topology, type VirtioBackend, type WorkloadConfig } from './topology.js';
+export { archOf, machineRunProblem, parseTopology, type Arch, type DeviceConfig, type IrqchipConfig, type IrqchipKind, type Topology, type VirtioBackend, type WorkloadConfig } from './topology.js';
 export { loadTopologyFile, parseTopologyText } from './topology-file.js';
 export { DEFAULT_PRESET, preset, presetDocument, presetNames } from './presets.js';
 export { METRIC_COLUMNS, MetricsCollector, TraceMetricsCounter, type RunMetrics } from './metrics.js';

@@ -110,6 +110,12 @@ export function archOf(kind: IrqchipKind): Arch {
   return kind === 'kvm-x86' || kind === 'userspace-x86' ? 'x86' : 'arm64';
 }
 
+/** Why a valid topology cannot be run as a machine (checked before any cell of a comparison runs). */
+export function machineRunProblem(t: Topology): string | undefined {
+  if (t.irqchip.kind === 'userspace-x86') return `an x86 machine run needs irqchip.kind kvm-x86 (the userspace irqchip is available as flow F4: \`virq flow F4\`), got ${t.irqchip.kind}`;
+  return undefined;
+}
+
 type Json = unknown;
 type Obj = Record<string, Json>;
 
@@ -235,7 +241,8 @@ export function parseTopology(input: Json): Topology {
   const name = r.str('name', 'custom');
   const seed = r.int('seed', 1, 0, 2 ** 32 - 1);
   const durationUs = r.int('durationUs', 2000, 1, 60_000_000);
-  const memoryMiB = r.int('memoryMiB', 64, 1, 1 << 20);
+  // Guest RAM is one ArrayBuffer; the flows need a few MiB of it (rings, buffers).
+  const memoryMiB = r.int('memoryMiB', 64, 1, 4096);
 
   const ic = r.sub('irqchip');
   const kind = ic.oneOf('kind', IRQCHIPS, 'kvm-x86');

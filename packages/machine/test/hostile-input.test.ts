@@ -59,6 +59,16 @@ describe('hostile topology text', () => {
   });
 });
 
+describe('guest RAM size', () => {
+  it('2 GiB and 4 GiB of guest RAM are what they say (memoryMiB << 20 overflowed 32 bits to a negative or zero size)', () => {
+    for (const mib of [2048, 4096]) {
+      const r = runTopology(parseTopologyText(`memoryMiB: ${mib}\ndurationUs: 5\ndevices: []\n`));
+      expect(r.metrics.virtualTimeNs).toBe(5000);
+    }
+    expect(errorOf('memoryMiB: 4097\n').message).toBe('topology.memoryMiB: expected an integer in [1, 4096], got 4097');
+  });
+});
+
 describe('hostile --vary', () => {
   it('a matrix of millions of cells fails before the cells are built', () => {
     const values = (n: number) => Array.from({ length: n }, (_, i) => String(i + 1)).join(',');
@@ -68,6 +78,13 @@ describe('hostile --vary', () => {
 
   it('the same key twice is refused (its cells would collapse onto one label)', () => {
     expect(() => expandMatrix([parseVary('seed=1,2'), parseVary('seed=3')])).toThrow(/given twice/);
+  });
+
+  it('a cell that validates but cannot run as a machine (userspace-x86) fails before any cell runs', async () => {
+    const doc = presetDocument('x86-q35');
+    let ran = 0;
+    await expect(compareTopologies(doc, [parseVary('irqchip=kvm-x86,userspace-x86')], { workers: 0, onProgress: () => void ran++ })).rejects.toThrow(/^cell irqchip=userspace-x86: an x86 machine run needs irqchip\.kind kvm-x86/);
+    expect(ran).toBe(0);
   });
 
   it('a cell that fails validation names the cell', async () => {

@@ -73,8 +73,8 @@ export class ArmMachine implements ComposedMachine {
     this.host = new ArmHost(ctx, { numCpus: hostCpus, version });
     const tables = GuestGicDriver.tablesSize(t.vcpus.length);
     const ramBase = Math.ceil(tables / (1 << 20)) * (1 << 20) + (1 << 20);
-    this.mem = GuestMemory.ofSize(ramBase + (t.memoryMiB << 20));
-    this.alloc = new GuestPageAllocator(this.mem, ramBase, ramBase + (t.memoryMiB << 20));
+    this.mem = GuestMemory.ofSize(ramBase + t.memoryMiB * 1024 * 1024);
+    this.alloc = new GuestPageAllocator(this.mem, ramBase, ramBase + t.memoryMiB * 1024 * 1024);
     this.container.registerInstance(Tokens.GuestMemory, this.mem);
     this.vm = registerArmGic(this.container, ctx, { numVcpus: t.vcpus.length, gic: version, memory: this.mem, host: this.host, vcpuCpus: t.vcpus.map((v) => v.hostCpu) });
     // Devices see the seams, not the GIC: what the container holds for core's Tokens.

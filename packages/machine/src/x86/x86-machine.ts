@@ -9,7 +9,7 @@ import { MachineErrorCode, machineError } from '../errors.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
 import { X86GuestCpu } from '../guest/x86-guest-cpu.js';
-import type { Topology, VfioConfig, VirtioBlkConfig, VirtioNetConfig } from '../topology.js';
+import { machineRunProblem, type Topology, type VfioConfig, type VirtioBlkConfig, type VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
 import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
@@ -83,7 +83,7 @@ export class X86Machine implements ComposedMachine {
   ) {
     const t = topology;
     if (t.irqchip.kind !== 'kvm-x86') {
-      throw machineError(MachineErrorCode.Unsupported, `an x86 machine run needs irqchip.kind kvm-x86 (the userspace irqchip is available as flow F4: \`virq flow F4\`), got ${t.irqchip.kind}`);
+      throw machineError(MachineErrorCode.Unsupported, machineRunProblem(t) ?? `irqchip.kind ${t.irqchip.kind} is not an x86 machine`);
     }
     const hostOf = new Map(t.vcpus.map((v, i) => [i, v.hostCpu]));
     this.vm = registerKvmIrqchip(this.container, ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1 });
@@ -93,9 +93,9 @@ export class X86Machine implements ComposedMachine {
     this.vmApi = restrictVmApi(this.container.resolve(Tokens.VmInterruptApi), t.routing.irqfd, t.routing.ioeventfd);
     if (!t.routing.irqfd) this.notes.push('routing.irqfd off: guest notifiers are read by the QEMU main loop (F8)');
     if (!t.routing.ioeventfd) this.notes.push('routing.ioeventfd off: virtqueue kicks exit to QEMU (virtio_pci_notify_write)');
-    this.mem = new GuestMemory([{ gpa: 0, size: t.memoryMiB << 20 }]);
+    this.mem = new GuestMemory([{ gpa: 0, size: t.memoryMiB * 1024 * 1024 }]);
     this.container.registerInstance(Tokens.GuestMemory, this.mem);
-    this.alloc = new GuestPageAllocator(this.mem, 1 << 20, t.memoryMiB << 20);
+    this.alloc = new GuestPageAllocator(this.mem, 1 << 20, t.memoryMiB * 1024 * 1024);
     this.mainLoop = ctx.scheduler.actor({ name: 'qemu-system-x86', kind: 'vmm-main', cpu: 0 });
     this.routes = new KvmRoutingTable(this.vmApi, 24);
     addPcIrqRoutes(this.routes);
