@@ -15,6 +15,7 @@ import { restrictVmApi } from '../vm-api.js';
 import { createMachineContainer } from '../container.js';
 import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-workload.js';
 import { poissonArrivals } from '../workload.js';
+import { MachineErrorCode, machineError } from '../errors.js';
 
 const MMIO_BASE = 0x1000_0000;
 const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -54,6 +55,8 @@ export class ArmMachine implements ComposedMachine {
   readonly manager: IrqBypassManager;
   readonly nets: Array<{ config: VirtioNetConfig; device: VirtioNet; proxy: VirtioPciProxy; pci: GuestVirtioPci; driver: GuestVirtioNet; backend: NetBackendHandle; vcpu: number }> = [];
   readonly vfios: ArmVfioFunction[] = [];
+  /** The next vITS DeviceID for an assigned function's vector (above PCI bus 0). */
+  private nextGuestDevid = 0x100;
   readonly serials: Array<{ uart: Serial16550; spi: number }> = [];
   readonly blks: Array<{ config: VirtioBlkConfig; driver: GuestVirtioBlk; vcpu: number }> = [];
   readonly notes: string[] = [];
@@ -253,7 +256,11 @@ export class ArmMachine implements ComposedMachine {
     // The guest's driver: one LPI per vector on its target vCPU (the vITS mapping).
     for (let v = 0; v < cfg.vectors; v++) {
       const vcpu = cfg.targetVcpus?.[v % cfg.targetVcpus.length] ?? (v + index) % n;
-      const { lpis, messages } = this.vm.guestDriver.mapMsi(deviceId + v + 1, 1, vcpu);
+      // One vITS DeviceID per vector (each vector has its own target vCPU here), from one
+      // counter over every assigned function: (index+1)<<8 + v + 1 collided as soon as a
+      // function had more than 255 vectors. IDs start above bus 0 (virtio's requester ids).
+      if (this.nextGuestDevid > 0xffff) throw machineError(MachineErrorCode.Unsupported, `${cfg.name}: the assigned functions have more vectors than the vITS's 16-bit DeviceIDs leave room for`);
+      const { lpis, messages } = this.vm.guestDriver.mapMsi(this.nextGuestDevid++, 1, vcpu);
       const lpi = lpis[0]!;
       const msg = messages[0]!;
       this.irqs.bind(vcpu, lpi, `${cfg.name}-msix${v}`, () => undefined);
