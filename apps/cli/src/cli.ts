@@ -54,6 +54,7 @@ export async function runCli(argv: readonly string[], out: Out = (s) => console.
           strict: true,
         });
         if (positionals.length > 1) throw usage('run takes at most one topology file');
+        if (positionals.length === 1 && values.preset !== undefined) throw usage('run takes a topology file or --preset, not both');
         return commandRun(
           {
             preset: values.preset,
@@ -80,6 +81,8 @@ export async function runCli(argv: readonly string[], out: Out = (s) => console.
         const format = (values.format ?? 'table') as TableFormat;
         if (!['table', 'markdown', 'csv', 'json'].includes(format)) throw usage(`--format takes table, markdown, csv or json, got "${format}"`);
         if ((values.vary ?? []).length === 0) throw usage('compare needs at least one --vary KEY=V1,V2');
+        if (positionals.length > 1) throw usage('compare takes at most one topology file');
+        if (positionals.length === 1 && values.preset !== undefined) throw usage('compare takes a topology file or --preset, not both');
         return await commandCompare({ topologyFile: positionals[0], preset: values.preset, vary: values.vary ?? [], format, workers: optInt('workers', values.workers, 0, 256), report: values.report }, out);
       }
       case 'flows':

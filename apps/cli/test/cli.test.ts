@@ -134,3 +134,15 @@ describe('bad input to virq: a message and a status, never a stack trace', () =>
     expect(m.err).toMatch(/at most 4096 \[machine\.vary-invalid\]/);
   });
 });
+
+describe('ambiguous arguments are refused, not silently resolved', () => {
+  it('a topology file and --preset together, or two files to compare, are usage errors', async () => {
+    const dir = tmp();
+    const topo = path.join(dir, 't.yaml');
+    fs.writeFileSync(topo, 'name: t\n');
+    const both = await cli(['run', topo, '--preset', 'arm-virt-gicv4']);
+    expect(both.code).toBe(2);
+    expect(both.err).toMatch(/not both/);
+    expect((await cli(['compare', topo, topo, '--vary', 'seed=1,2'])).code).toBe(2);
+  });
+});
