@@ -106,3 +106,17 @@ export function attachNetBackend(m: ComposedMachine, cfg: VirtioNetConfig, dev: 
       return vhostKernelBackend(m, dev, mem, backendCpu);
   }
 }
+
+/**
+ * What the machine should say about a virtio-net device's back end after the guest's probe:
+ * QEMU's own choices (e.g. vhost_net_query refusing vhost without MSI-X guest notifiers unless
+ * vhostforce — the device then stays on QEMU's userspace virtio-net) and, when the configured
+ * back end is not the one serving the rings, that its external rx source is not started.
+ * Returns whether that rx source may run.
+ */
+export function netBackendStatus(cfg: VirtioNetConfig, dev: VirtioNet): { notes: string[]; rxOk: boolean } {
+  const notes = [...dev.backendMessages];
+  const rxOk = cfg.backend === 'in-vmm' || dev.vhostStarted;
+  if (!rxOk) notes.push(`${cfg.name}: the ${cfg.backend} back end is not serving the rings, so its external rx (workload.rxPacketsPerSec) is not offered`);
+  return { notes, rxOk };
+}

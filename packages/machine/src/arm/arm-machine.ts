@@ -10,7 +10,7 @@ import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
 import type { Topology, VfioConfig, VirtioBlkConfig, VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
-import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
+import { attachNetBackend, netBackendStatus, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
 import { createMachineContainer } from '../container.js';
 import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-workload.js';
@@ -325,7 +325,9 @@ export class ArmMachine implements ComposedMachine {
         let seq = 0;
         poissonArrivals(s, 1e9 / w.txPacketsPerSec, durationNs, (t, step) => cpu.at(t, step), () => void net.driver.startXmit(ethernetFrame(broadcast, MAC, 64, seq++)));
       }
-      if (w.rxPacketsPerSec > 0) net.backend.startRx(w.rxPacketsPerSec, durationNs);
+      const status = netBackendStatus(net.config, net.device);
+      this.notes.push(...status.notes);
+      if (w.rxPacketsPerSec > 0 && status.rxOk) net.backend.startRx(w.rxPacketsPerSec, durationNs);
     }
     const nic = s.actor({ name: 'nic-dma', kind: 'device', cpu: 0 });
     for (const d of this.vfios) {

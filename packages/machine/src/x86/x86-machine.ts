@@ -11,7 +11,7 @@ import { GuestIrqDomain } from '../guest/irq-domain.js';
 import { X86GuestCpu } from '../guest/x86-guest-cpu.js';
 import { machineRunProblem, type Topology, type VfioConfig, type VirtioBlkConfig, type VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
-import { attachNetBackend, type NetBackendHandle } from '../net-backend.js';
+import { attachNetBackend, netBackendStatus, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
 import { poissonArrivals } from '../workload.js';
 import { addPcIrqRoutes } from './pc-irq-routing.js';
@@ -200,13 +200,14 @@ export class X86Machine implements ComposedMachine {
    * pins 16–19), and the guest's virtio-pci driver bound to it with its vectors on `vcpu`.
    */
   private attachVirtio(device: VirtioDevice, name: string, msix: boolean, vcpu: number): { proxy: VirtioPciProxy; pci: GuestVirtioPci; intxPin: number } {
-    const intxPin = 16 + (this.virtioCount++ % 4);
+    const devIndex = this.virtioCount++;
+    const intxPin = 16 + (devIndex % 4);
     const proxy = new VirtioPciProxy(this.ctx, {
       device,
       vm: this.vmApi,
       routes: this.routes,
       msiSink: { deliverMsi: (m) => (this.irqs.raisedMsi(m, this.ctx.scheduler.now), this.msiSink.deliverMsi(m)) },
-      intx: { setLevel: (level: boolean) => this.gsi.gsi[intxPin]!.set(level, 'pci_irq_handler') },
+      intx: { setLevel: (level: boolean) => this.setIntx(intxPin, devIndex, level) },
       vectors: msix ? undefined : 0,
       ioeventfd: this.topology.routing.ioeventfd,
     });
@@ -260,10 +261,40 @@ export class X86Machine implements ComposedMachine {
     this.blks.push({ config: cfg, driver, vcpu });
   }
 
-  /** Programs the IOAPIC pin the device's INTx routes to (Linux's level, active-low PCI INTx). */
+  /**
+   * PIRQ → GSI 16–19 as on q35: a pin is shared by every fifth virtio function, so its level
+   * is the OR of the functions asserting it (QEMU's pci_bus_get_irq_level in
+   * ich9_lpc_update_apic, which then calls qemu_set_irq on the GSI).
+   */
+  private setIntx(pin: number, devIndex: number, level: boolean): void {
+    const line = this.intxLine(pin);
+    if (level) line.asserted.add(devIndex);
+    else line.asserted.delete(devIndex);
+    if (level && line.vector !== undefined) this.irqs.raised(line.vcpu, line.vector, this.ctx.scheduler.now);
+    this.gsi.gsi[pin]!.set(line.asserted.size > 0, 'ich9_lpc_update_apic');
+  }
+
+  private readonly intxLines = new Map<number, { asserted: Set<number>; handlers: GuestVirtioPci[]; vector: number | undefined; vcpu: number }>();
+  private intxLine(pin: number): { asserted: Set<number>; handlers: GuestVirtioPci[]; vector: number | undefined; vcpu: number } {
+    let l = this.intxLines.get(pin);
+    if (l === undefined) this.intxLines.set(pin, (l = { asserted: new Set(), handlers: [], vector: undefined, vcpu: 0 }));
+    return l;
+  }
+
+  /**
+   * Programs the IOAPIC pin the device's INTx routes to (Linux's level, active-low PCI INTx)
+   * once; a device sharing the pin adds its handler to the same vector (a shared IRQ: each
+   * driver's vp_interrupt runs and checks its own ISR).
+   */
   private bindIntx(pci: GuestVirtioPci, name: string, pin: number, vcpu: number): void {
-    const vector = this.irqs.allocate(vcpu, `${name}-intx`, () => void pci.intxInterrupt());
-    this.programIoapic(pin, vector, this.vcpu(vcpu).apicId, true);
+    const line = this.intxLine(pin);
+    line.handlers.push(pci);
+    if (line.vector !== undefined) return;
+    line.vcpu = vcpu;
+    line.vector = this.irqs.allocate(vcpu, `${name}-intx-gsi${pin}`, () => {
+      for (const h of line.handlers) h.intxInterrupt();
+    });
+    this.programIoapic(pin, line.vector, this.vcpu(vcpu).apicId, true);
   }
 
   /** Writes an IOAPIC redirection entry through IOREGSEL/IOWIN, as the guest kernel does. */
@@ -408,7 +439,9 @@ export class X86Machine implements ComposedMachine {
         let seq = 0;
         poissonArrivals(s, 1e9 / w.txPacketsPerSec, durationNs, (t, step) => cpu.at(t, step), () => void net.driver.startXmit(ethernetFrame(broadcast, MAC, 64, seq++)));
       }
-      if (w.rxPacketsPerSec > 0) net.backend.startRx(w.rxPacketsPerSec, durationNs);
+      const status = netBackendStatus(net.config, net.device);
+      this.notes.push(...status.notes);
+      if (w.rxPacketsPerSec > 0 && status.rxOk) net.backend.startRx(w.rxPacketsPerSec, durationNs);
     }
     for (const d of this.vfios) {
       if (w.vfioInterruptsPerSec <= 0) continue;
