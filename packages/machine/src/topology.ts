@@ -302,6 +302,14 @@ export function parseTopology(input: Json): Topology {
         return i;
       });
     }
+    if (d.kind === 'serial') {
+      const p = `topology.devices(${d.name}).irq`;
+      // ISA IRQ 0 is the PIT (IOAPIC pin 2 by the interrupt source override) and IRQ 2 the PIC cascade.
+      if (archOf(kind) === 'x86' && (d.irq === 0 || d.irq === 2)) throw machineError(MachineErrorCode.TopologyInvalid, `${p}: IRQ ${d.irq} is taken on a PC (0: the timer, 2: the PIC cascade); use 3, 4 or another free ISA IRQ`, { path: p });
+      // An ISA interrupt is edge-triggered on the IOAPIC: two UARTs cannot share one.
+      const other = devices.find((o) => o !== d && o.kind === 'serial' && o.irq === d.irq);
+      if (other !== undefined) throw machineError(MachineErrorCode.TopologyInvalid, `${p}: IRQ ${d.irq} is also ${other.name}'s; each UART needs its own IRQ`, { path: p });
+    }
     if ((d.kind === 'pit' || d.kind === 'hpet') && archOf(kind) === 'arm64') {
       throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices(${d.name}): ${d.kind} is an x86 legacy timer; an ARM machine uses the generic timer`, { path: `topology.devices(${d.name})` });
     }

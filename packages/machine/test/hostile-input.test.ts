@@ -59,6 +59,14 @@ describe('hostile topology text', () => {
   });
 });
 
+describe('UART IRQs', () => {
+  it('two UARTs on one IRQ, or a UART on the PC timer/cascade IRQ, are refused with the path', () => {
+    expect(errorOf('devices: [{kind: serial, name: a, irq: 4}, {kind: serial, name: b, irq: 4}]\n').message).toMatch(/^topology\.devices\(a\)\.irq: IRQ 4 is also b's/);
+    expect(errorOf('devices: [{kind: serial, irq: 0}]\n').message).toMatch(/^topology\.devices\(serial0\)\.irq: IRQ 0 is taken on a PC/);
+    expect(() => parseTopologyText('irqchip: {kind: gicv3}\ndevices: [{kind: serial, irq: 0}]\n')).not.toThrow(); // an SPI on ARM
+  });
+});
+
 describe('guest RAM size', () => {
   it('2 GiB and 4 GiB of guest RAM are what they say (memoryMiB << 20 overflowed 32 bits to a negative or zero size)', () => {
     for (const mib of [2048, 4096]) {
