@@ -292,6 +292,15 @@ export function parseTopology(input: Json): Topology {
     if (names.has(d.name)) throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices: two devices are named "${d.name}"`, { path: 'topology.devices' });
     names.add(d.name);
   }
+  if (archOf(kind) === 'arm64') {
+    // The ARM machine's host has one CPU per hostCpu up to the highest named (arm-gic: ≤ 512).
+    const i = vcpus.findIndex((v) => v.hostCpu > 511);
+    if (i >= 0) throw bad(`topology.vcpus[${i}].hostCpu`, 'an integer in [0, 511] on ARM (the modelled host has at most 512 CPUs)', vcpus[i]!.hostCpu);
+  }
+  // One PCI bus, one function per slot: the x86 machine places devices from slot 3, the ARM one from slot 1.
+  const pciFunctions = devices.filter((d) => d.kind === 'virtio-net' || d.kind === 'virtio-blk' || d.kind === 'vfio').length;
+  const pciSlots = archOf(kind) === 'x86' ? 29 : 31;
+  if (pciFunctions > pciSlots) throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices: ${pciFunctions} PCI devices (virtio-net, virtio-blk, vfio); the machine's one PCI bus has ${pciSlots} free slots`, { path: 'topology.devices' });
   const indexOfId = new Map(vcpus.map((v, i) => [v.id, i]));
   for (const d of devices) {
     if (d.kind === 'vfio' && d.targetVcpus !== undefined) {
@@ -326,6 +335,12 @@ export function parseTopology(input: Json): Topology {
     timerHz: w.num('timerHz', 0, 0, 1e6),
   };
   w.done();
+  // Each in-flight virtio-blk request reads 4 KiB into guest RAM (buffers stay allocated while
+  // in flight, at most a queue's worth): keep them within half of the guest's RAM.
+  const blkBytes = devices.reduce((n, d) => n + (d.kind === 'virtio-blk' ? Math.min(workload.ioDepth, d.queueSize) * 4096 : 0), 0);
+  if (blkBytes > (memoryMiB * 1024 * 1024) / 2) {
+    throw machineError(MachineErrorCode.TopologyInvalid, `topology.workload.ioDepth: ${blkBytes / 4096} in-flight 4 KiB virtio-blk reads need ${Math.ceil(blkBytes / 1048576)} MiB of buffers, more than half of memoryMiB ${memoryMiB}; lower ioDepth or raise memoryMiB`, { path: 'topology.workload.ioDepth' });
+  }
 
   const costs: Record<string, number> = {};
   const cr = r.sub('costs');

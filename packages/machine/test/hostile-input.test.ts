@@ -67,6 +67,20 @@ describe('UART IRQs', () => {
   });
 });
 
+describe('resources a topology asks for', () => {
+  it('more PCI devices than slots, ARM host CPUs past 511, and in-flight I/O beyond guest RAM are path errors', () => {
+    const many = Array.from({ length: 30 }, () => '{kind: virtio-net}').join(',');
+    expect(errorOf(`devices: [${many}]\n`).message).toMatch(/^topology\.devices: 30 PCI devices .* 29 free slots/);
+    expect(errorOf('irqchip: {kind: gicv3}\nvcpus: [{id: 0, hostCpu: 4000}]\n').message).toMatch(/^topology\.vcpus\[0\]\.hostCpu: expected an integer in \[0, 511\] on ARM/);
+    expect(errorOf('devices: [{kind: virtio-blk, queueSize: 32768}]\nworkload: {ioDepth: 65536}\n').message).toMatch(/^topology\.workload\.ioDepth: 32768 in-flight/);
+  });
+
+  it('ioDepth beyond the queue size runs with a queue\'s worth in flight (blk-mq tag depth) and says so', () => {
+    const r = runTopology(parseTopologyText('durationUs: 100\ndevices: [{kind: virtio-blk, queueSize: 8}]\nworkload: {ioDepth: 64}\n'));
+    expect(r.notes).toContain('blk0: workload.ioDepth 64 exceeds the queue size; 8 requests in flight');
+  });
+});
+
 describe('guest RAM size', () => {
   it('2 GiB and 4 GiB of guest RAM are what they say (memoryMiB << 20 overflowed 32 bits to a negative or zero size)', () => {
     for (const mib of [2048, 4096]) {

@@ -318,7 +318,14 @@ export class ArmMachine implements ComposedMachine {
     if (w.timerHz > 0) this.notes.push('workload.timerHz: the arm64 generic timer is not part of machine runs (its forwarded-PPI path is flow F18); ignored');
     const s = this.ctx.scheduler;
     const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-    if (w.ioDepth > 0) for (const b of this.blks) startBlkClosedLoop(s, b.driver, w.ioDepth, durationNs, (fn) => this.cpus[b.vcpu]!.at(s.now, fn));
+    if (w.ioDepth > 0) {
+      for (const b of this.blks) {
+        // blk-mq's tag depth is the virtqueue's size: requests beyond it wait in the block layer.
+        const depth = Math.min(w.ioDepth, b.config.queueSize);
+        if (depth < w.ioDepth) this.notes.push(`${b.config.name}: workload.ioDepth ${w.ioDepth} exceeds the queue size; ${depth} requests in flight`);
+        startBlkClosedLoop(s, b.driver, depth, durationNs, (fn) => this.cpus[b.vcpu]!.at(s.now, fn));
+      }
+    }
     for (const net of this.nets) {
       if (w.txPacketsPerSec > 0) {
         const cpu = this.cpus[net.vcpu]!;

@@ -454,7 +454,14 @@ export class X86Machine implements ComposedMachine {
         dev.fireMsix(v);
       });
     }
-    if (w.ioDepth > 0) for (const b of this.blks) startBlkClosedLoop(s, b.driver, w.ioDepth, durationNs, (fn) => this.cpus[b.vcpu]!.at(0, fn));
+    if (w.ioDepth > 0) {
+      for (const b of this.blks) {
+        // blk-mq's tag depth is the virtqueue's size: requests beyond it wait in the block layer.
+        const depth = Math.min(w.ioDepth, b.config.queueSize);
+        if (depth < w.ioDepth) this.notes.push(`${b.config.name}: workload.ioDepth ${w.ioDepth} exceeds the queue size; ${depth} requests in flight`);
+        startBlkClosedLoop(s, b.driver, depth, durationNs, (fn) => this.cpus[b.vcpu]!.at(0, fn));
+      }
+    }
     if (w.ipisPerSec > 0 && this.cpus.length > 1) {
       // smp_call_function_single: each vCPU sends a fixed IPI to the next one through its
       // xAPIC ICR (ICR2 = destination, then ICR — two APIC_ACCESS exits; F7).
