@@ -45,7 +45,8 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   const sub = ctx.trace.events$.subscribe((e) => {
     all?.push(e);
     machine.observe(e);
-    if (firstState === 'wait' && DELIVERY_START.has(e.fn)) firstState = 'open';
+    // A device-side decision not to notify (vhost_vring_call_split traces it too) starts nothing.
+    if (firstState === 'wait' && DELIVERY_START.has(e.fn) && !(e.kind === 'vring.should_notify' && (e.args as { notify?: boolean }).notify === false)) firstState = 'open';
     if (firstState === 'open') {
       first.push(e);
       if (DELIVERY_END.has(e.fn) || first.length >= 400) firstState = 'done';
