@@ -174,7 +174,7 @@ export class AvicPostedInterrupts implements IrqPostingBackend {
       vcpuLoad: (v, cpu) => this.vcpuLoad(v, cpu),
       vcpuPut: (v) => this.vcpuPut(v),
     });
-    this.kvm.setPostedInterruptDelivery((id, vector) => this.deliverInterrupt(id, vector));
+    this.kvm.setPostedInterruptDelivery((id, vector) => this.deliverInterrupt(id, vector), 'svm_complete_interrupt_delivery', 'svm_deliver_interrupt');
     this.kvm.setPirSync((id) => this.syncOnEntry(id));
   }
 

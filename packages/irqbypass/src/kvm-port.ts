@@ -76,7 +76,8 @@ export interface KvmPiPort {
   /** Installs the irqfd bypass hooks (kvm_irqfd_assign / irqfd_shutdown / kvm_irq_routing_update). */
   setIrqfdBypassHooks(hooks: IrqfdBypassHooks | undefined): void;
   /** Installs vmx_deliver_posted_interrupt as __apic_accept_irq's APICv path. */
-  setPostedInterruptDelivery(deliver: ((vcpuId: number, vector: number) => boolean) | undefined): void;
+  /** `fn`/`caller`: the vendor's delivery function as traces name it (default VMX's). */
+  setPostedInterruptDelivery(deliver: ((vcpuId: number, vector: number) => boolean) | undefined, fn?: string, caller?: string): void;
   /** Installs the vcpu_load / vcpu_put hooks. */
   setVcpuSchedHooks(hooks: VcpuSchedHooks | undefined): void;
   /** Installs vmx_sync_pir_to_irr, run by vcpu_enter_guest before entry. */

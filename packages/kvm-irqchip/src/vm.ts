@@ -232,10 +232,18 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   setApicv(enabled: boolean): void {
     this.apicv = enabled;
   }
-  /** vmx_deliver_posted_interrupt, used by __apic_accept_irq when APICv is active. */
-  setPostedInterruptDelivery(deliver: ((vcpuId: number, vector: number) => boolean) | undefined): void {
+  /**
+   * The vendor's deliver_interrupt for posted delivery, used by __apic_accept_irq when APICv
+   * is active: `fn` is its name in traces (VMX: vmx_deliver_posted_interrupt; AMD AVIC:
+   * svm_complete_interrupt_delivery, called from svm_deliver_interrupt).
+   */
+  setPostedInterruptDelivery(deliver: ((vcpuId: number, vector: number) => boolean) | undefined, fn = 'vmx_deliver_posted_interrupt', caller = '__apic_accept_irq'): void {
     this.posted = deliver;
+    this.postedFn = fn;
+    this.postedCaller = caller;
   }
+  private postedFn = 'vmx_deliver_posted_interrupt';
+  private postedCaller = '__apic_accept_irq';
   setIrqfdBypassHooks(hooks: IrqfdBypassHooks | undefined): void {
     this.bypassHooks = hooks;
   }
@@ -246,7 +254,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     this.pirSync = sync;
   }
   deliverPosted(vcpu: KvmVcpu, vector: number): void {
-    if (this.tracing) this.trace('vmx_deliver_posted_interrupt', '__apic_accept_irq', { vcpu: vcpu.vcpuId, vector });
+    if (this.tracing) this.trace(this.postedFn, this.postedCaller, { vcpu: vcpu.vcpuId, vector });
     if (this.posted !== undefined && this.posted(vcpu.vcpuId, vector)) return;
     // No posting backend: fall back to IRR + KVM_REQ_EVENT + kick.
     vcpu.lapic.setIrr(vector);

@@ -110,7 +110,7 @@ function round2(x: number): number {
  * GA mode, hardware steps of @virq/irqbypass, whether or not the vCPU runs), and on GICv4 the
  * ITS's translation to a vLPI (`hw:its_translate` with `virtual`, counted below).
  */
-const POSTED = new Set(['vmx_deliver_posted_interrupt', 'hw:vtd_post_interrupt', 'hw:amdvi_ga_interrupt']);
+const POSTED = new Set(['vmx_deliver_posted_interrupt', 'svm_complete_interrupt_delivery', 'hw:vtd_post_interrupt', 'hw:amdvi_ga_interrupt']);
 const DOORBELLS = new Set(['pi_wakeup_handler', 'avic_ga_log_notifier', 'vgic_v4_doorbell_handler']);
 /** One per interrupt KVM injects: VMCS event injection on x86, queued to the vGIC's ap_list (then an LR) on ARM. */
 const INJECTED = new Set(['vmx_inject_irq', 'vgic_queue_irq_unlock']);

@@ -123,8 +123,8 @@ export const FLOW_SPECS: readonly FlowSpec[] = [
     seeds: '001',
     packages: ['virtio-pci', 'kvm-irqchip'],
     variants: {
-      msix: ['handle_irq_event', 'netif_receive_skb', 'br_handle_frame', 'tun_net_xmit', 'tap_send', 'virtio_net_receive_rcu', 'msix_notify', 'kvm_send_userspace_msi', 'kvm_irq_delivery_to_apic', 'kvm_vcpu_kick', 'exit:EXTERNAL_INTERRUPT', 'vmx_inject_irq'],
-      intx: ['handle_irq_event', 'netif_receive_skb', 'br_handle_frame', 'tun_net_xmit', 'tap_send', 'virtio_net_receive_rcu', 'pci_set_irq', 'kvm_vm_ioctl_irq_line', 'kvm_set_ioapic_irq', 'ioapic_deliver', 'kvm_irq_delivery_to_apic', 'kvm_vcpu_kick', 'exit:EXTERNAL_INTERRUPT', 'vmx_inject_irq'],
+      msix: ['handle_irq_event', '__netif_receive_skb_core', 'br_handle_frame', 'tun_net_xmit', 'tap_send', 'virtio_net_receive_rcu', 'msix_notify', 'kvm_send_userspace_msi', 'kvm_irq_delivery_to_apic', 'kvm_vcpu_kick', 'exit:EXTERNAL_INTERRUPT', 'vmx_inject_irq'],
+      intx: ['handle_irq_event', '__netif_receive_skb_core', 'br_handle_frame', 'tun_net_xmit', 'tap_send', 'virtio_net_receive_rcu', 'pci_set_irq', 'kvm_vm_ioctl_irq_line', 'kvm_set_ioapic_irq', 'ioapic_deliver', 'kvm_irq_delivery_to_apic', 'kvm_vcpu_kick', 'exit:EXTERNAL_INTERRUPT', 'vmx_inject_irq'],
     },
   },
   {

@@ -26,8 +26,8 @@ export const f05SerialIrq4KernelIrqchip = defineFlow('F5', (s) => {
     return exitIo?.(vcpu, exit) ?? 0;
   };
   // The guest's 8250 driver: vector 0x34 for IRQ 4 on vCPU 1 (edge, fixed), THRI enabled.
-  // serial8250_handle_irq reads IIR: an IO_INSTRUCTION exit; QEMU clears THRI and lowers IRQ 4.
-  const vector = rig.irqs.allocate(1, 'serial0-irq4', () => void rig.cpus[1]!.capture?.push({ op: 'pio-read', port: COM1 + 2, len: 1, fn: 'serial8250_handle_irq' }));
+  // serial8250_default_handle_irq reads IIR: an IO_INSTRUCTION exit; QEMU clears THRI and lowers IRQ 4.
+  const vector = rig.irqs.allocate(1, 'serial0-irq4', () => void rig.cpus[1]!.capture?.push({ op: 'pio-read', port: COM1 + 2, len: 1, fn: 'serial8250_default_handle_irq' }));
   rig.programIoapic(IRQ, vector, rig.vm.vcpu(1)!.apicId, false);
   serial.ioWrite(COM1 + 3, 0x03);
   // IRQ 4 left unmasked on the master 8259 (the legacy path KVM feeds as well); Linux masks

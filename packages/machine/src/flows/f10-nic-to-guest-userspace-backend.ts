@@ -31,13 +31,13 @@ export const f10NicToGuestUserspaceBackend = defineFlow('F10', (s) => {
   sched.at(20_000, nic, () => {
     if (host.on) {
       host.emit('host.irq', 'handle_irq_event', 'handle_edge_irq', { irq: 'nic0', cpu: 0 });
-      host.emit('host.rx', 'netif_receive_skb', 'napi_gro_receive', { len: frame.length });
+      host.emit('host.rx', '__netif_receive_skb_core', '__netif_receive_skb_one_core', { len: frame.length });
       host.emit('host.br', 'br_handle_frame', '__netif_receive_skb_core', { port: 'eth0' });
       host.emit('host.tun', 'tun_net_xmit', 'dev_hard_start_xmit', { dev: 'tap0' });
     }
     nic.charge(s.ctx.costs.ns.ringChain);
     sched.after(s.ctx.costs.ns.threadWakeup, rig.mainLoop, () => {
-      if (host.on) host.emit('host.tap', 'tap_send', 'qemu_iohandler_poll', { fd: 'tap0' });
+      if (host.on) host.emit('host.tap', 'tap_send', 'aio_dispatch_handler', { fd: 'tap0' });
       net.receive(frame);
     });
   });
