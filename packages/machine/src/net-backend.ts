@@ -15,6 +15,8 @@ export interface NetBackendHandle {
 }
 
 const PEER_MAC = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+/** The guest NIC's MAC (QEMU's default 52:54:00:12:34:56). */
+export const GUEST_MAC: readonly number[] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
 /**
  * In-VMM back end (QEMU's tap netdev): a frame from the physical NIC is taken by the host
@@ -57,7 +59,7 @@ function inVmmBackend(m: ComposedMachine, dev: VirtioNet): NetBackendHandle {
 function arrivals(m: ComposedMachine, actor: Actor, rate: number, untilNs: number, deliver: (frame: Uint8Array) => void): void {
   const s = m.ctx.scheduler;
   let seq = 0;
-  poissonArrivals(s, 1e9 / rate, untilNs, (t, step) => void s.at(t, actor, step), () => deliver(ethernetFrame([0x52, 0x54, 0x00, 0x12, 0x34, 0x56], PEER_MAC, 64, seq++)));
+  poissonArrivals(s, 1e9 / rate, untilNs, (t, step) => void s.at(t, actor, step), () => deliver(ethernetFrame(GUEST_MAC, PEER_MAC, 64, seq++)));
 }
 
 /**
@@ -119,4 +121,34 @@ export function netBackendStatus(cfg: VirtioNetConfig, dev: VirtioNet): { notes:
   const rxOk = cfg.backend === 'in-vmm' || dev.vhostStarted;
   if (!rxOk) notes.push(`${cfg.name}: the ${cfg.backend} back end is not serving the rings, so its external rx (workload.rxPacketsPerSec) is not offered`);
   return { notes, rxOk };
+}
+
+/** A net device of a composed machine, as the workload drives it. */
+export interface WorkloadNet {
+  readonly config: VirtioNetConfig;
+  readonly device: VirtioNet;
+  readonly driver: { startXmit(frame: Uint8Array): boolean };
+  readonly backend: NetBackendHandle;
+  readonly vcpu: number;
+}
+
+/**
+ * The packet workload of every virtio-net device: the guest transmits at `txPacketsPerSec`
+ * (start_xmit as guest code on the device's vCPU), the outside world sends at
+ * `rxPacketsPerSec` through the back end (when the back end really serves the rings).
+ */
+export function startNetWorkload(m: ComposedMachine, nets: readonly WorkloadNet[], cpuOf: (vcpu: number) => { at(time: number, fn: () => void): void }, durationNs: number): void {
+  const w = m.topology.workload;
+  const s = m.ctx.scheduler;
+  const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+  for (const net of nets) {
+    if (w.txPacketsPerSec > 0) {
+      const cpu = cpuOf(net.vcpu);
+      let seq = 0;
+      poissonArrivals(s, 1e9 / w.txPacketsPerSec, durationNs, (t, step) => cpu.at(t, step), () => void net.driver.startXmit(ethernetFrame(broadcast, GUEST_MAC, 64, seq++)));
+    }
+    const status = netBackendStatus(net.config, net.device);
+    m.notes.push(...status.notes);
+    if (w.rxPacketsPerSec > 0 && status.rxOk) net.backend.startRx(w.rxPacketsPerSec, durationNs);
+  }
 }

@@ -3,14 +3,14 @@ import type { DependencyContainer } from 'tsyringe';
 import { ArmHost, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, armIrqLine, registerArmGic, type ArmVm, type GicVersion } from '@virq/arm-gic';
 import { IrqBypassManager } from '@virq/irqbypass';
 import { PciBus, pciBdf } from '@virq/pci';
-import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame, type VirtioDevice } from '@virq/virtio-pci';
+import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
 import { ArmGuestCpu } from '../guest/arm-guest-cpu.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
 import type { Topology, VfioConfig, VirtioBlkConfig, VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
-import { attachNetBackend, netBackendStatus, type NetBackendHandle } from '../net-backend.js';
+import { GUEST_MAC, attachNetBackend, startNetWorkload, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
 import { createMachineContainer } from '../container.js';
 import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-workload.js';
@@ -18,7 +18,6 @@ import { poissonArrivals } from '../workload.js';
 import { MachineErrorCode, machineError } from '../errors.js';
 
 const MMIO_BASE = 0x1000_0000;
-const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 /** The virt board's PL011 at SPI 1 (our 16550 stands in for it on an SPI, same IRQ number). */
 const SERIAL_BASE = 0x0900_0000;
 
@@ -199,7 +198,7 @@ export class ArmMachine implements ComposedMachine {
   private addNet(cfg: VirtioNetConfig, vcpu: number): void {
     const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
     const net = bit(VirtioNetFeature.MAC) | bit(VirtioNetFeature.STATUS) | bit(VirtioNetFeature.CTRL_VQ) | bit(VirtioNetFeature.CTRL_RX) | bit(VirtioNetFeature.MRG_RXBUF) | (cfg.queuePairs > 1 ? bit(VirtioNetFeature.MQ) : 0n);
-    const device = new VirtioNet(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, mac: MAC, queuePairs: cfg.queuePairs, queueSize: cfg.queueSize, hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC) });
+    const device = new VirtioNet(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, mac: [...GUEST_MAC], queuePairs: cfg.queuePairs, queueSize: cfg.queueSize, hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC) });
     const { proxy, pci } = this.attachVirtio(device, cfg.name, cfg.msix, vcpu);
     const backend = attachNetBackend(this, cfg, device, this.mem, this.backendCpu());
     const driver = new GuestVirtioNet(this.ctx, { pci, alloc: this.alloc, features: net | ring, irqModes: ['msix-per-vq', 'msix-shared'] });
@@ -317,7 +316,6 @@ export class ArmMachine implements ComposedMachine {
     const w = this.topology.workload;
     if (w.timerHz > 0) this.notes.push('workload.timerHz: the arm64 generic timer is not part of machine runs (its forwarded-PPI path is flow F18); ignored');
     const s = this.ctx.scheduler;
-    const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
     if (w.ioDepth > 0) {
       for (const b of this.blks) {
         // blk-mq's tag depth is the virtqueue's size: requests beyond it wait in the block layer.
@@ -326,16 +324,7 @@ export class ArmMachine implements ComposedMachine {
         startBlkClosedLoop(s, b.driver, depth, durationNs, (fn) => this.cpus[b.vcpu]!.at(s.now, fn));
       }
     }
-    for (const net of this.nets) {
-      if (w.txPacketsPerSec > 0) {
-        const cpu = this.cpus[net.vcpu]!;
-        let seq = 0;
-        poissonArrivals(s, 1e9 / w.txPacketsPerSec, durationNs, (t, step) => cpu.at(t, step), () => void net.driver.startXmit(ethernetFrame(broadcast, MAC, 64, seq++)));
-      }
-      const status = netBackendStatus(net.config, net.device);
-      this.notes.push(...status.notes);
-      if (w.rxPacketsPerSec > 0 && status.rxOk) net.backend.startRx(w.rxPacketsPerSec, durationNs);
-    }
+    startNetWorkload(this, this.nets, (v) => this.cpus[v]!, durationNs);
     const nic = s.actor({ name: 'nic-dma', kind: 'device', cpu: 0 });
     for (const d of this.vfios) {
       if (w.vfioInterruptsPerSec <= 0) continue;

@@ -3,7 +3,7 @@ import type { DependencyContainer } from 'tsyringe';
 import { QemuVfioPci, registerIrqBypass, type IrqBypassHost, type VfioPciCore } from '@virq/irqbypass';
 import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, type KvmVcpu, type KvmVm } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
-import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, ethernetFrame, type VirtioDevice } from '@virq/virtio-pci';
+import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
 import { MachineErrorCode, machineError } from '../errors.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
@@ -11,7 +11,7 @@ import { GuestIrqDomain } from '../guest/irq-domain.js';
 import { X86GuestCpu } from '../guest/x86-guest-cpu.js';
 import { machineRunProblem, type Topology, type VfioConfig, type VirtioBlkConfig, type VirtioNetConfig } from '../topology.js';
 import type { ComposedMachine } from '../machine.js';
-import { attachNetBackend, netBackendStatus, type NetBackendHandle } from '../net-backend.js';
+import { GUEST_MAC, attachNetBackend, startNetWorkload, type NetBackendHandle } from '../net-backend.js';
 import { restrictVmApi } from '../vm-api.js';
 import { poissonArrivals } from '../workload.js';
 import { addPcIrqRoutes } from './pc-irq-routing.js';
@@ -21,7 +21,6 @@ import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-wo
 const MMIO_BASE = 0xfe00_0000;
 const PIO_BASE = 0xc000;
 const SERIAL_PORTS = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
-const MAC = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 
 
 export interface X86NetDevice {
@@ -239,7 +238,7 @@ export class X86Machine implements ComposedMachine {
       name: cfg.name,
       mem: this.mem,
       mainLoop: this.mainLoop,
-      mac: MAC,
+      mac: [...GUEST_MAC],
       queuePairs: cfg.queuePairs,
       queueSize: cfg.queueSize,
       hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC),
@@ -432,17 +431,7 @@ export class X86Machine implements ComposedMachine {
     if (w.timerHz > 0) this.startPit(w.timerHz, durationNs);
 
     const s = this.ctx.scheduler;
-    const broadcast = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
-    for (const net of this.nets) {
-      if (w.txPacketsPerSec > 0) {
-        const cpu = this.cpus[net.vcpu]!;
-        let seq = 0;
-        poissonArrivals(s, 1e9 / w.txPacketsPerSec, durationNs, (t, step) => cpu.at(t, step), () => void net.driver.startXmit(ethernetFrame(broadcast, MAC, 64, seq++)));
-      }
-      const status = netBackendStatus(net.config, net.device);
-      this.notes.push(...status.notes);
-      if (w.rxPacketsPerSec > 0 && status.rxOk) net.backend.startRx(w.rxPacketsPerSec, durationNs);
-    }
+    startNetWorkload(this, this.nets, (v) => this.cpus[v]!, durationNs);
     for (const d of this.vfios) {
       if (w.vfioInterruptsPerSec <= 0) continue;
       const dev = d.vfio.device;
