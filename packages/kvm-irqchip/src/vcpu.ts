@@ -600,6 +600,12 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       const r = fn();
       const extra = handlingNs + this.userspaceNs;
       if (this.userspaceNs > 0) this.actor.charge(this.userspaceNs);
+      if (extra === 0) {
+        // Nothing left to handle: the vCPU thread goes straight on (halt or re-entry).
+        if (r === 'halt') this.halt();
+        else this.enterGuest();
+        return;
+      }
       h.scheduler.after(extra, this.actor, () => {
         if (r === 'halt') this.halt();
         else this.enterGuest();
