@@ -50,8 +50,12 @@ export class Scheduler {
   private _now = 0;
   private _current: Actor | undefined;
   private readonly actors: Actor[] = [];
-  /** Number of events executed so far. */
+  /** Number of events executed so far (continuations run by `continueAfter` included). */
   executed = 0;
+  /** Latest time a continuation may be run in place: the bound of the running runUntil / runUntilIdle (-1 outside them). */
+  private inlineUntil = -1;
+  /** Continuations left that the running event may chain in place before it must yield to the queue. */
+  private inlineBudget = 0;
   readonly prng: Prng;
   readonly seed: number;
 
@@ -112,6 +116,31 @@ export class Scheduler {
     return this.at(this._now + Math.round(delay), actor, fn, arg);
   }
 
+  /**
+   * The running actor's own next step, `delay` ns from now, run in place instead of queued
+   * when that is indistinguishable from queueing it: nothing else is due by then (no queued
+   * event at or before that time — queued ones at the same instant would come first by FIFO),
+   * the step stays within the bound of the running `runUntil`/`runUntilIdle`, and `actor` is
+   * the one running. Then the clock moves to that time, the step counts as an executed
+   * event, and this returns true: the caller must run its step at once, as the last thing
+   * it does (a trampoline, not a nested call, so a long chain does not grow the stack).
+   * Otherwise returns false and the caller queues the step with `after` as usual.
+   * At most 64 steps chain in place per queued event, so `runUntilIdle`'s event bound still
+   * catches a run that never goes idle.
+   */
+  continueAfter(delay: number, actor: Actor): boolean {
+    if (actor !== this._current || this.inlineBudget <= 0) return false;
+    const time = this._now + Math.round(delay);
+    if (!(time >= this._now) || time > this.inlineUntil || !Number.isSafeInteger(time)) return false;
+    if (this.nowHead < this.nowQueue.length) return false;
+    const top = this.heap[0];
+    if (top !== undefined && top.time <= time) return false;
+    this.inlineBudget--;
+    this._now = time;
+    this.executed++;
+    return true;
+  }
+
   /** Cancels a pending event; returns whether it was still pending. */
   cancel(event: ScheduledEvent): boolean {
     const node = event as EventNode;
@@ -142,10 +171,12 @@ export class Scheduler {
       this._now = node.time;
       this._current = node.actor;
       this.executed++;
+      this.inlineBudget = 64;
       try {
         fn(node.arg);
       } finally {
         this._current = undefined;
+        this.inlineBudget = 0;
       }
       return true;
     }
@@ -157,10 +188,16 @@ export class Scheduler {
       throw new VirqError(CoreErrorCode.SchedulerTimeInPast, `runUntil(${time}) is before now (${this._now} ns)`);
     }
     const start = this.executed;
-    for (;;) {
-      const t = this.peekTime();
-      if (t === undefined || t > time) break;
-      this.step();
+    const bound = this.inlineUntil;
+    this.inlineUntil = time;
+    try {
+      for (;;) {
+        const t = this.peekTime();
+        if (t === undefined || t > time) break;
+        this.step();
+      }
+    } finally {
+      this.inlineUntil = bound;
     }
     this._now = time;
     return this.executed - start;
@@ -172,10 +209,16 @@ export class Scheduler {
    */
   runUntilIdle(maxEvents = 100_000_000): number {
     const start = this.executed;
-    while (this.step()) {
-      if (this.executed - start >= maxEvents) {
-        throw new VirqError(CoreErrorCode.ArgumentInvalid, `runUntilIdle: still busy after ${maxEvents} events at ${this._now} ns`);
+    const bound = this.inlineUntil;
+    this.inlineUntil = Number.MAX_SAFE_INTEGER;
+    try {
+      while (this.step()) {
+        if (this.executed - start >= maxEvents) {
+          throw new VirqError(CoreErrorCode.ArgumentInvalid, `runUntilIdle: still busy after ${maxEvents} events at ${this._now} ns`);
+        }
       }
+    } finally {
+      this.inlineUntil = bound;
     }
     return this.executed - start;
   }

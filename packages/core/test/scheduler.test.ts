@@ -117,6 +117,100 @@ describe('Scheduler', () => {
     fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 }), (seed) => expect(runOnce(seed)).toBe(runOnce(seed))), { numRuns: 20 });
     expect(runOnce(1)).not.toBe(runOnce(2));
   });
+
+  describe('continueAfter (a step run in place)', () => {
+    /**
+     * Actors each run chains of steps; a step either continues its own chain after a delay or
+     * pokes another actor. The same program run with every continuation queued and with
+     * continuations run in place whenever the scheduler allows must give the same log — times,
+     * actors, order — and the same executed count.
+     */
+    const program = (seed: number, inPlace: boolean, limit?: number): { log: string; executed: number; inPlaceRuns: number } => {
+      const s = new Scheduler({ seed });
+      const actors = [0, 1, 2].map((i) => s.actor({ name: `w${i}`, kind: 'vcpu', cpu: i }));
+      const log: string[] = [];
+      let inPlaceRuns = 0;
+      const chain = (n: number): void => {
+        // A trampoline, as a vCPU loop uses continueAfter.
+        for (let k = n; k > 0; ) {
+          log.push(`${s.now}:${s.current!.name}:${k}`);
+          const r = s.prng.int(0, 9);
+          if (r === 0) s.after(s.prng.int(0, 30), actors[s.prng.int(0, 2)]!, chain, k - 1);
+          const delay = s.prng.int(0, 25);
+          if (r === 0) return;
+          if (inPlace && s.continueAfter(delay, s.current!)) {
+            inPlaceRuns++;
+            k--;
+            continue;
+          }
+          s.after(delay, s.current!, chain, k - 1);
+          return;
+        }
+      };
+      for (const a of actors) s.at(s.prng.int(0, 40), a, chain, 40);
+      if (limit === undefined) s.runUntilIdle();
+      else {
+        s.runUntil(limit);
+        log.push('--');
+        s.runUntilIdle();
+      }
+      return { log: log.join('\n'), executed: s.executed, inPlaceRuns };
+    };
+
+    it('property: runs in place give exactly the run that queues every step', () => {
+      let inPlace = 0;
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 2 ** 31 }), fc.option(fc.integer({ min: 0, max: 400 }), { nil: undefined }), (seed, limit) => {
+          const a = program(seed, false, limit);
+          const b = program(seed, true, limit);
+          expect(b.log).toBe(a.log);
+          expect(b.executed).toBe(a.executed);
+          inPlace += b.inPlaceRuns;
+        }),
+        { numRuns: 150 },
+      );
+      expect(inPlace).toBeGreaterThan(1000); // the fast path is actually taken
+    });
+
+    it('refuses when something is due first, outside a run, past runUntil, or for another actor', () => {
+      const s = new Scheduler();
+      const a = s.actor({ name: 'a', kind: 'vcpu' });
+      const b = s.actor({ name: 'b', kind: 'vcpu' });
+      const seen: boolean[] = [];
+      expect(s.continueAfter(5, a)).toBe(false); // no event running
+      s.at(0, a, () => {
+        seen.push(s.continueAfter(10, b)); // not the running actor
+        seen.push(s.continueAfter(10, a)); // b's event at 10 is due at the same time: FIFO puts it first
+        seen.push(s.continueAfter(9, a)); // nothing due by 9
+        seen.push(s.now === 9);
+      });
+      s.at(10, b, () => undefined);
+      s.runUntilIdle();
+      s.at(20, a, () => {
+        seen.push(s.continueAfter(5, a)); // 25 ≤ runUntil(30)
+        seen.push(s.continueAfter(10, a)); // 35 > 30
+      });
+      s.runUntil(30);
+      s.at(40, a, () => seen.push(s.continueAfter(1, a)));
+      s.step(); // a single step() has no run bound
+      expect(seen).toEqual([false, false, true, true, true, false, false]);
+    });
+
+    it('chains at most 64 steps in place per queued event, so runUntilIdle still stops a run that never idles', () => {
+      const s = new Scheduler();
+      const a = s.actor({ name: 'spin', kind: 'vcpu' });
+      const spin = (): void => {
+        while (s.continueAfter(1, a)) {
+          /* a guest computing forever */
+        }
+        s.after(1, a, spin);
+      };
+      s.at(0, a, spin);
+      expect(() => s.runUntilIdle(10_000)).toThrow(VirqError);
+      expect(s.executed).toBeGreaterThanOrEqual(10_000);
+      expect(s.executed).toBeLessThan(10_000 + 66);
+    });
+  });
 });
 
 describe('Prng', () => {

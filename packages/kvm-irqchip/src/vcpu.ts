@@ -49,6 +49,28 @@ export interface VcpuEventsJson {
 const REQ_EVENT = 1;
 
 /**
+ * What the vCPU thread does next when a timed step of its own ends (see `KvmVcpu.loop`):
+ * the step after VM entry, the guest's next operation, an exit's handler, the end of an
+ * exit's handling, and waking from kvm_vcpu_block.
+ */
+const STEP_NONE = 0;
+const STEP_ENTERED = 1;
+const STEP_GUEST = 2;
+const STEP_EXIT_HANDLER = 3;
+const STEP_EXIT_DONE = 4;
+const STEP_WOKEN = 5;
+const STEP_START = 6;
+
+const OP_STI: GuestOp = { op: 'sti' };
+const OP_EOI: GuestOp = { op: 'eoi' };
+
+const NO_ARGS: Readonly<Record<string, number>> = Object.freeze({});
+const EOI_MSR_ARGS: Readonly<Record<string, number>> = Object.freeze({ msr: 0x80b });
+const HALT = (): 'halt' => 'halt';
+
+type ExitHandler = () => 'halt' | undefined | number | void;
+
+/**
  * A vCPU: its LAPIC, `vcpu->mode`, requests, MP state, NMI queue, and the KVM_RUN loop
  * (vcpu_run → vcpu_enter_guest → exits) driven by a pluggable `GuestModel`. Every exit has
  * its VMX reason and is counted; every step charges the CostModel and emits a trace event
@@ -85,12 +107,31 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   kicks = 0;
   hostIpis = 0;
   private guest: GuestModel | undefined;
+  /** Guest operations queued ahead of `guest.next()`, last-to-run first (the next one is at the end). */
   private readonly ops: GuestOp[] = [];
   private stepEvent: ScheduledEvent | undefined;
   private stepEndsAt = 0;
   private stepOp: GuestOp | undefined;
   private kickInFlight = false;
   private wakeInFlight = false;
+  /** The vCPU thread's own step chain (`loop`): the step to run next without a queued event. */
+  private nextStep = STEP_NONE;
+  private looping = false;
+  private readonly runStep = (step: number): void => this.loop(step);
+  /** The xAPIC EOI write's exit handler (apic_mmio_write of 0 to the EOI register). */
+  private readonly eoiByMmio = (): void => this.lapic.mmioWrite(this.lapic.baseAddress + APIC.EOI, 4, 0);
+  /** The x2APIC EOI MSR write's exit handler, and APICv's EOI-induced exit for a level-triggered vector. */
+  private readonly eoiByMsr = (): void => void this.lapic.msrWrite(0x80b, 0n);
+  private readonly eoiInduced = (): void => void this.lapic.setEoi();
+  /** What the running VM entry injects (-1: nothing) — read when the entry completes. */
+  private entryVector = -1;
+  /** The exit being handled: its handler, the handling time, whether it ends in HLT. */
+  private exitHandler: ExitHandler | undefined;
+  private exitHandlingNs = 0;
+  private exitHalts = false;
+  /** A host interrupt (-1: none) or a preemption that arrived during VM entry, taken right after it. */
+  private deferredExitVector = -1;
+  private deferredPreempt: { durationNs: number; hostCpu: number } | undefined;
 
   constructor(
     readonly vcpuId: number,
@@ -163,16 +204,20 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.wakeInFlight = true;
     const h = this.host;
     if (h.tracing) h.trace('kvm_vcpu_wake_up', 'kvm_vcpu_kick', { vcpu: this.vcpuId });
-    h.scheduler.after(h.costs.ns.threadWakeup, this.actor, () => {
-      this.wakeInFlight = false;
-      if (!this.blocked) return;
-      this.blocked = false;
-      this.actor.charge(h.costs.ns.contextSwitch);
-      if (h.tracing) h.trace('kvm_arch_vcpu_unblocking', 'kvm_vcpu_block', { vcpu: this.vcpuId });
-      h.schedHooks?.vcpuLoad(this, this.hostCpu);
-      this.enterGuest();
-    });
+    h.scheduler.after(h.costs.ns.threadWakeup, this.actor, this.runStep, STEP_WOKEN);
     return true;
+  }
+
+  /** The woken vCPU thread, back from kvm_vcpu_block. */
+  private woken(): void {
+    const h = this.host;
+    this.wakeInFlight = false;
+    if (!this.blocked) return;
+    this.blocked = false;
+    this.actor.charge(h.costs.ns.contextSwitch);
+    if (h.tracing) h.trace('kvm_arch_vcpu_unblocking', 'kvm_vcpu_block', { vcpu: this.vcpuId });
+    h.schedHooks?.vcpuLoad(this, this.hostCpu);
+    this.enterGuest();
   }
 
   private sendReschedIpi(): void {
@@ -190,6 +235,11 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** A host interrupt arrived while this vCPU ran in guest mode: EXTERNAL_INTERRUPT exit. */
   externalInterruptExit(hostVector: number): void {
     if (this.mode === 'outside-guest' || !this.running) return;
+    if (this.entering) {
+      // The entry in flight completes (with the event it injects) and the CPU exits at once.
+      this.deferredExitVector = hostVector;
+      return;
+    }
     this.preemptStep();
     this.vmExit('EXTERNAL_INTERRUPT', 'handle_external_interrupt_irqoff', { vector: hostVector }, 0, () => undefined);
   }
@@ -201,6 +251,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
    */
   preempt(durationNs: number, hostCpu = this.hostCpu): boolean {
     if (!this.running || this.mode !== 'in-guest') return false;
+    if (this.entering) {
+      this.deferredPreempt = { durationNs, hostCpu };
+      return true;
+    }
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
@@ -235,10 +289,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
           // The step was charged whole when it began; the part not run is charged again when
           // it resumes, so take it back now.
           this.actor.charge(-left);
-          this.ops.unshift({ op: 'compute', ns: left, ...(op.fn !== undefined ? { fn: op.fn } : {}) });
+          this.ops.push({ op: 'compute', ns: left, ...(op.fn !== undefined ? { fn: op.fn } : {}) });
         }
       } else if (op !== undefined) {
-        this.ops.unshift(op);
+        this.ops.push(op);
       }
     }
     this.stepEvent = undefined;
@@ -282,12 +336,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       this.virtualInterruptDelivery();
       // The delivery interrupted the guest's current step; the guest goes on (with the
       // handler first) on its own thread.
-      if (this.stepEvent === undefined) {
-        this.stepEvent = this.host.scheduler.after(0, this.actor, () => {
-          this.stepEvent = undefined;
-          this.guestStep();
-        });
-      }
+      if (this.stepEvent === undefined) this.stepEvent = this.host.scheduler.after(0, this.actor, this.runStep, STEP_GUEST);
     }
   }
 
@@ -369,10 +418,63 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (this.guest === undefined) throw this.host.noGuestError(this.vcpuId);
     this.running = true;
     this.mpState = MP_STATE.RUNNABLE;
-    this.host.scheduler.after(0, this.actor, () => {
-      this.host.schedHooks?.vcpuLoad(this, this.hostCpu);
-      this.enterGuest();
-    });
+    this.host.scheduler.after(0, this.actor, this.runStep, STEP_START);
+  }
+
+  /**
+   * The vCPU thread's step chain. Every timed step of the thread's own ends in `thenAfter`;
+   * when nothing else in the run is due before the step ends, the scheduler lets it continue
+   * in place (Scheduler.continueAfter) — the same run, event for event, without a queued
+   * event per step — and this loop takes it; otherwise the step is queued and comes back here.
+   */
+  private loop(first: number): void {
+    this.looping = true;
+    let step = first;
+    try {
+      while (step !== STEP_NONE) {
+        this.nextStep = STEP_NONE;
+        switch (step) {
+          case STEP_ENTERED:
+            this.entered();
+            break;
+          case STEP_GUEST:
+            this.stepEvent = undefined;
+            this.stepOp = undefined;
+            this.guestStep();
+            break;
+          case STEP_EXIT_HANDLER:
+            this.handleExit();
+            break;
+          case STEP_EXIT_DONE:
+            if (this.exitHalts) this.halt();
+            else this.enterGuest();
+            break;
+          case STEP_WOKEN:
+            this.woken();
+            break;
+          case STEP_START:
+            this.host.schedHooks?.vcpuLoad(this, this.hostCpu);
+            this.enterGuest();
+            break;
+          default:
+            break;
+        }
+        step = this.nextStep;
+      }
+    } finally {
+      this.looping = false;
+      this.nextStep = STEP_NONE;
+    }
+  }
+
+  /** The vCPU thread goes on with `step` in `delayNs`: in place when nothing else comes first, else queued. */
+  private thenAfter(delayNs: number, step: number): ScheduledEvent | undefined {
+    const s = this.host.scheduler;
+    if (this.looping && s.continueAfter(delayNs, this.actor)) {
+      this.nextStep = step;
+      return undefined;
+    }
+    return s.after(delayNs, this.actor, this.runStep, step);
   }
 
   /** vcpu_enter_guest: requests, event injection, then VM entry. */
@@ -395,12 +497,32 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.mode = 'in-guest';
     if (tr) h.trace('vmx_vcpu_run', 'vcpu_enter_guest', { vcpu: this.vcpuId }, entry);
     this.entering = true;
-    h.scheduler.after(entry, this.actor, () => {
-      this.entering = false;
-      if (vector >= 0) this.beginHandler(vector);
-      else if (h.apicvActive && this.ifFlag && this.lapic.hasInterrupt() !== -1) this.virtualInterruptDelivery();
-      this.guestStep();
-    });
+    this.entryVector = vector;
+    this.thenAfter(entry, STEP_ENTERED);
+  }
+
+  /** VM entry done: the injected event (or a vIRR vector) is taken, then the guest runs. */
+  private entered(): void {
+    const h = this.host;
+    this.entering = false;
+    const vector = this.entryVector;
+    this.entryVector = -1;
+    if (vector >= 0) this.beginHandler(vector);
+    else if (h.apicvActive && this.ifFlag && this.lapic.hasInterrupt() !== -1) this.virtualInterruptDelivery();
+    const p = this.deferredPreempt;
+    if (p !== undefined) {
+      this.deferredPreempt = undefined;
+      this.deferredExitVector = -1;
+      this.preempt(p.durationNs, p.hostCpu);
+      return;
+    }
+    if (this.deferredExitVector >= 0) {
+      const v = this.deferredExitVector;
+      this.deferredExitVector = -1;
+      this.externalInterruptExit(v);
+      return;
+    }
+    this.guestStep();
   }
 
   /** inject_pending_event: NMI, then ExtINT / LAPIC interrupt if IF allows, else an interrupt window. */
@@ -453,19 +575,24 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
 
   private beginHandler(vector: number): void {
     const g = this.guest!;
-    const body = g.interrupt?.(this.vcpuId, vector) ?? [{ op: 'compute', ns: this.host.costs.ns.guestHandler, fn: 'common_interrupt' } as const, { op: 'eoi' } as const];
+    const body = g.interrupt?.(this.vcpuId, vector) ?? [{ op: 'compute', ns: this.host.costs.ns.guestHandler, fn: 'common_interrupt' } as const, OP_EOI];
     if (this.host.tracing) this.host.trace('guest_interrupt', 'vmx_vcpu_run', { vcpu: this.vcpuId, vector }, undefined, this.host.guestActor(this));
-    const wasIf = this.ifFlag;
+    // The handler's body, then (if IF was set) the STI its IRET amounts to, run before anything queued.
+    if (this.ifFlag) this.ops.push(OP_STI);
     this.ifFlag = false;
-    const tail: GuestOp[] = wasIf ? [{ op: 'sti' }] : [];
-    this.ops.unshift(...body, ...tail);
+    this.queueFirst(body);
+  }
+
+  /** Queues `ops` to run next, in order, before anything already queued. */
+  private queueFirst(ops: readonly GuestOp[]): void {
+    for (let i = ops.length - 1; i >= 0; i--) this.ops.push(ops[i]!);
   }
 
   /** Runs the guest's next operation. */
   private guestStep(): void {
     if (!this.running || this.mode !== 'in-guest') return;
     const h = this.host;
-    const op = this.ops.shift() ?? this.guest!.next(this.vcpuId);
+    const op = this.ops.pop() ?? this.guest!.next(this.vcpuId);
     const ns = h.costs.ns;
     switch (op.op) {
       case 'compute':
@@ -473,11 +600,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         this.stepEndsAt = h.scheduler.now + op.ns;
         this.actor.charge(op.ns);
         if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, op.ns, h.guestActor(this));
-        this.stepEvent = h.scheduler.after(op.ns, this.actor, () => {
-          this.stepEvent = undefined;
-          this.stepOp = undefined;
-          this.guestStep();
-        });
+        this.stepEvent = this.thenAfter(op.ns, STEP_GUEST);
         return;
       case 'sti':
         this.ifFlag = true;
@@ -498,7 +621,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         // Guest code at this point of the vCPU's instruction stream (a driver routine); what
         // it returns runs next.
         const more = op.run();
-        if (more !== undefined && more.length > 0) this.ops.unshift(...more);
+        if (more !== undefined && more.length > 0) this.queueFirst(more);
         this.guestStep();
         return;
       }
@@ -508,22 +631,22 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         return;
       case 'eoi':
         if (this.lapic.x2apicMode) {
-          this.vmExit('MSR_WRITE', 'handle_wrmsr', { msr: 0x80b }, ns.apicAccessEmulation, () => this.lapic.msrWrite(0x80b, 0n));
+          this.vmExit('MSR_WRITE', 'handle_wrmsr', EOI_MSR_ARGS, ns.apicAccessEmulation, this.eoiByMsr);
         } else if (h.apicvActive && !h.ioapicHandlesEoi(this)) {
           this.actor.charge(ns.guestEoiNoExit);
           if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId, virtualized: true }, ns.guestEoiNoExit, h.guestActor(this));
           this.lapic.setEoi();
-          this.stepEvent = h.scheduler.after(ns.guestEoiNoExit, this.actor, () => this.guestStep());
+          this.stepEvent = this.thenAfter(ns.guestEoiNoExit, STEP_GUEST);
         } else if (h.apicvActive) {
-          this.vmExit('EOI_INDUCED', 'handle_apic_eoi_induced', {}, ns.apicAccessEmulation, () => this.lapic.setEoi());
+          this.vmExit('EOI_INDUCED', 'handle_apic_eoi_induced', NO_ARGS, ns.apicAccessEmulation, this.eoiInduced);
         } else {
           if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
-          const addr = this.lapic.baseAddress + APIC.EOI;
-          this.vmExit('APIC_ACCESS', 'handle_apic_access', { addr }, ns.apicAccessEmulation, () => this.lapic.mmioWrite(addr, 4, 0));
+          const addr = h.tracing ? this.lapic.baseAddress + APIC.EOI : 0;
+          this.vmExit('APIC_ACCESS', 'handle_apic_access', h.tracing ? { addr } : NO_ARGS, ns.apicAccessEmulation, this.eoiByMmio);
         }
         return;
       case 'hlt':
-        this.vmExit('HLT', 'kvm_emulate_halt', {}, 0, () => 'halt');
+        this.vmExit('HLT', 'kvm_emulate_halt', NO_ARGS, 0, HALT);
         return;
       case 'stop':
         this.mode = 'outside-guest';
@@ -584,7 +707,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
    * A VM exit: count it, charge exit + handling, run the handler on the vCPU thread, then
    * re-enter (or block, for HLT with nothing pending).
    */
-  private vmExit(reason: ExitReason, handler: string, args: Readonly<Record<string, number | string | boolean>>, handlingNs: number, fn: () => 'halt' | undefined | number | void): void {
+  private vmExit(reason: ExitReason, handler: string, args: Readonly<Record<string, number | string | boolean>>, handlingNs: number, fn: ExitHandler): void {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
@@ -595,22 +718,27 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason }, exitNs);
       h.trace(handler, 'vmx_handle_exit', { vcpu: this.vcpuId, ...args }, handlingNs);
     }
-    h.scheduler.after(exitNs, this.actor, () => {
-      this.userspaceNs = 0;
-      const r = fn();
-      const extra = handlingNs + this.userspaceNs;
-      if (this.userspaceNs > 0) this.actor.charge(this.userspaceNs);
-      if (extra === 0) {
-        // Nothing left to handle: the vCPU thread goes straight on (halt or re-entry).
-        if (r === 'halt') this.halt();
-        else this.enterGuest();
-        return;
-      }
-      h.scheduler.after(extra, this.actor, () => {
-        if (r === 'halt') this.halt();
-        else this.enterGuest();
-      });
-    });
+    this.exitHandler = fn;
+    this.exitHandlingNs = handlingNs;
+    this.thenAfter(exitNs, STEP_EXIT_HANDLER);
+  }
+
+  /** The exit's handler on the vCPU thread, then halt or re-entry once its handling time has passed. */
+  private handleExit(): void {
+    const fn = this.exitHandler!;
+    this.exitHandler = undefined;
+    this.userspaceNs = 0;
+    const halts = fn() === 'halt';
+    const extra = this.exitHandlingNs + this.userspaceNs;
+    if (this.userspaceNs > 0) this.actor.charge(this.userspaceNs);
+    if (extra === 0) {
+      // Nothing left to handle: the vCPU thread goes straight on (halt or re-entry).
+      if (halts) this.halt();
+      else this.enterGuest();
+      return;
+    }
+    this.exitHalts = halts;
+    this.thenAfter(extra, STEP_EXIT_DONE);
   }
 
   /** kvm_vcpu_halt → kvm_vcpu_block unless an event is pending. */

@@ -250,3 +250,60 @@ describe('vCPU scheduling hooks (for posted-interrupt descriptors)', () => {
     expect(v.hostCpu).toBe(7);
   });
 });
+
+describe('a host interrupt that arrives during VM entry', () => {
+  test('the entry completes with the event it injects, then the CPU exits (EXTERNAL_INTERRUPT) — nothing lost, nothing run twice', () => {
+    const { ctx, vm } = makeVm({ nvcpus: 2 });
+    enableLapics(vm);
+    const guest = new IdleGuest(ctx.costs.ns.guestHandler);
+    const v = vm.vcpu(1)!;
+    v.setGuest(guest);
+    v.run();
+    ctx.scheduler.runUntilIdle();
+    expect(v.blocked).toBe(true);
+    const rec = record(ctx);
+    const t0 = ctx.scheduler.now;
+    vm.signalMsi(msiMessage(0xfee01000, 0x55));
+    // The wake-up starts vcpu_enter_guest at t0 + threadWakeup; the entry takes vmEntry ns.
+    const entryStart = t0 + ctx.costs.ns.threadWakeup;
+    const entryEnd = entryStart + ctx.costs.ns.vmEntry;
+    const hostIrq = ctx.scheduler.actor({ name: 'host-irq', kind: 'host-cpu', cpu: 2 });
+    ctx.scheduler.at(entryStart + 1, hostIrq, () => v.externalInterruptExit(0xec));
+    ctx.scheduler.runUntilIdle();
+    const exit = rec.events.find((e) => e.fn === 'kvm_exit' && e.args['reason'] === 'EXTERNAL_INTERRUPT')!;
+    expect(exit.time).toBe(entryEnd);
+    const fns = rec.functions();
+    expect(inOrder(fns, ['vmx_inject_irq', 'vmx_vcpu_run', 'guest_interrupt', 'kvm_exit', 'handle_external_interrupt_irqoff', 'vmx_vcpu_run', 'common_interrupt', 'native_apic_mem_eoi', 'kvm_exit', 'handle_apic_access'])).toEqual([]);
+    expect(fns.filter((f) => f === 'guest_interrupt')).toHaveLength(1);
+    expect(guest.taken.get(0x55)).toBe(1);
+    expect(v.exits.get('EXTERNAL_INTERRUPT')).toBe(1);
+    expect(v.lapic.toJson().isr).toEqual([]);
+    expect(v.blocked).toBe(true);
+    rec.stop();
+  });
+
+  test('a preemption asked for during the entry takes effect once the entry completes', () => {
+    const { ctx, vm } = makeVm({ nvcpus: 2 });
+    enableLapics(vm);
+    const guest = new IdleGuest(ctx.costs.ns.guestHandler);
+    const v = vm.vcpu(1)!;
+    v.setGuest(guest);
+    v.run();
+    ctx.scheduler.runUntilIdle();
+    const rec = record(ctx);
+    const t0 = ctx.scheduler.now;
+    vm.signalMsi(msiMessage(0xfee01000, 0x55));
+    const entryStart = t0 + ctx.costs.ns.threadWakeup;
+    const host = ctx.scheduler.actor({ name: 'host-sched', kind: 'host-cpu', cpu: 2 });
+    const answers: boolean[] = [];
+    ctx.scheduler.at(entryStart + 1, host, () => answers.push(v.preempt(10_000, 3)));
+    ctx.scheduler.runUntilIdle();
+    expect(answers).toEqual([true]);
+    const out = rec.events.find((e) => e.fn === 'kvm_sched_out')!;
+    expect(out.time).toBe(entryStart + ctx.costs.ns.vmEntry);
+    expect(guest.taken.get(0x55)).toBe(1);
+    expect(v.hostCpu).toBe(3);
+    expect(v.blocked).toBe(true);
+    rec.stop();
+  });
+});
