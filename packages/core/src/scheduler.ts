@@ -42,8 +42,10 @@ export interface SchedulerOptions {
  */
 export class Scheduler {
   private heap: EventNode[] = [];
-  private nowQueue: EventNode[] = [];
+  /** Events for "now", FIFO, in slots [nowHead, nowTail); the array is reused, not shrunk. */
+  private readonly nowQueue: Array<EventNode | undefined> = [];
   private nowHead = 0;
+  private nowTail = 0;
   private seq = 0;
   private nextPid = 1000;
   private nextFd = 3;
@@ -103,7 +105,7 @@ export class Scheduler {
       throw new VirqError(CoreErrorCode.SchedulerTimeInPast, `cannot schedule at ${time} ns: virtual time is already ${this._now} ns`);
     }
     const node = new EventNode(time, this.seq++, actor, fn as Callback, arg);
-    if (time === this._now) this.nowQueue.push(node);
+    if (time === this._now) this.nowQueue[this.nowTail++] = node;
     else this.push(node);
     return node;
   }
@@ -132,7 +134,7 @@ export class Scheduler {
     if (actor !== this._current || this.inlineBudget <= 0) return false;
     const time = this._now + Math.round(delay);
     if (!(time >= this._now) || time > this.inlineUntil || !Number.isSafeInteger(time)) return false;
-    if (this.nowHead < this.nowQueue.length) return false;
+    if (this.nowHead < this.nowTail) return false;
     const top = this.heap[0];
     if (top !== undefined && top.time <= time) return false;
     this.inlineBudget--;
@@ -151,12 +153,12 @@ export class Scheduler {
 
   /** Number of events waiting (cancelled ones included until they are reached). */
   get queued(): number {
-    return this.heap.length + this.nowQueue.length - this.nowHead;
+    return this.heap.length + this.nowTail - this.nowHead;
   }
 
   /** Time of the next pending event, or undefined when idle. */
   peekTime(): number | undefined {
-    if (this.nowHead < this.nowQueue.length) return this._now;
+    if (this.nowHead < this.nowTail) return this._now;
     return this.heap.length > 0 ? this.heap[0]!.time : undefined;
   }
 
@@ -224,16 +226,13 @@ export class Scheduler {
   }
 
   private popNext(): EventNode | undefined {
-    const q = this.nowQueue;
-    if (this.nowHead < q.length) {
+    if (this.nowHead < this.nowTail) {
+      const q = this.nowQueue;
       const head = q[this.nowHead]!;
       const top = this.heap[0];
       if (top !== undefined && top.time === head.time && top.seq < head.seq) return this.pop();
-      this.nowHead++;
-      if (this.nowHead === q.length) {
-        q.length = 0;
-        this.nowHead = 0;
-      }
+      q[this.nowHead++] = undefined;
+      if (this.nowHead === this.nowTail) this.nowHead = this.nowTail = 0;
       return head;
     }
     return this.pop();

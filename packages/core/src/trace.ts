@@ -33,17 +33,28 @@ export interface TraceEvent<K extends string = string, A extends TraceArgs = Tra
  */
 export class TraceChannel<E extends TraceEvent = TraceEvent> {
   private readonly subject = new Subject<E>();
+  private listening = false;
   /** This component's events. */
-  readonly events$: Observable<E> = this.subject.asObservable();
+  readonly events$: Observable<E> = countedObservable(this.subject, () => this.refresh());
 
   constructor(
     readonly source: string,
     private readonly bus: TraceBus,
-  ) {}
+  ) {
+    this.refresh();
+  }
 
-  /** Whether anybody listens (to this channel or to the bus). */
+  /**
+   * Whether anybody listens (to this channel or to the bus). Kept up to date as subscribers
+   * come and go, so the check every hot path makes is one field read.
+   */
   get on(): boolean {
-    return this.subject.observed || this.bus.observed;
+    return this.listening;
+  }
+
+  /** Recomputes `on` (a subscriber of this channel or of the bus came or went). */
+  refresh(): void {
+    this.listening = this.subject.observed || this.bus.observed;
   }
 
   /** Emits an event stamped with the scheduler's time and running actor. */
@@ -63,11 +74,25 @@ export class TraceChannel<E extends TraceEvent = TraceEvent> {
   }
 }
 
+/** `subject` as an Observable that calls `changed` after each subscribe and each unsubscribe. */
+function countedObservable<T>(subject: Subject<T>, changed: () => void): Observable<T> {
+  return new Observable<T>((subscriber) => {
+    const sub = subject.subscribe(subscriber);
+    changed();
+    return () => {
+      sub.unsubscribe();
+      changed();
+    };
+  });
+}
+
 /** The machine-wide trace: every channel's events merged, in emission (= virtual time) order. */
 export class TraceBus {
   private readonly subject = new Subject<TraceEvent>();
-  readonly events$: Observable<TraceEvent> = this.subject.asObservable();
   private readonly channels = new Map<string, TraceChannel<TraceEvent>>();
+  readonly events$: Observable<TraceEvent> = countedObservable(this.subject, () => {
+    for (const ch of this.channels.values()) ch.refresh();
+  });
   private _host: Actor | undefined;
 
   constructor(readonly scheduler: Scheduler) {}

@@ -14,6 +14,32 @@ describe('trace bus', () => {
     expect(ch.on).toBe(false);
   });
 
+  it('`on` follows bus and channel subscribers as they come and go, for channels made before and after', () => {
+    const s = new Scheduler();
+    const bus = new TraceBus(s);
+    const early = bus.channel<KvmEvent>('early');
+    const a = new TraceRecorder(bus.events$);
+    const late = bus.channel<KvmEvent>('late');
+    expect([early.on, late.on]).toEqual([true, true]);
+    const b = new TraceRecorder(early.events$);
+    a.stop();
+    expect([early.on, late.on]).toEqual([true, false]);
+    const c = new TraceRecorder(early.events$);
+    b.stop();
+    expect(early.on).toBe(true); // one channel subscriber left
+    c.stop();
+    expect([early.on, late.on]).toEqual([false, false]);
+    // events emitted while on reach exactly the subscribers there were
+    const d = new TraceRecorder(late.events$);
+    s.at(0, s.actor({ name: 'x', kind: 'vcpu' }), () => {
+      if (late.on) late.emit('kvm.irqfd_wakeup', 'irqfd_wakeup', 'eventfd_signal', { gsi: 24 });
+      if (early.on) early.emit('kvm.irqfd_wakeup', 'irqfd_wakeup', 'eventfd_signal', { gsi: 25 });
+    });
+    s.runUntilIdle();
+    expect(d.events.map((e) => e.args.gsi)).toEqual([24]);
+    expect(a.events).toHaveLength(0);
+  });
+
   it('stamps events with virtual time and the running actor; the bus merges channels in order', () => {
     const s = new Scheduler();
     const bus = new TraceBus(s);

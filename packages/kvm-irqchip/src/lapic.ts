@@ -170,7 +170,8 @@ export class KvmLapic {
     return this.x2apicMode ? this.getReg(APIC.ID) : this.xapicId;
   }
   get baseAddress(): number {
-    return this.apicBase - (this.apicBase % 0x1000);
+    // `& 0xfff` keeps the low 12 bits of any address below 2^53 (ToInt32 wraps modulo 2^32).
+    return this.apicBase - (this.apicBase & 0xfff);
   }
 
   // ---- priority -----------------------------------------------------------------

@@ -100,8 +100,24 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** Host CPU the vCPU thread runs on (vcpu->cpu). */
   hostCpu: number;
   readonly actor: Actor;
-  /** Exits by VMX reason. */
-  readonly exits = new Map<ExitReason, number>();
+  /** Exit counts by VMX reason, in the order reasons first occurred. */
+  private readonly exitCounts: Partial<Record<ExitReason, number>> = {};
+  private readonly exitOrder: ExitReason[] = [];
+  /** Exits by VMX reason (a fresh copy; reasons in the order they first occurred). */
+  get exits(): Map<ExitReason, number> {
+    const m = new Map<ExitReason, number>();
+    for (const r of this.exitOrder) m.set(r, this.exitCounts[r]!);
+    return m;
+  }
+  private countExit(reason: ExitReason): void {
+    const n = this.exitCounts[reason];
+    if (n === undefined) {
+      this.exitOrder.push(reason);
+      this.exitCounts[reason] = 1;
+    } else {
+      this.exitCounts[reason] = n + 1;
+    }
+  }
   /** Interrupts injected (vmx_inject_irq or virtual delivery), by vector. */
   injected = 0;
   kicks = 0;
@@ -258,7 +274,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
-    this.exits.set('EXTERNAL_INTERRUPT', (this.exits.get('EXTERNAL_INTERRUPT') ?? 0) + 1);
+    this.countExit('EXTERNAL_INTERRUPT');
     this.actor.charge(h.costs.ns.vmExit + h.costs.ns.contextSwitch);
     if (h.tracing) h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason: 'EXTERNAL_INTERRUPT' }, h.costs.ns.vmExit);
     if (h.tracing) h.trace('kvm_sched_out', '__schedule', { vcpu: this.vcpuId, preempted: true });
@@ -711,7 +727,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
-    this.exits.set(reason, (this.exits.get(reason) ?? 0) + 1);
+    this.countExit(reason);
     const exitNs = h.costs.ns.vmExit;
     this.actor.charge(exitNs + handlingNs);
     if (h.tracing) {
@@ -751,9 +767,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.mpState = MP_STATE.HALTED;
     this.blocked = true;
     if (h.tracing) h.trace('kvm_vcpu_block', 'kvm_vcpu_halt', { vcpu: this.vcpuId });
-    h.schedHooks?.vcpuPut(this, 'blocking');
-    // A wake-up may have raced with the block decision (the request/kick handshake).
-    if (this.hasPendingWork()) this.wakeUp();
+    const hooks = h.schedHooks;
+    if (hooks !== undefined) {
+      hooks.vcpuPut(this, 'blocking');
+      // A wake-up may have raced with the block decision (the request/kick handshake): the
+      // put hook (posted-interrupt descriptor switch) is the only thing that runs in between.
+      if (this.hasPendingWork()) this.wakeUp();
+    }
   }
 
   private hasPendingWork(): boolean {

@@ -284,12 +284,13 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   }
   // ---- KVM_REQ_SCAN_IOAPIC: each vCPU's ioapic_handled_vectors ---------------------------------
   /** Per vCPU: a pending KVM_REQ_SCAN_IOAPIC and the bitmap computed at its last processing. */
-  private readonly ioapicScan = new Map<number, { pending: boolean; vectors: Uint8Array; highestStale: number; entered: boolean }>();
+  /** Indexed by vCPU id (ids are dense: 0 … nvcpus-1). */
+  private readonly ioapicScan: Array<{ pending: boolean; vectors: Uint8Array; highestStale: number; entered: boolean } | undefined> = [];
   private scanState(vcpuId: number): { pending: boolean; vectors: Uint8Array; highestStale: number; entered: boolean } {
-    let st = this.ioapicScan.get(vcpuId);
+    let st = this.ioapicScan[vcpuId];
     if (st === undefined) {
       st = { pending: true, vectors: new Uint8Array(256), highestStale: -1, entered: false };
-      this.ioapicScan.set(vcpuId, st);
+      this.ioapicScan[vcpuId] = st;
     }
     return st;
   }
