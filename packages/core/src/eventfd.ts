@@ -203,7 +203,7 @@ export class EventFd {
       if (actor === undefined) {
         throw new VirqError(CoreErrorCode.ArgumentInvalid, `${this.name} written outside any scheduled event and its waiter names no actor`);
       }
-      s.after(e.waiter.delayNs ?? 0, actor, wakeEntry, e);
+      s.post(e.waiter.delayNs ?? 0, actor, wakeEntry, e);
     }
   }
 }

@@ -19,6 +19,8 @@ class EventNode implements ScheduledEvent {
     public actor: Actor,
     public fn: Callback | null,
     public arg: unknown,
+    /** Scheduled with `post`: nobody holds it, so it is reused once it ran. */
+    public pooled: boolean,
   ) {}
   get pending(): boolean {
     return this.fn !== null;
@@ -52,6 +54,8 @@ export class Scheduler {
   private _now = 0;
   private _current: Actor | undefined;
   private readonly actors: Actor[] = [];
+  /** Records of `post`ed events that ran, ready for reuse. */
+  private readonly freeNodes: EventNode[] = [];
   /** Number of events executed so far (continuations run by `continueAfter` included). */
   executed = 0;
   /** Latest time a continuation may be run in place: the bound of the running runUntil / runUntilIdle (-1 outside them). */
@@ -104,10 +108,38 @@ export class Scheduler {
     if (time < this._now) {
       throw new VirqError(CoreErrorCode.SchedulerTimeInPast, `cannot schedule at ${time} ns: virtual time is already ${this._now} ns`);
     }
-    const node = new EventNode(time, this.seq++, actor, fn as Callback, arg);
+    const node = new EventNode(time, this.seq++, actor, fn as Callback, arg, false);
     if (time === this._now) this.nowQueue[this.nowTail++] = node;
     else this.push(node);
     return node;
+  }
+
+  /**
+   * `after` for an event nobody will cancel (a wake-up, a hand-off): no handle is returned,
+   * so its record is recycled once it ran — the hot paths allocate nothing per event.
+   */
+  post<A>(delay: number, actor: Actor, fn: (arg: A) => void, arg?: A): void {
+    if (!(delay >= 0) || !Number.isFinite(delay)) {
+      throw new VirqError(CoreErrorCode.SchedulerInvalidTime, `delay must be a finite number ≥ 0, got ${delay}`);
+    }
+    const time = this._now + Math.round(delay);
+    if (!Number.isSafeInteger(time)) {
+      throw new VirqError(CoreErrorCode.SchedulerInvalidTime, `event time must be an integer number of nanoseconds, got ${time}`);
+    }
+    const free = this.freeNodes;
+    let node: EventNode;
+    if (free.length > 0) {
+      node = free.pop()!;
+      node.time = time;
+      node.seq = this.seq++;
+      node.actor = actor;
+      node.fn = fn as Callback;
+      node.arg = arg;
+    } else {
+      node = new EventNode(time, this.seq++, actor, fn as Callback, arg, true);
+    }
+    if (time === this._now) this.nowQueue[this.nowTail++] = node;
+    else this.push(node);
   }
 
   /** Schedules `fn(arg)` on `actor` after `delay` ns (rounded to an integer, ≥ 0). */
@@ -174,8 +206,13 @@ export class Scheduler {
       this._current = node.actor;
       this.executed++;
       this.inlineBudget = 64;
+      const arg = node.arg;
+      if (node.pooled) {
+        node.arg = undefined;
+        this.freeNodes.push(node);
+      }
       try {
-        fn(node.arg);
+        fn(arg);
       } finally {
         this._current = undefined;
         this.inlineBudget = 0;

@@ -220,7 +220,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.wakeInFlight = true;
     const h = this.host;
     if (h.tracing) h.trace('kvm_vcpu_wake_up', 'kvm_vcpu_kick', { vcpu: this.vcpuId });
-    h.scheduler.after(h.costs.ns.threadWakeup, this.actor, this.runStep, STEP_WOKEN);
+    h.scheduler.post(h.costs.ns.threadWakeup, this.actor, this.runStep, STEP_WOKEN);
     return true;
   }
 
@@ -490,7 +490,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       this.nextStep = step;
       return undefined;
     }
-    return s.after(delayNs, this.actor, this.runStep, step);
+    // Only a guest step can be cut short (preemptStep cancels it); the others need no handle.
+    if (step === STEP_GUEST) return s.after(delayNs, this.actor, this.runStep, step);
+    s.post(delayNs, this.actor, this.runStep, step);
+    return undefined;
   }
 
   /** vcpu_enter_guest: requests, event injection, then VM entry. */
