@@ -75,8 +75,12 @@ export class SplitVirtqueueDevice {
   private notification = true;
   private _status: VirtqueueStatus = 'ok';
   private _error: VirqError | undefined;
-  /** One-entry cache of the region the last buffer lay in. */
+  /** pop()'s one-chain burst. */
+  private readonly one: DescriptorChain[] = [new DescriptorChain()];
+  /** One-entry cache of the region the last buffer lay in, and its bounds as plain numbers for the fast path. */
   private dataRegion: MemoryRegion | undefined;
+  private dataGpa = 0;
+  private dataEnd = 0;
 
   constructor(
     readonly mem: GuestMemory,
@@ -166,38 +170,96 @@ export class SplitVirtqueueDevice {
    * to NEEDS_RESET. Pass a previous chain to reuse it.
    */
   pop(into?: DescriptorChain): DescriptorChain | null {
-    if (this._status !== 'ok') return null;
-    if (this.lastAvailIdx === this.shadowAvailIdx) {
-      const idx = Atomics.load(this.availU16, this.avail16 + 1);
-      const n = (idx - this.lastAvailIdx) & 0xffff;
-      if (n > this.size) {
-        this.fail(VirtioRingErrorCode.AvailIdxJump, `Guest moved used index from ${this.lastAvailIdx} to ${idx}`, { lastAvailIdx: this.lastAvailIdx, availIdx: idx });
-        return null;
-      }
-      this.shadowAvailIdx = idx;
-      if (n === 0) return null;
-    }
-    if (this.inuse >= this.size) {
-      this.fail(VirtioRingErrorCode.QueueOverrun, 'Virtqueue size exceeded', { inuse: this.inuse, size: this.size });
-      return null;
-    }
-    const at = this.lastAvailIdx;
-    const head = this.availU16[this.avail16 + 2 + (at & this.mask)]!;
-    if (head >= this.size) {
-      this.fail(VirtioRingErrorCode.HeadOutOfRange, `Guest says index ${head} is available`, { head, availIdx: at });
-      return null;
-    }
-    this.lastAvailIdx = (at + 1) & 0xffff;
-    // QEMU virtqueue_split_pop → vring_set_avail_event (skipped while notifications are off).
-    if (this.eventIdx && this.notification) this.usedU16[this.used16 + 2 + 4 * this.size] = this.lastAvailIdx;
+    const one = this.one;
     const chain = into ?? new DescriptorChain();
-    if (!this.walk(chain, head)) return null;
-    this.inuse++;
+    one[0] = chain;
+    return this.popBurst(one, 1) === 1 ? chain : null;
+  }
+
+  /**
+   * Takes up to `max` available chains into `chains[0..n)` and returns n — a burst, as DPDK's
+   * rte_vhost_dequeue_burst takes them. Exactly what n calls of `pop(chains[i])` do (same
+   * checks, same events, same NEEDS_RESET on the first bad chain, which ends the burst with
+   * the chains taken before it), with the ring state held in locals: avail.idx is read with
+   * one atomic load only when the chains it announced are used up.
+   */
+  popBurst(chains: readonly DescriptorChain[], max: number = chains.length): number {
+    if (!Number.isInteger(max) || max < 0) throw new VirqError(VirtioRingErrorCode.BadArgument, `popBurst max must be an integer ≥ 0, got ${max}`, { errno: 'EINVAL' });
+    if (this._status !== 'ok') return 0;
+    const limit = max < chains.length ? max : chains.length;
+    const size = this.size;
+    const mask = this.mask;
+    const availU16 = this.availU16;
+    const avail16 = this.avail16;
+    const descU32 = this.descU32;
+    const descU16 = this.descU16;
+    const desc32 = this.desc32;
+    const maxSegOk = this.maxSegments >= 1;
+    const setAvailEvent = this.eventIdx && this.notification;
+    const availEvent16 = this.used16 + 2 + 4 * size;
     const t = this.trace;
-    if (t !== undefined && t.on) {
-      t.emit('vring.pop', this.names.pop, undefined, { queue: this.index, head, lastAvailIdx: this.lastAvailIdx, availIdx: this.shadowAvailIdx, out: chain.outNum, in: chain.inNum, indirect: chain.indirect });
+    const traced = t !== undefined && t.on;
+    let at = this.lastAvailIdx;
+    let shadow = this.shadowAvailIdx;
+    let k = 0;
+    for (; k < limit; k++) {
+      if (at === shadow) {
+        const idx = Atomics.load(availU16, avail16 + 1);
+        if (((idx - at) & 0xffff) > size) {
+          this.fail(VirtioRingErrorCode.AvailIdxJump, `Guest moved used index from ${at} to ${idx}`, { lastAvailIdx: at, availIdx: idx });
+          break;
+        }
+        shadow = idx;
+        this.shadowAvailIdx = idx;
+        if (idx === at) break;
+      }
+      if (this.inuse >= size) {
+        this.fail(VirtioRingErrorCode.QueueOverrun, 'Virtqueue size exceeded', { inuse: this.inuse, size });
+        break;
+      }
+      const head = availU16[avail16 + 2 + (at & mask)]!;
+      if (head >= size) {
+        this.fail(VirtioRingErrorCode.HeadOutOfRange, `Guest says index ${head} is available`, { head, availIdx: at });
+        break;
+      }
+      at = (at + 1) & 0xffff;
+      this.lastAvailIdx = at;
+      // QEMU virtqueue_split_pop → vring_set_avail_event (skipped while notifications are off).
+      if (setAvailEvent) this.usedU16[availEvent16] = at;
+      const chain = chains[k]!;
+      // Fast path: one direct descriptor inside the cached region (every check the walk makes
+      // on such a descriptor holds by construction). Anything else — or anything odd — takes
+      // the full walk, which re-reads the descriptor and reports the error.
+      const o = desc32 + 4 * head;
+      const flags = descU16[2 * (o + 3)]!;
+      const lo = descU32[o]!;
+      const len = descU32[o + 2]!;
+      if ((flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT)) === 0 && descU32[o + 1] === 0 && len !== 0 && lo >= this.dataGpa && lo + len <= this.dataEnd && maxSegOk) {
+        chain.id = head;
+        chain.ndescs = 1;
+        chain.indirect = false;
+        if ((flags & VRING_DESC_F_WRITE) !== 0) {
+          chain.outNum = 0;
+          chain.outBytes = 0;
+          chain.inNum = 1;
+          chain.inBytes = len;
+          chain.inAddr[0] = lo;
+          chain.inLen[0] = len;
+        } else {
+          chain.inNum = 0;
+          chain.inBytes = 0;
+          chain.outNum = 1;
+          chain.outBytes = len;
+          chain.outAddr[0] = lo;
+          chain.outLen[0] = len;
+        }
+      } else if (!this.walk(chain, head)) break;
+      this.inuse++;
+      if (traced) {
+        t.emit('vring.pop', this.names.pop, undefined, { queue: this.index, head, lastAvailIdx: at, availIdx: shadow, out: chain.outNum, in: chain.inNum, indirect: chain.indirect });
+      }
     }
-    return chain;
+    return k;
   }
 
   /** Puts the last `count` popped chains back (QEMU virtqueue_unpop / virtqueue_rewind). */
@@ -226,6 +288,39 @@ export class SplitVirtqueueDevice {
     this.pendingBufs++;
     const t = this.trace;
     if (t !== undefined && t.on) t.emit('vring.fill', this.names.fill, undefined, { queue: this.index, id, len, usedIdx: (this.usedIdx + this.pending - 1) & 0xffff });
+  }
+
+  /**
+   * Used elements for `chains[0..count)` with `len` bytes written each (one number for all, or
+   * one per chain): the same as `count` calls of `fill`, not visible until `flush()`. Too many
+   * for the ring before a flush throws, with nothing written.
+   */
+  fillBurst(chains: readonly DescriptorChain[], count: number, len: number | ArrayLike<number>): void {
+    if (!Number.isInteger(count) || count < 0 || count > chains.length) {
+      throw new VirqError(VirtioRingErrorCode.BadArgument, `fillBurst count must be an integer from 0 to chains.length (${chains.length}), got ${count}`, { errno: 'EINVAL' });
+    }
+    const one = typeof len === 'number';
+    if (!one && len.length < count) throw new VirqError(VirtioRingErrorCode.BadArgument, `fillBurst needs ${count} lengths, got ${len.length}`, { errno: 'EINVAL' });
+    if (this._status !== 'ok') return;
+    if (this.pending + count > this.size) {
+      throw new VirqError(VirtioRingErrorCode.BadArgument, `fill called ${this.pending + count} times without flush on a ${this.size}-entry queue; flush first`, { errno: 'ENOSPC' });
+    }
+    const t = this.trace;
+    if (t !== undefined && t.on) {
+      for (let k = 0; k < count; k++) this.fill(chains[k]!, one ? len : len[k]!);
+      return;
+    }
+    const usedU32 = this.usedU32;
+    const mask = this.mask;
+    const ring32 = this.usedRing32;
+    const base = this.usedIdx + this.pending;
+    for (let k = 0; k < count; k++) {
+      const o = ring32 + 2 * ((base + k) & mask);
+      usedU32[o] = chains[k]!.id;
+      usedU32[o + 1] = one ? len : len[k]!;
+    }
+    this.pending += count;
+    this.pendingBufs += count;
   }
 
   /**
@@ -433,6 +528,8 @@ export class SplitVirtqueueDevice {
     const f = this.mem.find(gpa, len);
     if (f !== undefined) {
       this.dataRegion = f;
+      this.dataGpa = f.gpa;
+      this.dataEnd = f.end;
       return true;
     }
     return this.mem.isValid(gpa, len);

@@ -176,6 +176,73 @@ export class SplitVirtqueueDriver<T = unknown> {
   }
 
   /**
+   * `count` one-segment device-readable buffers: `gpas[i]`/`lens[i]` with token `tokens[i]` —
+   * the same as `count` calls of `addOutbuf` in order, stopping at the first that returns false
+   * (no room: -ENOSPC, with the same notify; broken: -EIO). Returns how many were added. Every
+   * argument is checked before anything is written, so a bad one throws with nothing added.
+   * avail.idx is published per buffer or at kickPrepare, per `availPublish`, as for addOutbuf.
+   */
+  addOutbufs(gpas: ArrayLike<number>, lens: ArrayLike<number>, tokens: ArrayLike<T>, count: number): number {
+    if (!Number.isInteger(count) || count < 0 || count > gpas.length || count > lens.length || count > tokens.length) {
+      throw argError(`addOutbufs count must be an integer from 0 to the input arrays' length (${Math.min(gpas.length, lens.length, tokens.length)}), got ${count}`);
+    }
+    for (let k = 0; k < count; k++) {
+      if (tokens[k] === undefined) throw argError(`virtqueue_add needs a token (Linux: data must not be NULL); tokens[${k}] is undefined`);
+      const g = gpas[k]!;
+      const l = lens[k]!;
+      if ((g >>> 0) !== g || (l >>> 0) !== l || l === 0) checkSeg(g, l);
+    }
+    if (this._broken) return 0;
+    if (this.traceOn()) {
+      let n = 0;
+      while (n < count && this.addOne(gpas[n]!, lens[n]!, 0, tokens[n]!)) n++;
+      return n;
+    }
+    const mask = this.mask;
+    const desc32 = this.desc32;
+    const descU32 = this.descU32;
+    const descU16 = this.descU16;
+    const availU16 = this.availU16;
+    const ring16 = this.avail16 + 2;
+    const next = this.next;
+    const chainLen = this.chainLen;
+    const inBytes = this.inBytes;
+    const toks = this.tokens;
+    const availHeads = this.availHeads;
+    const immediate = !this.publishOnKick;
+    let k = 0;
+    for (; k < count; k++) {
+      if (this._numFree < 1) {
+        this.noSpace(true);
+        break;
+      }
+      const gpa = gpas[k]!;
+      const head = this.freeHead;
+      const o = desc32 + 4 * head;
+      const lo = gpa >>> 0;
+      descU32[o] = lo;
+      descU32[o + 1] = lo === gpa ? 0 : (gpa - lo) / U32;
+      descU32[o + 2] = lens[k]!;
+      descU16[2 * (o + 3)] = 0;
+      this.freeHead = next[head]!;
+      this._numFree--;
+      chainLen[head] = 1;
+      inBytes[head] = 0;
+      toks[head] = tokens[k];
+      const shadow = this.availIdxShadow;
+      const slot = shadow & mask;
+      availU16[ring16 + slot] = head;
+      availHeads[slot] = head;
+      const nw = (shadow + 1) & 0xffff;
+      this.availIdxShadow = nw;
+      if (immediate) Atomics.store(availU16, ring16 - 1, nw);
+      // Linux: "This is very unlikely, but theoretically possible.  Kick just in case."
+      if (++this.numAdded === 0xffff) this.kick();
+    }
+    return k;
+  }
+
+  /**
    * virtqueue_add_sgs: a chain of readable (`out`) then writable (`inn`) buffers. Uses an
    * indirect table when negotiated, configured and the chain has more than one buffer.
    * Returns false when the ring has no room (-ENOSPC; Linux then still notifies the device
@@ -223,18 +290,38 @@ export class SplitVirtqueueDriver<T = unknown> {
 
   private addOne(gpa: number, len: number, flags: number, token: T): boolean {
     if (token === undefined) throw argError('virtqueue_add needs a token (Linux: data must not be NULL)');
-    checkSeg(gpa, len);
+    // u32 fast check (a number equal to its ToUint32 is an integer in 0..2^32-1); anything
+    // else goes through the full check, which throws for what is not a valid segment.
+    const lo = gpa >>> 0;
+    if (lo !== gpa || (len >>> 0) !== len || len === 0) checkSeg(gpa, len);
     if (this._broken) return false;
     if (this._numFree < 1) return this.noSpace(flags === 0);
     const head = this.freeHead;
     const o = this.desc32 + 4 * head;
     const u32 = this.descU32;
-    u32[o] = gpa % U32;
-    u32[o + 1] = (gpa / U32) >>> 0;
+    u32[o] = lo;
+    // gpa < 2^52 (checked), so the high word is exact; `%` on doubles would be an fmod call.
+    u32[o + 1] = lo === gpa ? 0 : (gpa - lo) / U32;
     u32[o + 2] = len;
     this.descU16[2 * (o + 3)] = flags;
     this.freeHead = this.next[head]!;
-    this.publish(head, 1, flags === 0 ? 0 : len, token, flags === 0 ? 1 : 0, flags === 0 ? 0 : 1, false);
+    // publish(), inlined for the one-descriptor case.
+    this._numFree--;
+    this.chainLen[head] = 1;
+    this.inBytes[head] = flags === 0 ? 0 : len;
+    this.tokens[head] = token;
+    const shadow = this.availIdxShadow;
+    const slot = shadow & this.mask;
+    this.availU16[this.avail16 + 2 + slot] = head;
+    this.availHeads[slot] = head;
+    const nw = (shadow + 1) & 0xffff;
+    this.availIdxShadow = nw;
+    if (!this.publishOnKick) Atomics.store(this.availU16, this.avail16 + 1, nw);
+    const added = ++this.numAdded;
+    const t = this.trace;
+    if (t !== undefined && t.on) t.emit('vring.add', 'virtqueue_add_split', 'virtqueue_add', { queue: this.index, head, out: flags === 0 ? 1 : 0, in: flags === 0 ? 0 : 1, availIdx: nw, indirect: false });
+    // Linux: "This is very unlikely, but theoretically possible.  Kick just in case."
+    if (added === 0xffff) this.kick();
     return true;
   }
 
@@ -327,13 +414,118 @@ export class SplitVirtqueueDriver<T = unknown> {
   getBuf(): T | undefined {
     if (this._broken) return undefined;
     if (this.inOrder) return this.getBufInOrder();
-    if (!this.moreUsed()) return undefined;
-    const slot = this.lastUsedIdx & this.mask;
-    const id = this.usedU32[this.usedRing32 + 2 * slot]!;
-    const len = this.usedU32[this.usedRing32 + 2 * slot + 1]!;
+    // more_used_split with the shadow: one acquire load of used.idx only when the shadow is used up.
+    const last = this.lastUsedIdx;
+    if (last === this.usedIdxSeen) {
+      const seen = Atomics.load(this.usedU16, this.used16 + 1);
+      this.usedIdxSeen = seen;
+      if (last === seen) return undefined;
+    }
+    const e = this.usedRing32 + 2 * (last & this.mask);
+    const id = this.usedU32[e]!;
+    const len = this.usedU32[e + 1]!;
+    // One-descriptor chain: detach_buf_split without the walk (checkUsedId's rules, inlined).
+    if (id < this.size && this.chainLen[id] === 1 && !this.traceOn()) {
+      const nl = (last + 1) & 0xffff;
+      this.lastUsedIdx = nl;
+      const token = this.tokens[id];
+      this.tokens[id] = undefined;
+      this.chainLen[id] = 0;
+      this.next[id] = this.freeHead;
+      this.freeHead = id;
+      this._numFree++;
+      this.lastLen = len;
+      if ((this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0) Atomics.store(this.availU16, this.avail16 + 2 + this.size, nl);
+      return token;
+    }
     if (!this.checkUsedId(id)) return undefined;
-    this.lastUsedIdx = (this.lastUsedIdx + 1) & 0xffff;
+    this.lastUsedIdx = (last + 1) & 0xffff;
     return this.finishGet(id, len);
+  }
+
+  /**
+   * Up to `max` used buffers at once: their tokens into `tokens[0..n)`, their used lengths
+   * into `lens[0..n)`; returns n. The same as n calls of `getBuf()` (same checks, same
+   * BAD_RING on an impossible used element, which ends the batch; same events), as Linux's
+   * NAPI poll loop calls virtqueue_get_buf up to its budget. `lastLen` is the last one's length.
+   */
+  getBufs(tokens: (T | undefined)[], lens: Uint32Array | number[], max: number = Math.min(tokens.length, lens.length)): number {
+    if (!Number.isInteger(max) || max < 0 || max > tokens.length || max > lens.length) {
+      throw argError(`getBufs max must be an integer from 0 to the output arrays' length (${Math.min(tokens.length, lens.length)}), got ${max}`);
+    }
+    let k = 0;
+    if (this.inOrder || this.traceOn()) {
+      // The general path, one buffer at a time.
+      for (; k < max; k++) {
+        const tok = this.getBuf();
+        if (tok === undefined) break;
+        tokens[k] = tok;
+        lens[k] = this.lastLen;
+      }
+      return k;
+    }
+    const size = this.size;
+    const mask = this.mask;
+    const usedU32 = this.usedU32;
+    const ring32 = this.usedRing32;
+    const chainLen = this.chainLen;
+    const next = this.next;
+    const toks = this.tokens;
+    let last = this.lastUsedIdx;
+    let seen = this.usedIdxSeen;
+    let freeHead = this.freeHead;
+    let freed = 0;
+    let len = 0;
+    // With callbacks enabled, used_event follows last_used_idx after every buffer, as in getBuf.
+    const cbOn = (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0;
+    const usedEvent16 = this.avail16 + 2 + size;
+    for (; k < max && !this._broken; k++) {
+      if (last === seen) {
+        // One acquire load of used.idx per exhausted shadow (more_used_split).
+        seen = Atomics.load(this.usedU16, this.used16 + 1);
+        if (last === seen) break;
+      }
+      const e = ring32 + 2 * (last & mask);
+      const id = usedU32[e]!;
+      len = usedU32[e + 1]!;
+      if (id < size && chainLen[id] === 1) {
+        // detach_buf_split of a one-descriptor chain.
+        last = (last + 1) & 0xffff;
+        tokens[k] = toks[id];
+        lens[k] = len;
+        toks[id] = undefined;
+        chainLen[id] = 0;
+        next[id] = freeHead;
+        freeHead = id;
+        freed++;
+        if (cbOn) Atomics.store(this.availU16, usedEvent16, last);
+        continue;
+      }
+      // Anything else: write the state back and take the general path for this element.
+      this.lastUsedIdx = last;
+      this.usedIdxSeen = seen;
+      this.freeHead = freeHead;
+      this._numFree += freed;
+      freed = 0;
+      const tok = this.getBuf();
+      last = this.lastUsedIdx;
+      seen = this.usedIdxSeen;
+      freeHead = this.freeHead;
+      if (tok === undefined) break;
+      tokens[k] = tok;
+      lens[k] = len = this.lastLen;
+    }
+    this.lastUsedIdx = last;
+    this.usedIdxSeen = seen;
+    this.freeHead = freeHead;
+    this._numFree += freed;
+    if (k > 0) this.lastLen = len;
+    return k;
+  }
+
+  private traceOn(): boolean {
+    const t = this.trace;
+    return t !== undefined && t.on;
   }
 
   private getBufInOrder(): T | undefined {
@@ -544,8 +736,9 @@ function checkSeg(gpa: number, len: number): void {
 
 function writeDesc(u32: Uint32Array, u16: Uint16Array, base: number, i: number, addr: number, len: number, flags: number, next: number): void {
   const o = base + 4 * i;
-  u32[o] = addr % U32;
-  u32[o + 1] = (addr / U32) >>> 0;
+  const lo = addr >>> 0;
+  u32[o] = lo;
+  u32[o + 1] = lo === addr ? 0 : (addr - lo) / U32;
   u32[o + 2] = len;
   u16[2 * (o + 3)] = flags;
   u16[2 * (o + 3) + 1] = next;
