@@ -163,7 +163,8 @@ export class VgicIrqfd implements VmInterruptApi, IrqRouting {
     }
     if (this.irqfds.has(req.fd)) throw new VirqError(GicErrorCode.IoctlInvalid, `${req.fd.name} already is an irqfd`, { errno: 'EBUSY' });
     let entry!: IrqfdEntry;
-    const remove = req.fd.addWaiter({ wake: () => this.irqfdWakeup(entry) });
+    // irqfd_wakeup is a wait-queue callback: it runs inside eventfd_signal, in the writer's context.
+    const remove = req.fd.addWaiter({ inline: true, wake: () => this.irqfdWakeup(entry) });
     entry = { fd: req.fd, gsi: req.gsi, resampleFd: req.resampleFd, remove };
     this.irqfds.set(req.fd, entry);
     if (req.resampleFd !== undefined) {

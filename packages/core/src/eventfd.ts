@@ -17,14 +17,21 @@ export interface EventFdOptions {
 
 /**
  * Something waiting on the eventfd's wait queue (poll/epoll, or a kernel wait-queue entry
- * such as irqfd's or a vhost poll's). `wake` runs as a scheduled event — never inline in the
- * writer — on `actor`, or on the writer's actor when `actor` is omitted (the kernel's
- * wait-queue callbacks run in the context of whoever called eventfd_signal).
+ * such as irqfd's or a vhost poll's). `wake` runs as a scheduled event on `actor`, or on the
+ * writer's actor when `actor` is omitted (the kernel's wait-queue callbacks run in the
+ * context of whoever called eventfd_signal) — or, with `inline`, inside the write itself.
  */
 export interface EventFdWaiter {
   actor?: Actor;
   /** Delay between the write and the wake-up (e.g. a thread wake-up latency). Default 0. */
   delayNs?: number;
+  /**
+   * A kernel wait-queue callback that runs nested in eventfd_signal → wake_up_locked_poll,
+   * before the write returns (irqfd_wakeup): `wake` is called synchronously by the write,
+   * in the writer's context. Only for callbacks that neither block nor write this eventfd
+   * again. Needs no `actor` or `delayNs` (both are refused).
+   */
+  inline?: boolean;
   wake(fd: EventFd): void;
 }
 
@@ -164,6 +171,9 @@ export class EventFd {
 
   /** Adds a wait-queue entry; returns a function that removes it. */
   addWaiter(waiter: EventFdWaiter): () => void {
+    if (waiter.inline === true && (waiter.actor !== undefined || (waiter.delayNs ?? 0) !== 0)) {
+      throw new VirqError(CoreErrorCode.ArgumentInvalid, `${this.name}: an inline waiter runs inside the write, in the writer's context; it takes no actor and no delay`);
+    }
     const entry: WaitEntry = { waiter, fd: this };
     this.waiters.push(entry);
     return () => {
@@ -199,6 +209,10 @@ export class EventFd {
     const by = s.current;
     for (let i = 0; i < ws.length; i++) {
       const e = ws[i]!;
+      if (e.waiter.inline === true) {
+        e.waiter.wake(this);
+        continue;
+      }
       const actor = e.waiter.actor ?? by;
       if (actor === undefined) {
         throw new VirqError(CoreErrorCode.ArgumentInvalid, `${this.name} written outside any scheduled event and its waiter names no actor`);

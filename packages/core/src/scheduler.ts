@@ -58,6 +58,8 @@ export class Scheduler {
   private readonly freeNodes: EventNode[] = [];
   /** Number of events executed so far (continuations run by `continueAfter` included). */
   executed = 0;
+  /** Of those, the steps `continueAfter` ran in place (without a queued event). */
+  continuedInPlace = 0;
   /** Latest time a continuation may be run in place: the bound of the running runUntil / runUntilIdle (-1 outside them). */
   private inlineUntil = -1;
   /** Continuations left that the running event may chain in place before it must yield to the queue. */
@@ -172,6 +174,7 @@ export class Scheduler {
     this.inlineBudget--;
     this._now = time;
     this.executed++;
+    this.continuedInPlace++;
     return true;
   }
 

@@ -148,4 +148,22 @@ describe('EventFd (eventfd(2) semantics)', () => {
       { numRuns: 300 },
     );
   });
+
+  it('an inline waiter (irqfd_wakeup) runs inside the write, in the writer\'s context, before the write returns; queued waiters still wait', () => {
+    const s = new Scheduler();
+    const writer = s.actor({ name: 'vhost-1234', kind: 'vhost-worker' });
+    const fd = new EventFd(s, { name: 'call' });
+    const log: string[] = [];
+    fd.addWaiter({ wake: () => log.push(`queued@${s.now}`) });
+    fd.addWaiter({ inline: true, wake: (f) => log.push(`inline on ${s.current?.name} count=${f.testAndClear()}`) });
+    s.at(10, writer, () => {
+      fd.write(3);
+      log.push('write returned');
+    });
+    s.runUntilIdle();
+    expect(log).toEqual(['inline on vhost-1234 count=3', 'write returned', 'queued@10']);
+    expect(() => fd.addWaiter({ inline: true, actor: writer, wake: () => undefined })).toThrow(/no actor and no delay/);
+    expect(() => fd.addWaiter({ inline: true, delayNs: 5, wake: () => undefined })).toThrow(VirqError);
+  });
 });
+

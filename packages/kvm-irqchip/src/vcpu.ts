@@ -20,6 +20,37 @@ export type ExitReason =
   | 'EPT_MISCONFIG'
   | 'EPT_VIOLATION';
 
+const EXIT_REASONS: readonly ExitReason[] = ['EXTERNAL_INTERRUPT', 'PENDING_INTERRUPT', 'NMI_WINDOW', 'IO_INSTRUCTION', 'HLT', 'MSR_WRITE', 'APIC_ACCESS', 'EOI_INDUCED', 'EPT_MISCONFIG', 'EPT_VIOLATION'];
+/** The reason's slot in EXIT_REASONS (a switch on interned strings: no keyed property lookup on the exit path). */
+function exitReasonIndex(r: ExitReason): number {
+  switch (r) {
+    case 'EXTERNAL_INTERRUPT':
+      return 0;
+    case 'PENDING_INTERRUPT':
+      return 1;
+    case 'NMI_WINDOW':
+      return 2;
+    case 'IO_INSTRUCTION':
+      return 3;
+    case 'HLT':
+      return 4;
+    case 'MSR_WRITE':
+      return 5;
+    case 'APIC_ACCESS':
+      return 6;
+    case 'EOI_INDUCED':
+      return 7;
+    case 'EPT_MISCONFIG':
+      return 8;
+    case 'EPT_VIOLATION':
+      return 9;
+    default: {
+      const unknown: never = r; // a reason added to ExitReason needs its slot here
+      return unknown;
+    }
+  }
+}
+
 /** KVM_MP_STATE_* */
 export const MP_STATE = { RUNNABLE: 0, UNINITIALIZED: 1, INIT_RECEIVED: 2, HALTED: 3, SIPI_RECEIVED: 4 } as const;
 export const MP_STATE_NAMES: Readonly<Record<number, string>> = { 0: 'RUNNABLE', 1: 'UNINITIALIZED', 2: 'INIT_RECEIVED', 3: 'HALTED', 4: 'SIPI_RECEIVED' };
@@ -100,23 +131,18 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** Host CPU the vCPU thread runs on (vcpu->cpu). */
   hostCpu: number;
   readonly actor: Actor;
-  /** Exit counts by VMX reason, in the order reasons first occurred. */
-  private readonly exitCounts: Partial<Record<ExitReason, number>> = {};
-  private readonly exitOrder: ExitReason[] = [];
+  /** Exit counts by VMX reason (indexed as EXIT_REASONS), and the order reasons first occurred in. */
+  private readonly exitCounts = new Float64Array(EXIT_REASONS.length);
+  private readonly exitOrder: number[] = [];
   /** Exits by VMX reason (a fresh copy; reasons in the order they first occurred). */
   get exits(): Map<ExitReason, number> {
     const m = new Map<ExitReason, number>();
-    for (const r of this.exitOrder) m.set(r, this.exitCounts[r]!);
+    for (const i of this.exitOrder) m.set(EXIT_REASONS[i]!, this.exitCounts[i]!);
     return m;
   }
   private countExit(reason: ExitReason): void {
-    const n = this.exitCounts[reason];
-    if (n === undefined) {
-      this.exitOrder.push(reason);
-      this.exitCounts[reason] = 1;
-    } else {
-      this.exitCounts[reason] = n + 1;
-    }
+    const i = exitReasonIndex(reason);
+    if (this.exitCounts[i]++ === 0) this.exitOrder.push(i);
   }
   /** Interrupts injected (vmx_inject_irq or virtual delivery), by vector. */
   injected = 0;

@@ -93,8 +93,15 @@ describe('F9: virtio interrupt through irqfd', () => {
     vm.irqfd({ fd: call, gsi: 24 });
     const rec = record(ctx);
     const vhost = ctx.scheduler.actor({ name: 'vhost-1234', kind: 'vhost-worker', cpu: 5 });
-    ctx.scheduler.after(0, vhost, () => call.write(1));
+    let irrWhenWriteReturned: number[] = [];
+    ctx.scheduler.after(0, vhost, () => {
+      call.write(1);
+      // irqfd_wakeup ran nested in eventfd_signal: the LAPIC has the vector before the write returns
+      irrWhenWriteReturned = vm.vcpu(1)!.lapic.toJson().irr;
+    });
     ctx.scheduler.runUntilIdle();
+    expect(irrWhenWriteReturned).toEqual([0x45]);
+    expect(call.readable).toBe(false); // irqfd_wakeup consumed the count (eventfd_ctx_do_read)
     const fns = rec.functions();
     expect(inOrder(fns, ['irqfd_wakeup', 'kvm_arch_set_irq_inatomic', 'kvm_set_msi_irq', 'kvm_irq_delivery_to_apic_fast', 'kvm_apic_set_irq', '__apic_accept_irq'])).toEqual([]);
     expect(fns).not.toContain('irqfd_inject');

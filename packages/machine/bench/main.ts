@@ -11,7 +11,7 @@ import { DescriptorChain, SplitVirtqueueDevice, SplitVirtqueueDriver, VIRTIO_F_V
 
 type Trace = 'off' | 'idle' | 'on';
 
-function runOnce(vcpus: number, trace: Trace, deliveries: number): { nsPerDelivery: number; handled: number; events: number } {
+function runOnce(vcpus: number, trace: Trace, deliveries: number): { nsPerDelivery: number; handled: number; events: number; queued: number } {
   const ctx = createSimContext({ seed: 1 });
   let seen = 0;
   if (trace === 'on') ctx.trace.events$.subscribe(() => void seen++);
@@ -69,7 +69,7 @@ function runOnce(vcpus: number, trace: Trace, deliveries: number): { nsPerDelive
   ctx.scheduler.runUntilIdle();
   const dt = Number(process.hrtime.bigint() - t0);
   if (trace === 'on' && seen === 0) throw new Error('the subscriber saw nothing');
-  return { nsPerDelivery: dt / Math.max(1, handled), handled, events: ctx.scheduler.executed };
+  return { nsPerDelivery: dt / Math.max(1, handled), handled, events: ctx.scheduler.executed, queued: ctx.scheduler.executed - ctx.scheduler.continuedInPlace };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -81,6 +81,7 @@ const only = process.env['ONLY']; // e.g. ONLY=1/off, for profiling one configur
 if (only !== undefined) cfgs.splice(0, cfgs.length, ...cfgs.filter((c) => `${c.vcpus}/${c.trace}` === only));
 const res = new Map<string, number[]>();
 const evs = new Map<string, number>();
+const qevs = new Map<string, number>();
 runOnce(2, 'off', 5000);
 runOnce(2, 'on', 2000);
 for (let r = 0; r < ROUNDS; r++) {
@@ -90,16 +91,17 @@ for (let r = 0; r < ROUNDS; r++) {
     const k = `${c.vcpus}/${c.trace}`;
     res.set(k, [...(res.get(k) ?? []), x.nsPerDelivery]);
     evs.set(k, x.events / N);
+    qevs.set(k, x.queued / N);
   }
 }
 console.log(`P1: virtio-net rx used ring → call → irqfd → MSI → LAPIC → inject → guest handler → EOI; ${N} deliveries per run, ${ROUNDS} rounds, medians (wall clock, one core)`);
-console.log('vCPUs  tracing          ns/delivery   deliveries/s   ratio to "off" (per-round median)   scheduler events/delivery');
+console.log('vCPUs  tracing          ns/delivery   deliveries/s   ratio to "off" (per-round median)   events/delivery (queued)');
 for (const c of cfgs) {
   if (!res.has(`${c.vcpus}/off`)) res.set(`${c.vcpus}/off`, res.get(`${c.vcpus}/${c.trace}`)!);
   const xs = res.get(`${c.vcpus}/${c.trace}`)!;
   const off = res.get(`${c.vcpus}/off`)!;
   const ratio = median(xs.map((v, i) => off[i]! / v));
-  console.log(`${String(c.vcpus).padStart(5)}  ${c.trace.padEnd(15)}  ${median(xs).toFixed(0).padStart(11)}   ${(1e9 / median(xs)).toFixed(0).padStart(12)}   ${ratio.toFixed(3).padStart(34)}   ${(evs.get(`${c.vcpus}/${c.trace}`) ?? 0).toFixed(1)}`);
+  console.log(`${String(c.vcpus).padStart(5)}  ${c.trace.padEnd(15)}  ${median(xs).toFixed(0).padStart(11)}   ${(1e9 / median(xs)).toFixed(0).padStart(12)}   ${ratio.toFixed(3).padStart(34)}   ${(evs.get(`${c.vcpus}/${c.trace}`) ?? 0).toFixed(1)} (${(qevs.get(`${c.vcpus}/${c.trace}`) ?? 0).toFixed(1)})`);
 }
 if (only === undefined) {
   const flat = median(res.get('1024/off')!) / median(res.get('1/off')!);
