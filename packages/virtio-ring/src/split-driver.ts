@@ -210,35 +210,52 @@ export class SplitVirtqueueDriver<T = unknown> {
     const toks = this.tokens;
     const availHeads = this.availHeads;
     const immediate = !this.publishOnKick;
+    // Free-list head, free count and avail.idx shadow live in locals for the batch and are
+    // written back before anything that can look at them (noSpace, kick) and at the end.
+    let freeHead = this.freeHead;
+    let numFree = this._numFree;
+    let shadow = this.availIdxShadow;
     let k = 0;
     for (; k < count; k++) {
-      if (this._numFree < 1) {
-        this.noSpace(true);
-        break;
+      if (numFree < 1 || this.numAdded === 0xfffe) {
+        this.freeHead = freeHead;
+        this._numFree = numFree;
+        this.availIdxShadow = shadow;
+        if (numFree < 1) {
+          this.noSpace(true);
+          return k;
+        }
+        // The 0xffff-th add since the last kick: take the single path (it kicks, as Linux does).
+        if (!this.addOne(gpas[k]!, lens[k]!, 0, tokens[k]!)) return k;
+        freeHead = this.freeHead;
+        numFree = this._numFree;
+        shadow = this.availIdxShadow;
+        continue;
       }
       const gpa = gpas[k]!;
-      const head = this.freeHead;
+      const head = freeHead;
       const o = desc32 + 4 * head;
       const lo = gpa >>> 0;
       descU32[o] = lo;
       descU32[o + 1] = lo === gpa ? 0 : (gpa - lo) / U32;
       descU32[o + 2] = lens[k]!;
       descU16[2 * (o + 3)] = 0;
-      this.freeHead = next[head]!;
-      this._numFree--;
+      freeHead = next[head]!;
+      numFree--;
       chainLen[head] = 1;
-      inBytes[head] = 0;
+      // Device-writable bytes: 0 for a readable buffer (only IN_ORDER reads it back).
+      if (inBytes[head] !== 0) inBytes[head] = 0;
       toks[head] = tokens[k];
-      const shadow = this.availIdxShadow;
       const slot = shadow & mask;
       availU16[ring16 + slot] = head;
       availHeads[slot] = head;
-      const nw = (shadow + 1) & 0xffff;
-      this.availIdxShadow = nw;
-      if (immediate) Atomics.store(availU16, ring16 - 1, nw);
-      // Linux: "This is very unlikely, but theoretically possible.  Kick just in case."
-      if (++this.numAdded === 0xffff) this.kick();
+      shadow = (shadow + 1) & 0xffff;
+      if (immediate) Atomics.store(availU16, ring16 - 1, shadow);
+      this.numAdded++;
     }
+    this.freeHead = freeHead;
+    this._numFree = numFree;
+    this.availIdxShadow = shadow;
     return k;
   }
 

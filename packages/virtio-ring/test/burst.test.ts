@@ -384,6 +384,35 @@ describe('burst entry points: bad arguments from the caller throw VirqError with
     expect(kicks).toBe(1);
   });
 
+  test('addOutbufs keeps Linux\'s "kick just in case" on the 65535th buffer added without a kick', () => {
+    const mem = memory();
+    const layout = splitRingLayout(Q, RING);
+    let kicks = 0;
+    const drv = new SplitVirtqueueDriver<number>(mem, { ...layout, notify: () => void kicks++ });
+    const dev = new SplitVirtqueueDevice(mem, { ...layout });
+    const gpas = Array.from({ length: Q }, (_, i) => 0x80000 + 64 * i);
+    const lens = gpas.map(() => 64);
+    const toks = gpas.map((_, i) => i + 1);
+    const chains = Array.from({ length: Q }, () => new DescriptorChain());
+    const outT = new Array<number | undefined>(Q).fill(undefined);
+    const outL = new Uint32Array(Q);
+    let added = 0;
+    const batch = (n: number): void => {
+      expect(drv.addOutbufs(gpas, lens, toks, n)).toBe(n);
+      added += n;
+      expect(dev.popBurst(chains)).toBe(n);
+      dev.fillBurst(chains, n, 0);
+      dev.flush();
+      expect(drv.getBufs(outT, outL)).toBe(n);
+    };
+    while (added < 0xfff8) batch(Q);
+    batch(6);
+    expect(added).toBe(0xfffe);
+    expect(kicks).toBe(0);
+    batch(1);
+    expect(kicks).toBe(1);
+  });
+
   test('popBurst, fillBurst and getBufs refuse impossible counts', () => {
     const { drv, dev } = rig();
     expect(() => dev.popBurst([], -1)).toThrow(VirqError);
