@@ -235,6 +235,18 @@ export class ArmHost {
     this.gic.irqChanged(irq);
   }
 
+  /**
+   * irq_set_irqchip_state(IRQCHIP_STATE_ACTIVE): sets or clears the active state of physical
+   * `intid` at `cpu` (GICD/GICR_ISACTIVER / ICACTIVER) — an active interrupt is not signalled
+   * to the CPU again until deactivated (how KVM keeps a forwarded timer from firing on the host).
+   */
+  setPhysicalActive(intid: number, cpu: number, active: boolean): void {
+    const irq = this.gic.irqFor(intid, cpu);
+    if (irq === undefined || irq.active === active) return;
+    irq.active = active;
+    this.gic.irqChanged(irq);
+  }
+
   /** Whether physical `intid` is active (seen from `cpu`). */
   isActive(intid: number, cpu = 0): boolean {
     return this.gic.irqFor(intid, cpu)?.active ?? false;

@@ -44,6 +44,16 @@ export interface ArmVcpuHost {
   handleHostIrqs(cpu: number, actor: Actor): void;
 }
 
+/**
+ * kvm_arch_vcpu_load / kvm_arch_vcpu_put listeners (the arch timer's kvm_timer_vcpu_load /
+ * kvm_timer_vcpu_put): load when the vCPU thread starts or comes back on a CPU, put when it
+ * blocks in WFI (`blocking`) or is preempted.
+ */
+export interface ArmVcpuLoadPutListener {
+  vcpuLoad(vcpu: ArmVcpu): void;
+  vcpuPut(vcpu: ArmVcpu, blocking: boolean): void;
+}
+
 /** The guest side of a vCPU: its interrupt handlers and what it does when idle. */
 export interface ArmGuestBehaviour {
   /** WFI when nothing is pending (an idle guest); false = a busy guest that never idles. */
@@ -77,6 +87,10 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   vpe: Vpe | undefined;
   readonly guest: ArmGuestBehaviour = { idleWithWfi: true, eoiMode: false };
   private readonly handlers = new Map<number, (intid: number) => void>();
+  /** Called on kvm_arch_vcpu_load / kvm_arch_vcpu_put (see ArmVcpuLoadPutListener). */
+  readonly loadPutListeners: ArmVcpuLoadPutListener[] = [];
+  /** Between kvm_arch_vcpu_load and kvm_arch_vcpu_put. */
+  private loaded = false;
   /** Interrupts the guest acknowledged, and how many of them came straight from a vPE. */
   readonly stats = { entries: 0, guestInterrupts: 0, kicks: 0, ipis: 0, wakeups: 0, maintenance: 0 };
   /** Virtual time of every guest acknowledge (for latency figures). */
@@ -137,7 +151,29 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     if (this.state !== 'stopped') return;
     this.state = 'host';
     this.runningSince = this.s.now;
-    this.s.after(0, this.actor, () => this.enter());
+    this.s.after(0, this.actor, () => {
+      this.load();
+      this.enter();
+    });
+  }
+
+  /** kvm_arch_vcpu_load (KVM_RUN, or the vCPU thread scheduled back in). */
+  private load(): void {
+    if (this.loaded) return;
+    this.loaded = true;
+    for (const l of this.loadPutListeners) l.vcpuLoad(this);
+  }
+
+  /** kvm_arch_vcpu_put (the vCPU thread scheduled out: blocking in WFI, or preempted). */
+  private put(blocking: boolean): void {
+    if (!this.loaded) return;
+    this.loaded = false;
+    for (const l of this.loadPutListeners) l.vcpuPut(this, blocking);
+  }
+
+  /** Whether the vCPU is loaded on its CPU (kvm_get_running_vcpu on that CPU would return it). */
+  get isLoaded(): boolean {
+    return this.loaded;
   }
 
   // ---- CPU time: the thread runs (guest or host side) except while blocked or descheduled ----
@@ -211,6 +247,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     const action = this.guestActions.shift();
     if (action !== undefined) {
       action();
+      // Guest code that did not trap goes on to whatever comes next (more queued work, or the idle loop's WFI).
+      if (this.state === 'guest' && !this.inHandler) this.s.after(0, this.actor, () => this.guestResume());
       return;
     }
     if (this.guest.idleWithWfi) this.exit('WFx', 'wfi');
@@ -315,9 +353,11 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
       // preempt notifiers: kvm_sched_out → kvm_arch_vcpu_put → kvm_vgic_put → vgic_v3_put → vgic_v4_put
       this.emit('vcpu.preempt', 'kvm_arch_vcpu_put', 'kvm_sched_out', { vcpu: this.vcpuId, ns });
       if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, false, 'vgic_v3_put');
+      this.put(false);
       this.s.after(ns, this.actor, () => {
         this.runningSince = this.s.now;
         this.emit('vcpu.resume', 'kvm_arch_vcpu_load', 'kvm_sched_in', { vcpu: this.vcpuId });
+        this.load();
         this.enter();
       });
       return;
@@ -336,6 +376,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     // kvm_vcpu_wfi → kvm_vgic_put → vgic_v3_put → vgic_v4_put(need_db = IN_WFI)
     if (this.vpe !== undefined && this.vpe.resident) this.vm.vgicV4Put(this, true, 'vgic_v3_put');
     this.emit('vcpu.block', 'kvm_vcpu_halt', 'kvm_vcpu_wfi', { vcpu: this.vcpuId });
+    // kvm_vcpu_block → schedule() → kvm_sched_out → kvm_arch_vcpu_put (the arch timer arms its background timer)
+    this.put(true);
     if (this.irqRequest || this.hasPending()) this.wake();
   }
 
@@ -346,8 +388,17 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     this.s.after(this.vm.ctx.costs.ns.threadWakeup, this.actor, () => {
       this.runningSince = this.s.now;
       this.emit('vcpu.wake', 'kvm_vcpu_wakeup', 'kvm_vcpu_halt', { vcpu: this.vcpuId }); // tracepoint in kvm_vcpu_halt
+      // kvm_sched_in → kvm_arch_vcpu_load
+      this.load();
       this.enter();
     });
+  }
+
+  /** kvm_vcpu_wake_up: wakes the vCPU thread if it is blocked (no request posted, no IPI). */
+  wakeUp(caller: string): void {
+    if (this.state !== 'blocked') return;
+    this.emit('vcpu.wake_up', 'kvm_vcpu_wake_up', caller, { vcpu: this.vcpuId }, undefined, this.caller);
+    this.wake();
   }
 
   /**

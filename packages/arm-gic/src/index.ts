@@ -1,6 +1,7 @@
 export { ActivePriorities } from './active-priorities.js';
+export { KvmArchTimer } from './arch-timer.js';
 export { ArmHost, type ArmHostOptions, type HostIrqHandler, type HostIrqResult, type PhysicalIrqSink } from './arm-host.js';
-export { ARM_EXIT_EC, ArmVcpu, type ArmExitReason, type ArmGuestBehaviour, type ArmVcpuHost, type ArmVcpuState, type GuestMmioAccess } from './arm-vcpu.js';
+export { ARM_EXIT_EC, ArmVcpu, type ArmExitReason, type ArmGuestBehaviour, type ArmVcpuHost, type ArmVcpuLoadPutListener, type ArmVcpuState, type GuestMmioAccess } from './arm-vcpu.js';
 export { ArmVm, VIRT_GIC_LAYOUT, type ArmVgicLayout, type ArmVmOptions } from './arm-vm.js';
 export { GicCpuInterface } from './cpu-interface.js';
 export { GicDistributor } from './distributor.js';

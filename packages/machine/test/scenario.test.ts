@@ -113,6 +113,31 @@ describe('legacy timer (pit + hpet devices, workload.timerHz)', () => {
   });
 });
 
+describe('arm64 generic timer (workload.timerHz on an ARM machine)', () => {
+  it('every vCPU ticks timerHz times a second: forwarded PPI 27 while it runs, the background timer while it waits in WFI', () => {
+    const doc = { name: 'arm-tick', vcpus: [{ id: 0, hostCpu: 1 }, { id: 1, hostCpu: 2 }], irqchip: { kind: 'gicv3' }, devices: [], durationUs: 1000, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, timerHz: 20_000 } };
+    const r = runTopology(parseTopology(doc), { keepTrace: true });
+    const ticks = (v: number): number => r.trace!.filter((e) => e.fn === 'gic_handle_irq' && e.args['vcpu'] === v && e.args['intid'] === 27).length;
+    // one tick every 50 µs from 50 µs; the one due at 1000 µs is not programmed (the run ends)
+    expect([ticks(0), ticks(1)]).toEqual([19, 19]);
+    // idle guests: each tick is a background-timer wake-up from WFI, no host interrupt, no IRQ exit
+    expect(r.trace!.filter((e) => e.fn === 'kvm_bg_timer_expire')).toHaveLength(38);
+    expect(r.metrics.exits.byReason['IRQ'] ?? 0).toBe(0);
+    expect(r.metrics.exits.byReason['WFx']).toBeGreaterThanOrEqual(38);
+    expect(r.metrics.interrupts.injected).toBe(38);
+    expect(r.metrics.latencyNs.count).toBe(38); // from CVAL to the guest handler
+    expect(r.notes.join('\n')).not.toMatch(/timerHz/);
+  });
+
+  it('a busy vCPU takes its tick as a host interrupt (IRQ exit → kvm_arch_timer_handler → kvm_timer_update_irq)', () => {
+    const doc = { name: 'arm-tick-busy', vcpus: [{ id: 0, hostCpu: 1 }, { id: 1, hostCpu: 2 }], irqchip: { kind: 'gicv3' }, devices: [], durationUs: 500, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, timerHz: 20_000, ipisPerSec: 1000 } };
+    const r = runTopology(parseTopology(doc), { keepTrace: true });
+    const handlerRuns = r.trace!.filter((e) => e.fn === 'generic_handle_domain_irq' && e.args['handler'] === 'kvm_arch_timer_handler').length;
+    expect(handlerRuns).toBe(2 * 9); // both vCPUs are busy (IPIs): every tick arrives while the guest runs
+    expect(r.trace!.filter((e) => e.fn === 'kvm_bg_timer_expire')).toHaveLength(0);
+  });
+});
+
 describe('guest IPIs (workload.ipisPerSec)', () => {
   const ipis = (kind: string) =>
     parseTopology({ name: 'ipi', irqchip: { kind, apicv: false }, devices: [], durationUs: 500, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, ipisPerSec: 40000 } });

@@ -1,6 +1,6 @@
 import { EventFd, GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
 import type { DependencyContainer } from 'tsyringe';
-import { ArmHost, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, armIrqLine, registerArmGic, type ArmVm, type GicVersion } from '@virq/arm-gic';
+import { ArmHost, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, KvmArchTimer, VTIMER_PPI, armIrqLine, registerArmGic, type ArmVm, type GicVersion } from '@virq/arm-gic';
 import { IrqBypassManager } from '@virq/irqbypass';
 import { PciBus, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
@@ -289,7 +289,8 @@ export class ArmMachine implements ComposedMachine {
 
   start(): void {
     // A vCPU whose guest starts work on its own (transmit, IPIs, UART output) is a busy guest:
-    // arm-gic's guest actions run only while it runs, and a WFI-blocked vCPU has no timer here.
+    // arm-gic's guest actions run only while it runs (queued work does not wake a vCPU blocked
+    // in WFI; its timer does, with workload.timerHz).
     const w = this.topology.workload;
     const busy = new Set<number>();
     if (w.txPacketsPerSec > 0) for (const n of this.nets) busy.add(n.vcpu);
@@ -298,6 +299,40 @@ export class ArmMachine implements ComposedMachine {
     for (const v of this.vm.vcpus) v.guest.idleWithWfi = !busy.has(v.vcpuId);
   }
 
+
+  /**
+   * Every vCPU's tick from its EL1 virtual timer (per-CPU, as a Linux guest's arch_timer
+   * clockevent): the guest programs CNTV_CVAL one period ahead from its timer handler
+   * (arch_timer_handler_virt); KVM's arch timer takes the forwarded PPI 27 while the vCPU runs
+   * and wakes it with its background timer while it waits in WFI (KvmArchTimer).
+   */
+  private startArchTimers(hz: number, durationNs: number): void {
+    const s = this.ctx.scheduler;
+    const period = Math.max(1, Math.round(1e9 / hz));
+    const timer = new KvmArchTimer(this.vm);
+    for (const v of this.vm.vcpus) {
+      const id = v.vcpuId;
+      const cpu = this.cpus[id]!;
+      let deadline = 0;
+      const program = (at: number): void => {
+        if (at >= durationNs) {
+          timer.program(id, undefined); // the run ends: arch_timer_shutdown_virt
+          return;
+        }
+        deadline = at;
+        this.irqs.raised(id, VTIMER_PPI, at); // the tick is due at CVAL: latency counts from there
+        timer.program(id, at);
+      };
+      this.irqs.bind(id, VTIMER_PPI, 'arch_timer', () => {
+        // The next event one period after the last (a late tick is not made up: next one from now).
+        const next = deadline + period;
+        program(next > s.now ? next : s.now + period);
+      }, 'arch_timer_handler_virt');
+      this.vm.guestDriver.enablePpi(id, VTIMER_PPI); // the guest driver's enable_percpu_irq
+      v.onInterrupt(VTIMER_PPI, (i) => cpu.runGuest(() => void this.irqs.handle(id, i, s.now)));
+      cpu.at(0, () => program(period));
+    }
+  }
 
   /** vCPU threads are charged per running interval: close the open ones. */
   finish(): void {
@@ -314,7 +349,7 @@ export class ArmMachine implements ComposedMachine {
 
   startWorkload(durationNs: number): void {
     const w = this.topology.workload;
-    if (w.timerHz > 0) this.notes.push('workload.timerHz: the arm64 generic timer is not part of machine runs (its forwarded-PPI path is flow F18); ignored');
+    if (w.timerHz > 0) this.startArchTimers(w.timerHz, durationNs);
     const s = this.ctx.scheduler;
     if (w.ioDepth > 0) {
       for (const b of this.blks) {
