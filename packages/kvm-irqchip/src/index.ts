@@ -1,6 +1,6 @@
 export { KvmErrorCode } from './errors.js';
 export { KvmVm, KVM_VM_SNAPSHOT_TYPE, KVM_VM_SNAPSHOT_VERSION, type KvmVmOptions, type KvmIrqchipStateJson, type KvmVmSnapshotState, type UserspaceExit } from './vm.js';
-export { KvmVcpu, MP_STATE, MP_STATE_NAMES, type ExitReason, type VcpuMode, type VcpuSchedHooks, type VcpuEventsJson } from './vcpu.js';
+export { KvmVcpu, MP_STATE, MP_STATE_NAMES, type ExitReason, type VcpuMode, type VcpuSchedHooks, type VcpuEventsJson, type KvmUserspaceExitReason, type VcpuUserspaceLoop } from './vcpu.js';
 export { IdleGuest, type GuestModel, type GuestOp } from './guest-model.js';
 export { KvmLapic, type LapicStateJson } from './lapic.js';
 export { APIC, APIC_DEFAULT_PHYS_BASE, DM, SHORTHAND } from './lapic-registers.js';
@@ -26,3 +26,7 @@ export {
 export { QemuIrq } from './qemu-irq.js';
 export { PcGsi, QemuPic, QemuPit, HpetLegacy, ISA_NUM_IRQS } from './userspace-irqchip.js';
 export { registerKvmIrqchip, KvmIrqchipTokens, type InstanceRegistry } from './register.js';
+export { QemuApic, QemuApicBus, CPU_INTERRUPT_HARD, CPU_INTERRUPT_POLL, APIC_SV_ENABLE, QEMU_APIC_DEFAULT_ADDRESS, QEMU_APIC_SPACE_SIZE, type QemuApicCpu } from './qemu-apic.js';
+export { QemuIoapic, QEMU_IOAPIC_BASE, QEMU_IOAPIC_NUM_PINS } from './qemu-ioapic.js';
+export { QemuKvmCpu } from './qemu-kvm-vcpu-loop.js';
+export { QemuPcIrqchip } from './qemu-pc-irqchip.js';

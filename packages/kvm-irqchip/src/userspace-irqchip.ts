@@ -106,6 +106,81 @@ export class QemuPic {
   get intLevel(): boolean {
     return this.outputLevel;
   }
+
+  /** QEMU's init_state per chip (0: operational; 1–3: expecting ICW2, ICW3, ICW4), single mode and ICW4 flags. */
+  private readonly initState = [0, 0];
+  private readonly singleMode = [false, false];
+  private readonly init4 = [false, false];
+
+  /** Whether `port` is one of the 8259s' (0x20/0x21, 0xa0/0xa1) or the ELCRs' (0x4d0/0x4d1). */
+  static claims(port: number): boolean {
+    return port === 0x20 || port === 0x21 || port === 0xa0 || port === 0xa1 || port === 0x4d0 || port === 0x4d1;
+  }
+
+  /**
+   * pic_ioport_write / elcr_ioport_write, as far as a guest kernel uses them: ICW1–ICW4 (the
+   * vector base), OCW1 (IMR), OCW2 non-specific and specific EOI, and the ELCR. Rotation
+   * commands, poll mode and OCW3 (read select, special mask) are accepted and ignored.
+   */
+  ioportWrite(port: number, val: number): void {
+    if (port === 0x4d0 || port === 0x4d1) {
+      this.chips[port & 1]!.elcr = val & (port === 0x4d0 ? 0xf8 : 0xde);
+      this.update();
+      return;
+    }
+    const c = port >= 0xa0 ? 1 : 0;
+    const s = this.chips[c]!;
+    if ((port & 1) === 0) {
+      if (val & 0x10) {
+        // ICW1 (pic_init_reset, then ICW2…)
+        s.imr = 0;
+        s.isr = 0;
+        s.irr = 0;
+        s.lastIrr = 0;
+        s.priorityAdd = 0;
+        s.specialMask = false;
+        this.initState[c] = 1;
+        this.singleMode[c] = (val & 2) !== 0;
+        this.init4[c] = (val & 1) !== 0;
+        this.update();
+        return;
+      }
+      if (val & 0x08) return; // OCW3
+      const cmd = val >> 5;
+      if (cmd === 1) {
+        // non-specific EOI: the highest-priority in-service IRQ
+        const p = QemuPic.priority(s, s.isr);
+        if (p !== 8) s.isr &= ~(1 << ((p + s.priorityAdd) & 7));
+        this.update();
+      } else if (cmd === 3) {
+        s.isr &= ~(1 << (val & 7));
+        this.update();
+      }
+      return;
+    }
+    switch (this.initState[c]) {
+      case 0:
+        s.imr = val & 0xff;
+        this.update();
+        return;
+      case 1:
+        s.irqBase = val & 0xf8;
+        this.initState[c] = this.singleMode[c] ? (this.init4[c] ? 3 : 0) : 2;
+        return;
+      case 2:
+        this.initState[c] = this.init4[c] ? 3 : 0;
+        return;
+      default:
+        this.initState[c] = 0;
+    }
+  }
+
+  /** pic_ioport_read: IMR on the data port; IRR on the command port (OCW3 read select not modelled); the ELCR. */
+  ioportRead(port: number): number {
+    if (port === 0x4d0 || port === 0x4d1) return this.chips[port & 1]!.elcr;
+    const s = this.chips[port >= 0xa0 ? 1 : 0]!;
+    return port & 1 ? s.imr : s.irr;
+  }
 }
 
 /**

@@ -91,6 +91,10 @@ const STEP_EXIT_HANDLER = 3;
 const STEP_EXIT_DONE = 4;
 const STEP_WOKEN = 5;
 const STEP_START = 6;
+/** Userspace irqchip: back in QEMU after KVM_RUN returned (kvm_cpu_exec's exit handling). */
+const STEP_USERSPACE = 7;
+/** Userspace irqchip: the next KVM_RUN ioctl after QEMU's own work between runs. */
+const STEP_KVM_RUN = 8;
 
 const OP_STI: GuestOp = { op: 'sti' };
 const OP_EOI: GuestOp = { op: 'eoi' };
@@ -98,8 +102,25 @@ const OP_EOI: GuestOp = { op: 'eoi' };
 const NO_ARGS: Readonly<Record<string, number>> = Object.freeze({});
 const EOI_MSR_ARGS: Readonly<Record<string, number>> = Object.freeze({ msr: 0x80b });
 const HALT = (): 'halt' => 'halt';
+const NOOP_HANDLER = (): undefined => undefined;
 
 type ExitHandler = () => 'halt' | undefined | number | void;
+
+/** `kvm_run->exit_reason` values a vCPU without the in-kernel irqchip returns to userspace with. */
+export type KvmUserspaceExitReason = 'KVM_EXIT_IO' | 'KVM_EXIT_MMIO' | 'KVM_EXIT_HLT' | 'KVM_EXIT_IRQ_WINDOW_OPEN' | 'KVM_EXIT_INTR';
+
+/**
+ * What QEMU's vCPU thread does between two KVM_RUN ioctls when the VM has no in-kernel
+ * irqchip (accel/kvm/kvm-all.c `kvm_cpu_exec`, target/i386/kvm/kvm.c `kvm_arch_*_run`).
+ * Both calls run on the vCPU thread; `'park'` means the thread left kvm_cpu_exec and waits
+ * on its halt condition (qemu_wait_io_event) until `KvmVcpu.qemuKick` wakes it.
+ */
+export interface VcpuUserspaceLoop {
+  /** KVM_RUN returned with `reason`: kvm_arch_post_run, the exit's handling, then (unless parking) kvm_arch_pre_run. */
+  exit(vcpu: KvmVcpu, reason: KvmUserspaceExitReason): 'run' | 'park';
+  /** The parked thread was woken (qemu_cond_broadcast of halt_cond): kvm_cpu_exec again, or park again when still idle. */
+  wake(vcpu: KvmVcpu): 'run' | 'park';
+}
 
 /**
  * A vCPU: its LAPIC, `vcpu->mode`, requests, MP state, NMI queue, and the KVM_RUN loop
@@ -128,6 +149,23 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** Guest RFLAGS.IF. */
   ifFlag = true;
   irqWindowRequested = false;
+  /** No in-kernel LAPIC (`!lapic_in_kernel`): interrupts come from userspace through KVM_INTERRUPT. */
+  readonly userspaceIrqchip: boolean;
+  /** `vcpu->arch.interrupt` queued by KVM_INTERRUPT (kvm_queue_interrupt), injected at the next entry; -1: none. */
+  queuedInterrupt = -1;
+  /** `kvm_run->request_interrupt_window`, written by userspace before KVM_RUN. */
+  requestInterruptWindow = false;
+  /** A signal (QEMU's SIG_IPI) is pending for the vCPU thread: the next KVM_RUN returns -EINTR (KVM_EXIT_INTR). */
+  signalPending = false;
+  /** Exits that reached userspace, by `kvm_run->exit_reason`. */
+  readonly userspaceExits = new Map<KvmUserspaceExitReason, number>();
+  /** KVM_INTERRUPT ioctls accepted. */
+  kvmInterrupts = 0;
+  private userspaceLoop: VcpuUserspaceLoop | undefined;
+  /** The return to userspace the exit being handled ends in (userspace irqchip only). */
+  private exitToUser: KvmUserspaceExitReason | undefined;
+  /** QEMU's time between KVM_RUNs (charged by the loop through `chargeQemu`). */
+  private qemuNs = 0;
   /** Host CPU the vCPU thread runs on (vcpu->cpu). */
   hostCpu: number;
   readonly actor: Actor;
@@ -183,6 +221,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.hostCpu = hostCpu;
     this.actor = host.scheduler.actor({ name: `CPU ${vcpuId}/KVM`, kind: 'vcpu', cpu: hostCpu });
     this.mpState = host.irqchipInKernel && vcpuId !== 0 ? MP_STATE.UNINITIALIZED : MP_STATE.RUNNABLE;
+    this.userspaceIrqchip = !host.irqchipInKernel;
     this.lapic = new KvmLapic(this);
   }
 
@@ -257,6 +296,15 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (!this.blocked) return;
     this.blocked = false;
     this.actor.charge(h.costs.ns.contextSwitch);
+    if (this.userspaceIrqchip) {
+      // QEMU's vCPU thread back from qemu_cond_wait(halt_cond) in qemu_wait_io_event.
+      if (this.userspaceLoop !== undefined && this.userspaceLoop.wake(this) === 'park') {
+        this.blocked = true;
+        return;
+      }
+      this.kvmRunAfterQemu();
+      return;
+    }
     if (h.tracing) h.trace('kvm_arch_vcpu_unblocking', 'kvm_vcpu_block', { vcpu: this.vcpuId });
     h.schedHooks?.vcpuLoad(this, this.hostCpu);
     this.enterGuest();
@@ -489,6 +537,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
             break;
           case STEP_EXIT_DONE:
             if (this.exitHalts) this.halt();
+            else if (this.exitToUser !== undefined) this.returnToUserspace();
             else this.enterGuest();
             break;
           case STEP_WOKEN:
@@ -496,6 +545,12 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
             break;
           case STEP_START:
             this.host.schedHooks?.vcpuLoad(this, this.hostCpu);
+            this.enterGuest();
+            break;
+          case STEP_USERSPACE:
+            this.returnToUserspace();
+            break;
+          case STEP_KVM_RUN:
             this.enterGuest();
             break;
           default:
@@ -528,13 +583,24 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (!this.running) return;
     const tr = h.tracing;
     if (tr) h.trace('vcpu_enter_guest', 'vcpu_run', { vcpu: this.vcpuId });
-    h.scanIoapicOnEntry(this);
     let vector = -1;
-    if (this.requests & REQ_EVENT || this.irqWindowRequested) {
-      this.requests &= ~REQ_EVENT;
-      if (tr) h.trace('kvm_check_request', 'vcpu_enter_guest', { vcpu: this.vcpuId, req: 'KVM_REQ_EVENT' });
-      this.acceptEvents();
-      vector = this.injectPendingEvent();
+    if (this.userspaceIrqchip) {
+      if (this.signalPending) {
+        // signal_pending() before entry: KVM_RUN returns -EINTR with KVM_EXIT_INTR (QEMU's
+        // kick arrived while the thread was outside guest mode: immediate_exit).
+        this.signalPending = false;
+        this.leaveToUserspace('KVM_EXIT_INTR', 'vcpu_run');
+        return;
+      }
+      vector = this.userspaceEntryEvent();
+    } else {
+      h.scanIoapicOnEntry(this);
+      if (this.requests & REQ_EVENT || this.irqWindowRequested) {
+        this.requests &= ~REQ_EVENT;
+        if (tr) h.trace('kvm_check_request', 'vcpu_enter_guest', { vcpu: this.vcpuId, req: 'KVM_REQ_EVENT' });
+        this.acceptEvents();
+        vector = this.injectPendingEvent();
+      }
     }
     h.pirSync?.(this.vcpuId);
     const entry = h.costs.ns.vmEntry;
@@ -554,6 +620,12 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.entryVector = -1;
     if (vector >= 0) this.beginHandler(vector);
     else if (h.apicvActive && this.ifFlag && this.lapic.hasInterrupt() !== -1) this.virtualInterruptDelivery();
+    else if (this.irqWindowRequested && this.ifFlag && this.userspaceIrqchip) {
+      // Interrupt-window exiting with RFLAGS.IF already set: the CPU exits before the first instruction.
+      this.deferredExitVector = -1;
+      this.vmExit('PENDING_INTERRUPT', 'handle_interrupt_window', NO_ARGS, 0, this.irqWindowOpen);
+      return;
+    }
     const p = this.deferredPreempt;
     if (p !== undefined) {
       this.deferredPreempt = undefined;
@@ -657,7 +729,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
           return;
         }
         if (this.irqWindowRequested || (this.requests & REQ_EVENT && this.hasPendingInterrupt())) {
-          this.vmExit('PENDING_INTERRUPT', 'handle_interrupt_window', {}, 0, () => undefined);
+          this.vmExit('PENDING_INTERRUPT', 'handle_interrupt_window', {}, 0, this.userspaceIrqchip ? this.irqWindowOpen : NOOP_HANDLER);
           return;
         }
         this.guestStep();
@@ -675,7 +747,11 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         this.guestStep();
         return;
       case 'eoi':
-        if (this.lapic.x2apicMode) {
+        if (this.userspaceIrqchip) {
+          // No APIC-access page: the EOI register is plain MMIO that QEMU's "apic-msi" region owns.
+          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
+          this.guestIo({ op: 'mmio-write', addr: this.lapic.baseAddress + APIC.EOI, len: 4, value: 0 });
+        } else if (this.lapic.x2apicMode) {
           this.vmExit('MSR_WRITE', 'handle_wrmsr', EOI_MSR_ARGS, ns.apicAccessEmulation, this.eoiByMsr);
         } else if (h.apicvActive && !h.ioapicHandlesEoi(this)) {
           this.actor.charge(ns.guestEoiNoExit);
@@ -691,7 +767,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         }
         return;
       case 'hlt':
-        this.vmExit('HLT', 'kvm_emulate_halt', NO_ARGS, 0, HALT);
+        this.vmExit('HLT', 'kvm_emulate_halt', NO_ARGS, 0, this.userspaceIrqchip ? this.haltToUserspace : HALT);
         return;
       case 'stop':
         this.mode = 'outside-guest';
@@ -720,13 +796,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       this.vmExit('IO_INSTRUCTION', 'handle_io', { port: op.port, len: op.len }, 0, () => {
         const r = h.guestPio(this, op.op === 'pio-write', op.port, op.len, op.op === 'pio-write' ? op.value : 0);
         if (op.op === 'pio-read') op.done?.(r.value);
-        if (r.toUserspace) this.chargeUserspace(ns.exitToUserspace);
+        if (r.toUserspace) this.userspaceAccess('KVM_EXIT_IO');
         return undefined;
       });
       return;
     }
     const addr = op.addr;
-    if (this.lapic.mmioInRange(addr) && this.lapic.hwEnabled) {
+    if (this.lapic.mmioInRange(addr) && this.lapic.hwEnabled && !this.userspaceIrqchip) {
       this.vmExit('APIC_ACCESS', 'handle_apic_access', { addr }, ns.apicAccessEmulation, () => {
         if (op.op === 'mmio-write') this.lapic.mmioWrite(addr, op.len, op.value);
         else op.done?.(this.lapic.mmioRead(addr, op.len));
@@ -738,7 +814,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.vmExit('EPT_MISCONFIG', 'handle_ept_misconfig', { addr }, fast ? 0 : ns.mmioEmulation, () => {
       const r = h.guestMmio(this, op.op === 'mmio-write', addr, op.len, op.op === 'mmio-write' ? op.value : 0);
       if (op.op === 'mmio-read') op.done?.(r.value);
-      if (r.toUserspace) this.chargeUserspace(ns.exitToUserspace);
+      if (r.toUserspace) this.userspaceAccess('KVM_EXIT_MMIO');
       return undefined;
     });
   }
@@ -746,6 +822,149 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   private userspaceNs = 0;
   private chargeUserspace(n: number): void {
     this.userspaceNs += n;
+  }
+
+  /**
+   * A guest access no in-kernel device claimed went to the VMM (KVM_EXIT_IO / KVM_EXIT_MMIO;
+   * the VM traced kvm_userspace_exit). Its device emulation already ran; with the userspace irqchip
+   * QEMU's kvm_cpu_exec takes over before the next KVM_RUN.
+   */
+  private userspaceAccess(reason: 'KVM_EXIT_IO' | 'KVM_EXIT_MMIO'): void {
+    const h = this.host;
+    this.chargeUserspace(h.costs.ns.exitToUserspace);
+    if (this.userspaceIrqchip) this.exitToUser = reason;
+  }
+
+  // ---- no in-kernel irqchip: KVM_INTERRUPT, the interrupt window, HLT and signals -------------
+  /** Installs QEMU's side of the run loop (userspace irqchip only). */
+  setUserspaceLoop(loop: VcpuUserspaceLoop | undefined): void {
+    this.userspaceLoop = loop;
+  }
+
+  /**
+   * KVM_INTERRUPT (kvm_vcpu_ioctl_interrupt): without an in-kernel irqchip the vector is queued
+   * as `vcpu->arch.interrupt` (kvm_queue_interrupt) with KVM_REQ_EVENT and injected at the
+   * next entry; with the in-kernel PIC it fails with ENXIO. Returns 0 or a negative errno.
+   */
+  kvmInterrupt(vector: number): number {
+    const h = this.host;
+    if (!Number.isInteger(vector) || vector < 0 || vector >= 256) return -22;
+    if (!this.userspaceIrqchip) return -6;
+    if (h.tracing) h.trace('kvm_vcpu_ioctl_interrupt', 'kvm_arch_vcpu_ioctl', { vcpu: this.vcpuId, irq: vector });
+    this.queuedInterrupt = vector;
+    this.requests |= REQ_EVENT;
+    this.kvmInterrupts++;
+    return 0;
+  }
+
+  /**
+   * `kvm_run->ready_for_interrupt_injection` as post_kvm_run_save computes it without an
+   * in-kernel PIC (kvm_vcpu_ready_for_interrupt_injection): RFLAGS.IF set and no interrupt
+   * already queued (kvm_cpu_has_extint is `interrupt.injected` when the LAPIC is in userspace).
+   */
+  get readyForInterruptInjection(): boolean {
+    return !this.userspaceIrqchip || (this.ifFlag && this.queuedInterrupt === -1);
+  }
+
+  /**
+   * A signal to the vCPU thread (QEMU's qemu_cpu_kick: cond broadcast + pthread_kill SIG_IPI).
+   * Parked in QEMU: the thread wakes. In guest mode: the host IPI that delivers the signal forces
+   * an EXTERNAL_INTERRUPT exit, and vcpu_run sees signal_pending → KVM_EXIT_INTR. Elsewhere
+   * (in the kernel or in QEMU between runs) the next KVM_RUN returns -EINTR at once.
+   */
+  qemuKick(): void {
+    this.kicks++;
+    const h = this.host;
+    if (h.tracing) h.trace('qemu_cpu_kick_thread', 'qemu_cpu_kick', { vcpu: this.vcpuId, mode: this.mode, parked: this.blocked });
+    if (this.blocked) {
+      this.wakeUp();
+      return;
+    }
+    this.signalPending = true;
+    if (this.mode === 'in-guest' && h.scheduler.current !== this.actor) this.sendReschedIpi();
+  }
+
+  /** QEMU time spent on the vCPU thread between two KVM_RUNs (delays the next entry). */
+  chargeQemu(ns: number): void {
+    this.qemuNs += ns;
+    this.actor.charge(ns);
+  }
+
+  /** At entry without an in-kernel LAPIC: inject what KVM_INTERRUPT queued, else open the window userspace asked for. */
+  private userspaceEntryEvent(): number {
+    const h = this.host;
+    const tr = h.tracing;
+    this.requests &= ~REQ_EVENT;
+    const v = this.queuedInterrupt;
+    if (v >= 0) {
+      // kvm_check_and_inject_events: an interrupt already queued (interrupt.injected) is injected as is.
+      this.queuedInterrupt = -1;
+      // The window userspace asked for stays requested behind the injection (req_int_win).
+      this.irqWindowRequested = this.requestInterruptWindow;
+      this.actor.charge(h.costs.ns.injectIrq);
+      if (tr) h.trace('vmx_inject_irq', 'kvm_check_and_inject_events', { vcpu: this.vcpuId, vector: v }, h.costs.ns.injectIrq);
+      this.injected++;
+      return v;
+    }
+    // dm_request_for_irq_injection: userspace wants an IRQ_WINDOW_OPEN exit once IF allows one.
+    if (this.requestInterruptWindow) {
+      if (!this.irqWindowRequested && tr) h.trace('vmx_enable_irq_window', 'vcpu_enter_guest', { vcpu: this.vcpuId });
+      this.irqWindowRequested = true;
+    } else this.irqWindowRequested = false;
+    return -1;
+  }
+
+  /** handle_interrupt_window without an in-kernel irqchip: userspace asked for it → KVM_EXIT_IRQ_WINDOW_OPEN. */
+  private readonly irqWindowOpen = (): undefined => {
+    this.irqWindowRequested = false;
+    if (this.requestInterruptWindow && this.readyForInterruptInjection) {
+      this.exitToUser = 'KVM_EXIT_IRQ_WINDOW_OPEN';
+      this.chargeUserspace(this.host.costs.ns.exitToUserspace);
+      if (this.host.tracing) this.host.trace('kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId, reason: 'KVM_EXIT_IRQ_WINDOW_OPEN' });
+    }
+    return undefined;
+  };
+
+  /** kvm_emulate_halt → __kvm_emulate_halt: no in-kernel LAPIC, so KVM_EXIT_HLT to userspace. */
+  private readonly haltToUserspace = (): undefined => {
+    this.exitToUser = 'KVM_EXIT_HLT';
+    this.chargeUserspace(this.host.costs.ns.exitToUserspace);
+    if (this.host.tracing) this.host.trace('kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId, reason: 'KVM_EXIT_HLT' });
+    return undefined;
+  };
+
+  /** KVM_RUN returns without a VM exit to handle (KVM_EXIT_INTR before entry). */
+  private leaveToUserspace(reason: KvmUserspaceExitReason, caller: string): void {
+    const h = this.host;
+    this.mode = 'outside-guest';
+    this.exitToUser = reason;
+    const ns = h.costs.ns.exitToUserspace;
+    this.actor.charge(ns);
+    if (h.tracing) h.trace('kvm_userspace_exit', caller, { vcpu: this.vcpuId, reason });
+    this.thenAfter(ns, STEP_USERSPACE);
+  }
+
+  /** QEMU's kvm_cpu_exec with KVM_RUN's result: its loop decides whether to run again or park. */
+  private returnToUserspace(): void {
+    const reason = this.exitToUser!;
+    this.exitToUser = undefined;
+    this.userspaceExits.set(reason, (this.userspaceExits.get(reason) ?? 0) + 1);
+    const loop = this.userspaceLoop;
+    this.qemuNs = 0;
+    if (loop !== undefined && loop.exit(this, reason) === 'park') {
+      // Out of kvm_cpu_exec, waiting in qemu_wait_io_event until qemu_cpu_kick.
+      this.blocked = true;
+      return;
+    }
+    this.kvmRunAfterQemu();
+  }
+
+  /** The next KVM_RUN, once QEMU's work between runs (charged through chargeQemu) is done. */
+  private kvmRunAfterQemu(): void {
+    const ns = this.qemuNs;
+    this.qemuNs = 0;
+    if (ns > 0) this.thenAfter(ns, STEP_KVM_RUN);
+    else this.enterGuest();
   }
 
   /**
@@ -779,6 +998,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (extra === 0) {
       // Nothing left to handle: the vCPU thread goes straight on (halt or re-entry).
       if (halts) this.halt();
+      else if (this.exitToUser !== undefined) this.returnToUserspace();
       else this.enterGuest();
       return;
     }

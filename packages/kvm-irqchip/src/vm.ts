@@ -630,6 +630,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       const r = this.pioBus.read(port, len);
       if (r !== undefined) return { value: r, toUserspace: false };
     }
+    if (this.t.on) this.trace('kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: vcpu.vcpuId, reason: 'KVM_EXIT_IO' });
     const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'IO', write, addr: port, len, value }) ?? 0;
     return { value: v, toUserspace: true };
   }
@@ -642,6 +643,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       const r = this.mmioBus.read(addr, len);
       if (r !== undefined) return { value: r, toUserspace: false };
     }
+    if (this.t.on) this.trace('kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: vcpu.vcpuId, reason: 'KVM_EXIT_MMIO' });
     const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'MMIO', write, addr, len, value }) ?? 0;
     return { value: v, toUserspace: true };
   }
