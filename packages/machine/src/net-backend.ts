@@ -82,18 +82,30 @@ function vhostUserBackend(m: ComposedMachine, dev: VirtioNet, cpu: number): NetB
 
 /**
  * Kernel vhost-net: the vhost worker thread serves the rings; its tap side reflects the
- * guest's frames (macswap). Frames arriving from the outside on the tap are not modelled by
- * @virq/vhost-user's vhost-net (its handle_rx is fed by handle_tx only), so `startRx` is a
- * no-op and the machine says so.
+ * guest's frames (macswap), and frames from the outside come the way F10's do as far as the
+ * tap (NIC IRQ → __netif_receive_skb_core → br_handle_frame → tun_net_xmit), where vhost-net
+ * takes over instead of QEMU: the tun ring's socket wakes the RX ring's poll and the worker's
+ * handle_rx fills the guest's buffers and signals the call eventfd (irqfd).
  */
 function vhostKernelBackend(m: ComposedMachine, dev: VirtioNet, mem: GuestMemory, cpu: number): NetBackendHandle {
-  const ops = new VhostKernelNetOps({ ctx: m.ctx, memory: mem, ownerPid: m.mainLoop.pid, handler: macswapHandler(), cpu });
+  const ctx = m.ctx;
+  const ops = new VhostKernelNetOps({ ctx, memory: mem, ownerPid: m.mainLoop.pid, handler: macswapHandler(), cpu });
   dev.setBackend({ kind: 'vhost-kernel', ops: [ops] });
+  const nicCpu = ctx.scheduler.actor({ name: 'irq/nic0', kind: 'host-cpu', cpu: 0 });
+  const t = ctx.trace.channel('host-net');
   return {
     kind: 'vhost',
     txFrames: () => ops.dev.counters.txFrames,
-    startRx: (rate) => {
-      if (rate > 0) m.notes.push(`${dev.name}: kernel vhost-net receives only the reflection of the guest's tx (tap rx from outside is not modelled); rxPacketsPerSec ignored`);
+    startRx(rate, untilNs) {
+      arrivals(m, nicCpu, rate, untilNs, (frame) => {
+        if (t.on) {
+          t.emit('host.irq', 'handle_irq_event', 'handle_edge_irq', { irq: 'nic0' });
+          t.emit('host.rx', '__netif_receive_skb_core', '__netif_receive_skb_one_core', { len: frame.length });
+          t.emit('host.br', 'br_handle_frame', '__netif_receive_skb_core', { port: 'tap0' });
+        }
+        nicCpu.charge(ctx.costs.ns.ringChain);
+        ops.dev.tapXmit(frame); // tun_net_xmit → sock_def_readable → vhost_poll_wakeup
+      });
     },
   };
 }

@@ -17,6 +17,6 @@ export { VhostUserSocketConnection } from './socket-connection.js';
 export { VhostUserNetServer, type VhostUserNetServerOptions } from './vhost-user-net-server.js';
 export { parseVhostUserNetArgs, runVhostUserNetCli, type VhostUserNetCliArgs } from './cli.js';
 export { BlockingSocketChannel } from './blocking-socket-channel.js';
-export { VhostIoctl, VhostKernelNet, type VhostKernelEvent, type VhostKernelMemoryRegion, type VhostKernelNetOptions } from './vhost-kernel.js';
+export { TUN_RING_FRAMES, VHOST_NET_PKT_WEIGHT, VhostIoctl, VhostKernelNet, type VhostKernelEvent, type VhostKernelMemoryRegion, type VhostKernelNetOptions } from './vhost-kernel.js';
 export { MODEL_QEMU_RAM_UVA, VhostKernelNetOps, VhostUserNetOps, type VhostKernelNetOpsInit, type VhostUserNetOpsInit } from './vhost-ops.js';
 export { FastSplitQueue, regionViews, type RegionViews } from './fast-split-queue.js';

@@ -63,6 +63,11 @@ function ioctlError(name: string, errno: ErrnoName | 'ENOBUFS', message: string)
   return new VirqError(VhostUserErrorCode.Ioctl, `${name}: ${message}`, { errno: errno === 'ENOBUFS' ? undefined : errno, details: { ioctl: name, errno } });
 }
 
+/** Frames the tun file's ring holds before tun_net_xmit drops (the tap's default tx_queue_len). */
+export const TUN_RING_FRAMES = 1000;
+/** handle_rx's packet budget per run (VHOST_NET_PKT_WEIGHT): beyond it the work is requeued. */
+export const VHOST_NET_PKT_WEIGHT = 256;
+
 /**
  * The kernel vhost-net model (drivers/vhost/vhost.c + net.c): the ioctls QEMU's
  * vhost_kernel_* backend issues, ring state per virtqueue, and the vhost worker thread.
@@ -87,7 +92,10 @@ export class VhostKernelNet {
   private readonly rxChain = new DescriptorChain();
   private readonly handler: PacketHandler | undefined;
   readonly offered: bigint;
-  readonly counters = { kicks: 0, works: 0, txFrames: 0, rxFrames: 0, rxDropped: 0, signals: 0 };
+  readonly counters = { kicks: 0, works: 0, txFrames: 0, rxFrames: 0, rxDropped: 0, signals: 0, tapFrames: 0, tapDropped: 0 };
+  /** The tun file's ring toward this socket (tfile->tx_ring): frames the host stack sent out of the tap. */
+  private readonly tapRing: Uint8Array[] = [];
+  private tapHead = 0;
 
   constructor(
     private readonly ctx: SimContext,
@@ -262,6 +270,41 @@ export class VhostKernelNet {
   private pollWakeup(index: number, fd: EventFd): void {
     this.counters.kicks++;
     if (this.trace.on) this.trace.emit('vhost.poll', 'vhost_poll_wakeup', '__wake_up_common', { index, fd: fd.fd });
+    this.queueWork(index);
+  }
+
+  /**
+   * A frame the host stack forwards out of the tap (tun_net_xmit, in the sender's context —
+   * the NIC's softirq): it joins the tun file's ring, or is dropped when the ring is full;
+   * the socket's wait queue then wakes the RX ring's socket poll (sock_def_readable →
+   * vhost_poll_wakeup → vhost_poll_queue) and the worker runs handle_rx_net. Returns whether
+   * the frame was queued.
+   */
+  tapXmit(frame: Uint8Array): boolean {
+    if (this.tapRing.length - this.tapHead >= TUN_RING_FRAMES) {
+      this.counters.tapDropped++;
+      if (this.trace.on) this.trace.emit('vhost.poll', 'tun_net_xmit', 'dev_hard_start_xmit', { dev: 'tap0', len: frame.length, dropped: true });
+      return false;
+    }
+    this.counters.tapFrames++;
+    if (this.trace.on) this.trace.emit('vhost.poll', 'tun_net_xmit', 'dev_hard_start_xmit', { dev: 'tap0', len: frame.length, dropped: false });
+    this.tapRing.push(frame);
+    const rx = this.vqs[0]!;
+    // The socket poll is armed only while a backend is attached (vhost_net_enable_vq).
+    if (!rx.backend) return true;
+    if (this.trace.on) this.trace.emit('vhost.poll', 'vhost_poll_wakeup', 'sock_def_readable', { index: 0, sock: 'tap0' });
+    this.queueWork(0, 'sock');
+    return true;
+  }
+
+  /** Frames waiting on the tap for the RX ring. */
+  get tapQueued(): number {
+    return this.tapRing.length - this.tapHead;
+  }
+
+  /** vhost_poll_queue → vhost_work_queue (+ wake_up_process of the worker). */
+  private queueWork(index: number, source: 'kick' | 'sock' = 'kick'): void {
+    if (index === 0) this.rxSource = source === 'sock' || this.rxSource === 'sock' ? 'sock' : 'kick';
     this.pending.add(index);
     if (this.workQueued) return;
     this.workQueued = true;
@@ -280,8 +323,67 @@ export class VhostKernelNet {
       const vq = this.vqs[index]!;
       vq.kick?.testAndClear();
       if (index === 1) this.handleTx();
-      else if (this.trace.on) this.trace.emit('vhost.handle', 'handle_rx_kick', 'vhost_worker', { index });
+      else {
+        // handle_rx_kick (the guest added rx buffers) or handle_rx_net (the tap socket has data): both run handle_rx.
+        if (this.trace.on) this.trace.emit('vhost.handle', this.rxSource === 'sock' ? 'handle_rx_net' : 'handle_rx_kick', 'vhost_worker', { index });
+        this.rxSource = 'kick';
+        this.handleRx();
+      }
     }
+  }
+
+  private rxSource: 'kick' | 'sock' = 'kick';
+
+  /**
+   * handle_rx (net.c): with guest notifications off, move frames from the tun ring into RX
+   * buffers; out of buffers → vhost_enable_notify and wait for the guest's rx kick (re-check
+   * once, as the kernel does); signal the used buffers at the end (vhost_net_signal_used →
+   * vhost_add_used_and_signal_n); after VHOST_NET_PKT_WEIGHT frames the work is requeued.
+   */
+  private handleRx(): void {
+    const rx = this.vqs[0]!.dev;
+    if (rx === undefined) return;
+    rx.disableNotification();
+    let frames = 0;
+    while (this.tapHead < this.tapRing.length) {
+      if (frames >= VHOST_NET_PKT_WEIGHT) {
+        // vhost_exceeds_weight → vhost_poll_queue: let the other rings run first.
+        this.queueWork(0, 'sock');
+        break;
+      }
+      const c = rx.pop(this.rxChain);
+      if (c === null) {
+        if (rx.broken) break;
+        if (rx.enableNotification()) {
+          rx.disableNotification();
+          continue;
+        }
+        break; // no buffers: the guest's rx kick brings handle_rx back
+      }
+      const frame = this.tapRing[this.tapHead++]!;
+      frames++;
+      if (c.inBytes < 12 + frame.length) {
+        // The buffer cannot hold the header and the frame: the frame is discarded ("Discarded
+        // rx packet") and the descriptors go back to the ring (vhost_discard_vq_desc).
+        this.counters.rxDropped++;
+        rx.unpop(1);
+        continue;
+      }
+      const hdr = new Uint8Array(12);
+      hdr[10] = 1; // num_buffers = 1 (virtio_net_hdr_mrg_rxbuf)
+      rx.writeToChain(c, hdr);
+      rx.writeToChain(c, frame, 12);
+      rx.fill(c, 12 + frame.length);
+      this.counters.rxFrames++;
+    }
+    if (this.tapHead === this.tapRing.length) {
+      this.tapRing.length = 0;
+      this.tapHead = 0;
+    } else if (this.tapHead > 4096) {
+      this.tapRing.splice(0, this.tapHead);
+      this.tapHead = 0;
+    }
+    if (rx.flush() > 0) rx.notify();
   }
 
   /** handle_tx (net.c): drain TX with kicks off, feed the tap, signal per vhost_notify. */
