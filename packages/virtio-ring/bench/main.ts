@@ -4,7 +4,9 @@
  *      split and packed, batch 1 and 32, 64-byte buffers (tracing off, and on for one row);
  *   2. two worker threads over one SharedArrayBuffer (driver | device, polling, batch 32)
  *      beside the C reference tools/ring-ref/ring_ref.c (two pthreads, same ring, built here
- *      with the system gcc), alternating runs, medians and per-pair ratios;
+ *      with the system gcc), alternating runs, medians and per-pair ratios; and the "JS floor":
+ *      the C's two loops written straight in JS (bench/inline-worker.ts, no library), which
+ *      separates what V8 costs from what the ring's code costs;
  *   3. notifications per buffer with and without EVENT_IDX, steady producer/consumer.
  * Options: BENCH_QUICK=1 shortens every section; BENCH_ONLY=1|2|3 runs one section;
  * BENCH_PIN=0 leaves the two threads unpinned.
@@ -93,6 +95,60 @@ function singleThread(side: Side, batch: number, chains: number): number {
   return chains / ((performance.now() - t0) / 1000);
 }
 
+/**
+ * Split, batch 32, the two sides timed apart (ns per packet; one clock read per phase, ≈ 1 ns
+ * per packet included): the calls the two-thread workers make, either one buffer per call
+ * (addOutbuf / pop + fill / getBuf) or through the burst entry points (addOutbufs / popBurst +
+ * fillBurst / getBufs). Direct, monomorphic calls, as in the workers.
+ */
+function splitPerSide(burst: boolean): (count: number) => { drv: number; dev: number } {
+  const mem = GuestMemory.ofSize(0x100000);
+  const l = splitRingLayout(256, 0x10000);
+  const d = new SplitVirtqueueDriver<number>(mem, { ...l });
+  const v = new SplitVirtqueueDevice(mem, { ...l });
+  d.disableCb();
+  v.disableNotification();
+  const B = 32;
+  const gpas = new Float64Array(B);
+  const lens = new Uint32Array(B).fill(64);
+  const toks = new Array<number>(B).fill(1);
+  const chains = Array.from({ length: B }, () => new DescriptorChain());
+  const outT = new Array<number | undefined>(B).fill(undefined);
+  const outL = new Uint32Array(B);
+  return (count) => {
+    let tDrv = 0;
+    let tDev = 0;
+    for (let done = 0; done < count; done += B) {
+      const t0 = performance.now();
+      if (burst) {
+        for (let k = 0; k < B; k++) gpas[k] = 0x80000 + 64 * ((done + k) & 255);
+        d.addOutbufs(gpas, lens, toks, B);
+      } else {
+        for (let k = 0; k < B; k++) d.addOutbuf(0x80000 + 64 * ((done + k) & 255), 64, 1);
+      }
+      d.kickPrepare();
+      const t1 = performance.now();
+      if (burst) {
+        const n = v.popBurst(chains, B);
+        v.fillBurst(chains, n, 0);
+      } else {
+        for (let c = v.pop(chains[0]); c !== null; c = v.pop(chains[0])) v.fill(c, 0);
+      }
+      v.flush();
+      v.shouldNotify();
+      const t2 = performance.now();
+      let got = 0;
+      if (burst) got = d.getBufs(outT, outL, B);
+      else while (d.getBuf() !== undefined) got++;
+      if (got !== B) throw new Error('lost a buffer');
+      const t3 = performance.now();
+      tDrv += t1 - t0 + (t3 - t2);
+      tDev += t2 - t1;
+    }
+    return { drv: (tDrv * 1e6) / count, dev: (tDev * 1e6) / count };
+  };
+}
+
 function section1(): void {
   console.log('\n== 1. single thread: add → pop → push → get_buf, 64-byte buffers, queue 256 (chains/s, median of 5) ==');
   const chains = QUICK ? 200_000 : 1_000_000;
@@ -113,6 +169,18 @@ function section1(): void {
   for (const [, s, b] of configs) singleThread(s, b, chains / 4); // warm up
   for (let round = 0; round < 5; round++) configs.forEach(([, s, b], i) => res[i]!.push(singleThread(s, b, i === 4 ? chains / 8 : chains)));
   configs.forEach(([name], i) => console.log(`  ${name}: ${fmt(median(res[i]!))}chains/s`));
+  for (const burst of [false, true]) {
+    const run = splitPerSide(burst);
+    run(chains / 4);
+    const drv: number[] = [];
+    const dev: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      const r = run(chains);
+      drv.push(r.drv);
+      dev.push(r.dev);
+    }
+    console.log(`  split  batch 32, per side, ${burst ? 'burst entry points' : 'one buffer per call'}: driver ${median(drv).toFixed(1)} ns/packet, device ${median(dev).toFixed(1)} ns/packet`);
+  }
   sub.unsubscribe();
   void seen;
 }
@@ -131,14 +199,19 @@ function hasTaskset(): boolean {
   }
 }
 
-/** Packets each two-thread run handles before its timed window (both TS and C), so JIT warm-up and first-touch faults are not timed. */
-const WARM = 300_000;
+/**
+ * Packets each two-thread run handles before its timed window (both TS and C), so JIT warm-up and
+ * first-touch faults are not timed. Rates per 65,536-packet slice show the TS workers still
+ * tiering up (a re-optimisation after a deopt) until ≈ 400,000 packets, hence 1,000,000.
+ */
+const WARM = 1_000_000;
 
-async function tsTwoThreads(count: number, availPublish: 'immediate' | 'on-kick'): Promise<number> {
+/** `ring-worker.ts`: @virq/virtio-ring; `inline-worker.ts`: the same loops as C written straight in JS (the JS floor). */
+async function tsTwoThreads(count: number, availPublish: 'immediate' | 'on-kick', worker = './ring-worker.ts'): Promise<number> {
   const sab = new SharedArrayBuffer(0x100000);
   const ctl = new SharedArrayBuffer(8);
   const c = new Int32Array(ctl);
-  const url = new URL('./ring-worker.ts', import.meta.url);
+  const url = new URL(worker, import.meta.url);
   const execArgv = ['--import', new URL('../../../tools/ts-register.mjs', import.meta.url).href];
   const mk = (role: string): Worker => new Worker(url, { workerData: { role, sab, ctl, size: SIZE, batch: BATCH, count, availPublish, pin: PIN, warm: WARM }, execArgv });
   const ws = [mk('device'), mk('driver')];
@@ -179,28 +252,37 @@ async function section2(): Promise<void> {
   const bin = buildC();
   const count = QUICK ? 300_000 : 1_000_000;
   const pairs = QUICK ? 3 : 5;
+  const INLINE = './inline-worker.ts';
   for (const mode of ['on-kick', 'immediate'] as const) {
     const ts: number[] = [];
+    const js: number[] = [];
     const cs: number[] = [];
     const ratios: number[] = [];
+    const jsRatios: number[] = [];
     await tsTwoThreads(count / 4, mode); // warm-up of the loader and the code cache
+    await tsTwoThreads(count / 4, mode, INLINE);
     for (let p = 0; p < pairs; p++) {
-      // Alternate which runs first so drift in host load hits both sides.
+      // Alternate the order so drift in host load hits every column.
       let t: number;
+      let j: number;
       let cv = Number.NaN;
       if (p % 2 === 0) {
         t = await tsTwoThreads(count, mode);
+        j = await tsTwoThreads(count, mode, INLINE);
         if (bin !== undefined) cv = cTwoThreads(bin, count, mode);
       } else {
         if (bin !== undefined) cv = cTwoThreads(bin, count, mode);
+        j = await tsTwoThreads(count, mode, INLINE);
         t = await tsTwoThreads(count, mode);
       }
       ts.push(t);
+      js.push(j);
       cs.push(cv);
       ratios.push(t / cv);
-      console.log(`  [avail.idx ${mode}] pair ${p + 1}: TS ${fmt(t)}pps   C ${Number.isNaN(cv) ? '-' : fmt(cv)}pps   TS/C ${(t / cv).toFixed(2)}`);
+      jsRatios.push(j / cv);
+      console.log(`  [avail.idx ${mode}] pair ${p + 1}: TS ${fmt(t)}pps   JS floor ${fmt(j)}pps   C ${Number.isNaN(cv) ? '-' : fmt(cv)}pps   TS/C ${(t / cv).toFixed(2)}   JS floor/C ${(j / cv).toFixed(2)}`);
     }
-    console.log(`  [avail.idx ${mode}] median: TS ${fmt(median(ts))}pps   C ${bin === undefined ? '-' : fmt(median(cs))}pps   median per-pair TS/C ratio ${median(ratios).toFixed(2)} (target ≥ 0.5)`);
+    console.log(`  [avail.idx ${mode}] median: TS ${fmt(median(ts))}pps   JS floor ${fmt(median(js))}pps   C ${bin === undefined ? '-' : fmt(median(cs))}pps   median per-pair TS/C ratio ${median(ratios).toFixed(2)} (target ≥ 0.5), JS floor/C ${median(jsRatios).toFixed(2)}`);
   }
   if (bin !== undefined) fs.rmSync(bin, { force: true });
 }

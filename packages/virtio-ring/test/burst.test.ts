@@ -469,12 +469,15 @@ describe('getBufs against a hostile device (Linux BAD_RING)', () => {
     mem.write32(ring, 0);
     mem.write32(ring + 4, 7);
     mem.write32(ring + 8, Q);
+    mem.write32(ring + 12, 99);
     mem.write32(ring + 16, 2);
     mem.write16(layout.device + 2, 3);
     const tokens = new Array<number | undefined>(4).fill(undefined);
     const lens = new Uint32Array(4);
     expect(drv.getBufs(tokens, lens, 4)).toBe(1);
     expect([tokens[0], lens[0]]).toEqual([100, 7]);
+    // Linux's *len is the last buffer returned; the refused element leaves it alone.
+    expect(drv.lastLen).toBe(7);
     expect(drv.broken).toBe(true);
     expect(drv.getBufs(tokens, lens, 4)).toBe(0);
   });
