@@ -17,6 +17,7 @@ export {
   type KvmIrqfdView, type IrqfdBypassHooks, type IrqAckNotifier, type KvmIrqfdArgs,
 } from './irqfd.js';
 export { KvmIoBus, kvmIoBusCmp, type KvmIoDevice, type KvmIoRange } from './kvm-io-bus.js';
+export { KvmPit, KVM_MIN_TIMER_PERIOD_US, KVM_PIT_BASE_ADDRESS, KVM_PIT_FREQ, KVM_PIT_IRQ_SOURCE_ID, KVM_PIT_MEM_LENGTH, type KvmPitOptions } from './kvm-pit.js';
 export { IoeventfdBus, KVM_IOEVENTFD_FLAG_DATAMATCH, KVM_IOEVENTFD_FLAG_PIO, KVM_IOEVENTFD_FLAG_DEASSIGN, type KvmIoeventfdArgs, type Ioeventfd } from './ioeventfd.js';
 export { msiToLapicIrq } from './x86-msi.js';
 export {

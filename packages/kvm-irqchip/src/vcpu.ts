@@ -676,6 +676,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.actor.charge(h.costs.ns.injectIrq);
     if (tr) h.trace('vmx_inject_irq', 'inject_pending_event', { vcpu: this.vcpuId, vector }, h.costs.ns.injectIrq);
     this.injected++;
+    // kvm_check_and_inject_events: another injectable interrupt behind this one (a LAPIC vector
+    // behind the PIC's ExtINT, say) opens an interrupt window, so it is injected as soon as the
+    // guest can take it instead of waiting for an unrelated KVM_REQ_EVENT.
+    if (this.hasPendingInterrupt()) {
+      if (tr) h.trace('vmx_enable_irq_window', 'inject_pending_event', { vcpu: this.vcpuId });
+      this.irqWindowRequested = true;
+    }
     return vector;
   }
 

@@ -1,6 +1,6 @@
 import { EventFd, msiMessage } from '@virq/core';
 import { APIC, IdleGuest, type GuestModel, type GuestOp } from '@virq/kvm-irqchip';
-import { enableLapics, inOrder, makeVm, record, setRedir } from './helpers.js';
+import { enableLapics, inOrder, makeVm, patchLapic, record, setRedir } from './helpers.js';
 
 describe('F5: serial IRQ 4 through KVM_IRQ_LINE with the in-kernel irqchip (FLOWS.md, seeds 000/001)', () => {
   test('kernel path, then injection on the halted target vCPU, in the seed order', () => {
@@ -310,6 +310,35 @@ describe('a host interrupt that arrives during VM entry', () => {
     expect(out.time).toBe(entryStart + ctx.costs.ns.vmEntry);
     expect(guest.taken.get(0x55)).toBe(1);
     expect(v.hostCpu).toBe(3);
+    expect(v.blocked).toBe(true);
+    rec.stop();
+  });
+});
+
+describe('two injectable interrupts at one entry (kvm_check_and_inject_events)', () => {
+  test('the PIC\'s ExtINT is injected first; the LAPIC vector behind it opens an interrupt window and follows at the guest\'s IRET — no HLT livelock', () => {
+    const { ctx, vm } = makeVm({ nvcpus: 1 });
+    enableLapics(vm);
+    patchLapic(vm, 0, { [APIC.LVT0]: 0x700 }); // ExtINT from the 8259 (virtual wire), as firmware leaves it
+    setRedir(vm, { 4: { vector: 0x34, dest: 0 } });
+    const guest = new IdleGuest(ctx.costs.ns.guestHandler);
+    const v = vm.vcpu(0)!;
+    v.setGuest(guest);
+    v.run();
+    ctx.scheduler.runUntilIdle();
+    const rec = record(ctx);
+    const qemu = ctx.scheduler.actor({ name: 'qemu-system-x86', kind: 'vmm-main' });
+    ctx.scheduler.after(0, qemu, () => {
+      vm.irqLine(4, true); // GSI 4: PIC IRQ 4 and IOAPIC pin 4 both raise
+      vm.irqLine(4, false);
+    });
+    ctx.scheduler.runUntil(ctx.scheduler.now + 1_000_000);
+    const fns = rec.functions();
+    expect(inOrder(fns, ['kvm_pic_read_irq', 'vmx_inject_irq', 'vmx_enable_irq_window', 'kvm_exit', 'handle_interrupt_window', 'vmx_inject_irq'])).toEqual([]);
+    expect(guest.taken.get(0x34)).toBe(1); // the IOAPIC's vector
+    expect(guest.taken.get(4)).toBe(1); // the PIC's IRQ 4 (vector base 0: the guest never sent ICW2)
+    expect(v.exits.get('PENDING_INTERRUPT')).toBe(1);
+    expect(v.exits.get('HLT')!).toBeLessThan(5);
     expect(v.blocked).toBe(true);
     rec.stop();
   });
