@@ -882,7 +882,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   qemuKick(): void {
     this.kicks++;
     const h = this.host;
-    if (h.tracing) h.trace('qemu_cpu_kick_thread', 'qemu_cpu_kick', { vcpu: this.vcpuId, mode: this.mode, parked: this.blocked });
+    if (h.tracing) h.trace('cpus_kick_thread', 'qemu_cpu_kick', { vcpu: this.vcpuId, mode: this.mode, parked: this.blocked });
     if (this.blocked) {
       this.wakeUp();
       return;

@@ -14,6 +14,15 @@ export interface RunMetrics {
     /** vCPU id (the topology's `vcpus[].id`) → reason → count. */
     perVcpu: Record<string, Record<string, number>>;
   };
+  /**
+   * Returns from KVM_RUN to the VMM (kvm_userspace_exit), by `kvm_run->exit_reason`: device
+   * accesses (KVM_EXIT_IO/MMIO) on every x86 machine; with the userspace irqchip also the LAPIC
+   * and IOAPIC accesses and EOIs (MMIO), KVM_EXIT_HLT, KVM_EXIT_IRQ_WINDOW_OPEN and the
+   * KVM_EXIT_INTR a QEMU kick causes. (The ARM machine does not trace them.)
+   */
+  userspaceExits: { total: number; byReason: Record<string, number> };
+  /** qemu_cpu_kick: QEMU signalling a vCPU thread to come out and take an interrupt (userspace irqchip). */
+  vcpuKicks: number;
   /** Guest → device notifications (virtqueue kicks): written vs suppressed by the ring. */
   kicks: { sent: number; suppressed: number };
   /** Device → guest notifications (used-buffer interrupts): signalled vs suppressed. */
@@ -46,6 +55,9 @@ export class MetricsCollector {
   readonly exitsByReason = new Map<string, number>();
   readonly exitsPerVcpu = new Map<number, Map<string, number>>();
   exits = 0;
+  readonly userspaceExitsByReason = new Map<string, number>();
+  userspaceExits = 0;
+  vcpuKicks = 0;
   kicksSent = 0;
   kicksSuppressed = 0;
   notificationsSent = 0;
@@ -72,6 +84,8 @@ export class MetricsCollector {
     return {
       ...base,
       exits: { total: this.exits, byReason: Object.fromEntries([...this.exitsByReason].sort()), perVcpu },
+      userspaceExits: { total: this.userspaceExits, byReason: Object.fromEntries([...this.userspaceExitsByReason].sort()) },
+      vcpuKicks: this.vcpuKicks,
       kicks: { sent: this.kicksSent, suppressed: this.kicksSuppressed },
       notifications: { sent: this.notificationsSent, suppressed: this.notificationsSuppressed },
       interrupts: { injected: this.injected, posted: this.posted, coalesced: this.coalesced, doorbells: this.doorbells },
@@ -86,6 +100,8 @@ export class MetricsCollector {
 export const METRIC_COLUMNS: ReadonlyArray<{ name: string; get: (m: RunMetrics) => number }> = [
   { name: 'exits', get: (m) => m.exits.total },
   { name: 'exits/ms', get: (m) => round2(m.exits.total / (m.virtualTimeNs / 1e6)) },
+  { name: 'to user', get: (m) => m.userspaceExits.total },
+  { name: 'vcpu kicks', get: (m) => m.vcpuKicks },
   { name: 'kicks', get: (m) => m.kicks.sent },
   { name: 'kicks suppr', get: (m) => m.kicks.suppressed },
   { name: 'irqs sent', get: (m) => m.notifications.sent },
@@ -140,6 +156,15 @@ export class TraceMetricsCounter {
         m.exit(a.vcpu ?? -1, String(a.reason));
         return;
       }
+      case 'kvm_userspace_exit': {
+        const r = String((e.args as { reason?: string }).reason);
+        m.userspaceExits++;
+        m.userspaceExitsByReason.set(r, (m.userspaceExitsByReason.get(r) ?? 0) + 1);
+        return;
+      }
+      case 'qemu_cpu_kick':
+        m.vcpuKicks++;
+        return;
       case 'ioapic_set_irq': {
         const a = e.args as { pin?: number; level?: number };
         if (a.level === 1 && a.pin !== undefined) this.ioapicPending = a.pin;

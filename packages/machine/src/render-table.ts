@@ -12,11 +12,13 @@ export interface TableRow {
 export function renderMetricsTable(rows: readonly TableRow[], format: TableFormat): string {
   const keys = [...new Set(rows.flatMap((r) => Object.keys(r.label)))];
   const reasons = [...new Set(rows.flatMap((r) => Object.keys(r.metrics.exits.byReason)))].sort();
-  const header = [...keys, ...METRIC_COLUMNS.map((c) => c.name), ...reasons.map((r) => `exit ${r}`)];
+  const user = [...new Set(rows.flatMap((r) => Object.keys(r.metrics.userspaceExits.byReason)))].sort();
+  const header = [...keys, ...METRIC_COLUMNS.map((c) => c.name), ...reasons.map((r) => `exit ${r}`), ...user.map((r) => `user ${r.replace(/^KVM_EXIT_/, '')}`)];
   const body = rows.map((r) => [
     ...keys.map((k) => r.label[k] ?? ''),
     ...METRIC_COLUMNS.map((c) => fmt(c.get(r.metrics))),
     ...reasons.map((x) => String(r.metrics.exits.byReason[x] ?? 0)),
+    ...user.map((x) => String(r.metrics.userspaceExits.byReason[x] ?? 0)),
   ]);
   switch (format) {
     case 'json':

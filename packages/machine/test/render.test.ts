@@ -5,6 +5,8 @@ function metrics(exits: number): RunMetrics {
   const c = new MetricsCollector();
   for (let i = 0; i < exits; i++) c.exit(i % 2, i % 3 === 0 ? 'HLT' : 'EPT_MISCONFIG');
   c.kicksSent = 3;
+  c.userspaceExits = 2;
+  c.userspaceExitsByReason.set('KVM_EXIT_HLT', 2);
   c.latency.record(1000);
   c.latency.record(3000);
   return c.finish({ topology: 't', irqchip: 'kvm-x86', seed: 1, virtualTimeNs: 1_000_000, events: 10, cpuTimeNs: {} });
@@ -18,16 +20,16 @@ describe('renderers', () => {
 
   it('table, markdown, csv and json carry the same numbers', () => {
     const csv = renderMetricsTable(rows, 'csv').split('\n');
-    expect(csv[0]).toMatch(/^irqfd,exits,exits\/ms,kicks,/);
-    expect(csv[0]).toMatch(/exit EPT_MISCONFIG,exit HLT$/);
-    expect(csv[1]).toMatch(/^on,6,6,3,/);
-    expect(csv[2]).toMatch(/,6,3$/); // 9 exits: 6 EPT_MISCONFIG, 3 HLT
+    expect(csv[0]).toMatch(/^irqfd,exits,exits\/ms,to user,vcpu kicks,kicks,/);
+    expect(csv[0]).toMatch(/exit EPT_MISCONFIG,exit HLT,user HLT$/);
+    expect(csv[1]).toMatch(/^on,6,6,2,0,3,/);
+    expect(csv[2]).toMatch(/,6,3,2$/); // 9 exits: 6 EPT_MISCONFIG, 3 HLT; 2 KVM_EXIT_HLT to userspace
     const md = renderMetricsTable(rows, 'markdown').split('\n');
     expect(md[1]).toMatch(/^\| --- \| ---: \|/);
     expect(md[3]).toMatch(/^\| off \| 9 \|/);
     const json = JSON.parse(renderMetricsTable(rows, 'json'));
     expect(json[1]).toMatchObject({ irqfd: 'off', metrics: { exits: { total: 9 } } });
-    expect(renderMetricsTable(rows, 'table').split('\n')[2]).toMatch(/^on\s+6\s+6\s+3/);
+    expect(renderMetricsTable(rows, 'table').split('\n')[2]).toMatch(/^on\s+6\s+6\s+2\s+0\s+3/);
   });
 
   it('HTML report is self-contained with a histogram per row', () => {

@@ -1,7 +1,7 @@
 import { GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
 import type { DependencyContainer } from 'tsyringe';
 import { QemuVfioPci, registerIrqBypass, type IrqBypassHost, type VfioPciCore } from '@virq/irqbypass';
-import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, type KvmVcpu, type KvmVm } from '@virq/kvm-irqchip';
+import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, PcGsi, QemuIrq, QemuPcIrqchip, QemuPit, registerKvmIrqchip, type KvmVcpu, type KvmVm, type UserspaceExit } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
@@ -43,7 +43,9 @@ export interface X86VfioDevice {
 }
 
 /**
- * An x86 q35-like machine on KVM's in-kernel irqchip: vCPU threads with the KVM run loop,
+ * An x86 q35-like machine on KVM's in-kernel irqchip (`kvm-x86`) or on QEMU's userspace
+ * irqchip (`userspace-x86`, kernel-irqchip=off: the VM has no KVM_CREATE_IRQCHIP, QEMU's
+ * 8259/IOAPIC/APICs inject through KVM_INTERRUPT, no irqfd): vCPU threads with the KVM run loop,
  * QEMU's PCI bus with virtio-net (in-VMM, kernel vhost or vhost-user back end), VFIO
  * functions whose interrupts go through irqbypass (VT-d posted or remapped; AVIC), and a
  * 16550 UART on IRQ 4 through kvm_pc_gsi_handler. The guest is the Linux driver models of
@@ -63,6 +65,8 @@ export class X86Machine implements ComposedMachine {
   readonly vmApi: VmInterruptApi;
   readonly msiSink: MsiSink;
   readonly gsi: PcGsi;
+  /** QEMU's userspace PIC/IOAPIC/APICs and vCPU loop (`userspace-x86` only). */
+  readonly qemuIrqchip: QemuPcIrqchip | undefined;
   readonly bypass: IrqBypassHost | undefined;
   readonly nets: X86NetDevice[] = [];
   readonly vfios: X86VfioDevice[] = [];
@@ -81,28 +85,41 @@ export class X86Machine implements ComposedMachine {
     readonly container: DependencyContainer = createMachineContainer(ctx),
   ) {
     const t = topology;
-    if (t.irqchip.kind !== 'kvm-x86') {
+    if (t.irqchip.kind !== 'kvm-x86' && t.irqchip.kind !== 'userspace-x86') {
       throw machineError(MachineErrorCode.Unsupported, machineRunProblem(t) ?? `irqchip.kind ${t.irqchip.kind} is not an x86 machine`);
     }
+    const userspace = t.irqchip.kind === 'userspace-x86';
     const hostOf = new Map(t.vcpus.map((v, i) => [i, v.hostCpu]));
-    this.vm = registerKvmIrqchip(this.container, ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1 });
-    this.vm.setApicv(t.irqchip.apicv);
+    this.vm = registerKvmIrqchip(this.container, ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1, irqchip: !userspace });
+    if (userspace) {
+      // kernel-irqchip=off: QEMU's own controllers; a device's MSI write lands in its "apic-msi" region.
+      this.qemuIrqchip = new QemuPcIrqchip(ctx, this.vm);
+      this.container.registerInstance(Tokens.MsiSink, this.qemuIrqchip);
+      this.notes.push('userspace-x86 (kernel-irqchip=off): no in-kernel irqchip, so no irqfd (KVM_IRQFD is EINVAL) — every interrupt goes through QEMU (apic_set_irq → qemu_cpu_kick → KVM_INTERRUPT)');
+      if (t.irqchip.apicv) this.notes.push('irqchip.apicv ignored: APICv needs the in-kernel LAPIC');
+    } else {
+      this.qemuIrqchip = undefined;
+      this.vm.setApicv(t.irqchip.apicv);
+    }
     // Devices see the seams, not the irqchip: what the container holds for core's Tokens.
     this.msiSink = this.container.resolve(Tokens.MsiSink);
     this.vmApi = restrictVmApi(this.container.resolve(Tokens.VmInterruptApi), t.routing.irqfd, t.routing.ioeventfd);
-    if (!t.routing.irqfd) this.notes.push('routing.irqfd off: guest notifiers are read by the QEMU main loop (F8)');
+    if (!t.routing.irqfd && !userspace) this.notes.push('routing.irqfd off: guest notifiers are read by the QEMU main loop (F8)');
     if (!t.routing.ioeventfd) this.notes.push('routing.ioeventfd off: virtqueue kicks exit to QEMU (virtio_pci_notify_write)');
     this.mem = new GuestMemory([{ gpa: 0, size: t.memoryMiB * 1024 * 1024 }]);
     this.container.registerInstance(Tokens.GuestMemory, this.mem);
     this.alloc = new GuestPageAllocator(this.mem, 1 << 20, t.memoryMiB * 1024 * 1024);
     this.mainLoop = ctx.scheduler.actor({ name: 'qemu-system-x86', kind: 'vmm-main', cpu: 0 });
     this.routes = new KvmRoutingTable(this.vmApi, 24);
-    addPcIrqRoutes(this.routes);
-    this.routes.commit();
-    this.gsi = PcGsi.kernelIrqchip(ctx, this.vm);
+    if (this.qemuIrqchip === undefined) {
+      // kvm_pc_setup_irq_routing runs only with the in-kernel irqchip.
+      addPcIrqRoutes(this.routes);
+      this.routes.commit();
+    }
+    this.gsi = this.qemuIrqchip?.gsi ?? PcGsi.kernelIrqchip(ctx, this.vm);
     // The driver models trace vp_notify themselves; the captured write is the exit that follows.
     this.access = new GuestPciAccess(this.bus, this.current, undefined);
-    this.vm.onUserspaceExit = (_vcpu, exit) => {
+    const devices = (_vcpu: number, exit: UserspaceExit): number => {
       if (exit.exit === 'IO') {
         const s = this.serials.find((x) => x.claims(exit.addr));
         if (s !== undefined) {
@@ -115,15 +132,18 @@ export class X86Machine implements ComposedMachine {
       if (exit.write) this.bus.mmioWrite(exit.addr, exit.len as 1 | 2 | 4 | 8, exit.value);
       return exit.write ? 0 : this.bus.mmioRead(exit.addr, exit.len as 1 | 2 | 4 | 8);
     };
+    // With the userspace irqchip QEMU's dispatch finds the APIC, IOAPIC and 8259 regions first.
+    this.vm.onUserspaceExit = this.qemuIrqchip?.exitHandler(devices) ?? devices;
     const usesVfio = t.devices.some((d) => d.kind === 'vfio');
     if (usesVfio) {
       this.bypass = registerIrqBypass(this.container, ctx, {
         kvm: this.vm,
         hostCpus: Math.max(16, ...t.vcpus.map((v) => v.hostCpu + 1)),
         vendor: t.irqchip.avic ? 'avic' : 'vmx',
-        devicePosting: t.irqchip.posted,
+        devicePosting: t.irqchip.posted && !userspace,
       });
-      if (!t.irqchip.posted) this.notes.push('irqchip.posted off: assigned-device interrupts take host IRQ → vfio_msihandler → irqfd → injection');
+      if (userspace) this.notes.push('assigned-device interrupts: host IRQ → vfio_msihandler → eventfd → QEMU main loop vfio_msi_interrupt → msix_notify → apic_send_msi (no irqfd, no posting)');
+      else if (!t.irqchip.posted) this.notes.push('irqchip.posted off: assigned-device interrupts take host IRQ → vfio_msihandler → irqfd → injection');
     } else {
       this.bypass = undefined;
     }
@@ -144,7 +164,12 @@ export class X86Machine implements ComposedMachine {
   private boot(): void {
     const t = this.topology;
     // Linux: software-enable each LAPIC (SPIV), mask the 8259s (the IOAPIC is used).
-    for (const v of this.vm.vcpus()) v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    const q = this.qemuIrqchip;
+    for (const v of this.vm.vcpus()) {
+      // (QEMU's APIC takes the value as the vCPU's own SVR write leaves it.)
+      if (q !== undefined) q.cpu(v.vcpuId).apic.spuriousVec = 0x1ff;
+      else v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    }
     this.vm.guestAccess(0, 'out', 0x21, 0xff, 1);
     this.vm.guestAccess(0, 'out', 0xa1, 0xff, 1);
     let serialIndex = 0;
@@ -301,6 +326,12 @@ export class X86Machine implements ComposedMachine {
     const lo = vector | (level ? (1 << 15) | (1 << 13) : 0);
     const hi = (apicId & 0xff) << 24;
     const sel = IOAPIC_DEFAULT_BASE_ADDRESS;
+    const io = this.qemuIrqchip?.ioapic;
+    if (io !== undefined) {
+      // QEMU's IOAPIC: the same register writes, without counting them as the run's exits.
+      for (const [a, v] of [[sel, 0x10 + pin * 2 + 1], [sel + 0x10, hi], [sel, 0x10 + pin * 2], [sel + 0x10, lo]] as const) io.memWrite(a, v);
+      return;
+    }
     this.vm.guestAccess(0, 'mmio_write', sel, 0x10 + pin * 2 + 1, 4);
     this.vm.guestAccess(0, 'mmio_write', sel + 0x10, hi, 4);
     this.vm.guestAccess(0, 'mmio_write', sel, 0x10 + pin * 2, 4);
