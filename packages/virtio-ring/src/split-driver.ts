@@ -83,9 +83,6 @@ export class SplitVirtqueueDriver<T = unknown> {
   private readonly inBytes: Float64Array;
   private readonly availHeads: Uint16Array;
   private readonly tokens: (T | undefined)[];
-  /** getBufs' read-ahead of used elements (id, len). */
-  private readonly scratchId: Uint32Array;
-  private readonly scratchLen: Uint32Array;
 
   private availIdxShadow = 0;
   private lastUsedIdx = 0;
@@ -150,8 +147,6 @@ export class SplitVirtqueueDriver<T = unknown> {
     this.inBytes = new Float64Array(size);
     this.availHeads = new Uint16Array(size);
     this.tokens = new Array<T | undefined>(size).fill(undefined);
-    this.scratchId = new Uint32Array(size);
-    this.scratchLen = new Uint32Array(size);
     // vring_init state: rings zeroed by the transport; used_event / flags start at 0.
     this.availIdxShadow = Atomics.load(this.availU16, this.avail16 + 1);
     this.lastUsedIdx = this.usedIdxSeen = Atomics.load(this.usedU16, this.used16 + 1);
@@ -501,59 +496,42 @@ export class SplitVirtqueueDriver<T = unknown> {
     // With callbacks enabled, used_event follows last_used_idx after every buffer, as in getBuf.
     const cbOn = (this.availFlagsShadow & VRING_AVAIL_F_NO_INTERRUPT) === 0;
     const usedEvent16 = this.avail16 + 2 + size;
-    const sId = this.scratchId;
-    const sLen = this.scratchLen;
-    outer: while (k < max && !this._broken) {
+    for (; k < max && !this._broken; k++) {
       if (last === seen) {
         // One acquire load of used.idx per exhausted shadow (more_used_split).
         seen = Atomics.load(this.usedU16, this.used16 + 1);
         if (last === seen) break;
       }
-      let run = (seen - last) & 0xffff;
-      if (run > max - k) run = max - k;
-      if (run > size) run = size;
-      // Read the run's used elements first: independent loads, so the cache misses on the
-      // lines the device just wrote overlap instead of each waiting behind the one before.
-      for (let j = 0; j < run; j++) {
-        const e = ring32 + 2 * ((last + j) & mask);
-        sId[j] = usedU32[e]!;
-        sLen[j] = usedU32[e + 1]!;
+      const e = ring32 + 2 * (last & mask);
+      const id = usedU32[e]!;
+      if (id < size && chainLen[id] === 1) {
+        // detach_buf_split of a one-descriptor chain.
+        len = usedU32[e + 1]!;
+        last = (last + 1) & 0xffff;
+        tokens[k] = toks[id];
+        lens[k] = len;
+        toks[id] = undefined;
+        chainLen[id] = 0;
+        next[id] = freeHead;
+        freeHead = id;
+        freed++;
+        if (cbOn) Atomics.store(this.availU16, usedEvent16, last);
+        continue;
       }
-      // Then each one in order, as getBuf would.
-      for (let j = 0; j < run; j++) {
-        const id = sId[j]!;
-        if (id < size && chainLen[id] === 1) {
-          // detach_buf_split of a one-descriptor chain.
-          len = sLen[j]!;
-          last = (last + 1) & 0xffff;
-          tokens[k] = toks[id];
-          lens[k] = len;
-          k++;
-          toks[id] = undefined;
-          chainLen[id] = 0;
-          next[id] = freeHead;
-          freeHead = id;
-          freed++;
-          if (cbOn) Atomics.store(this.availU16, usedEvent16, last);
-          continue;
-        }
-        // Anything else: write the state back and take the general path for this element
-        // (it reads the element again and applies every check).
-        this.lastUsedIdx = last;
-        this.usedIdxSeen = seen;
-        this.freeHead = freeHead;
-        this._numFree += freed;
-        freed = 0;
-        const tok = this.getBuf();
-        last = this.lastUsedIdx;
-        seen = this.usedIdxSeen;
-        freeHead = this.freeHead;
-        if (tok === undefined) break outer;
-        tokens[k] = tok;
-        lens[k] = len = this.lastLen;
-        k++;
-        continue outer;
-      }
+      // Anything else: write the state back and take the general path for this element
+      // (it reads the element again and applies every check).
+      this.lastUsedIdx = last;
+      this.usedIdxSeen = seen;
+      this.freeHead = freeHead;
+      this._numFree += freed;
+      freed = 0;
+      const tok = this.getBuf();
+      last = this.lastUsedIdx;
+      seen = this.usedIdxSeen;
+      freeHead = this.freeHead;
+      if (tok === undefined) break;
+      tokens[k] = tok;
+      lens[k] = len = this.lastLen;
     }
     this.lastUsedIdx = last;
     this.usedIdxSeen = seen;
