@@ -26,7 +26,7 @@ export {
 } from './golden-replay.js';
 export { QemuIrq } from './qemu-irq.js';
 export { PcGsi, QemuPic, QemuPit, HpetLegacy, ISA_NUM_IRQS } from './userspace-irqchip.js';
-export { registerKvmIrqchip, KvmIrqchipTokens, type InstanceRegistry } from './register.js';
+export { registerKvmIrqchip, registerQemuUserspaceIrqchip, KvmIrqchipTokens, type InstanceRegistry } from './register.js';
 export { QemuApic, QemuApicBus, CPU_INTERRUPT_HARD, CPU_INTERRUPT_POLL, APIC_SV_ENABLE, QEMU_APIC_DEFAULT_ADDRESS, QEMU_APIC_SPACE_SIZE, type QemuApicCpu } from './qemu-apic.js';
 export { QemuIoapic, QEMU_IOAPIC_BASE, QEMU_IOAPIC_NUM_PINS } from './qemu-ioapic.js';
 export { QemuKvmCpu } from './qemu-kvm-vcpu-loop.js';

@@ -1,4 +1,4 @@
-import { VirqError, type MsiMessage, type MsiSink, type SimContext, type TraceChannel } from '@virq/core';
+import { VirqError, type IrqPin, type IrqPinProvider, type MsiMessage, type MsiSink, type SimContext, type TraceChannel } from '@virq/core';
 import { KvmErrorCode } from './errors.js';
 import { CPU_INTERRUPT_HARD, QEMU_APIC_DEFAULT_ADDRESS, QEMU_APIC_SPACE_SIZE, QemuApicBus } from './qemu-apic.js';
 import { QemuIoapic } from './qemu-ioapic.js';
@@ -15,7 +15,7 @@ import type { KvmVm, UserspaceExit } from './vm.js';
  * region (`deliverMsi`); guest accesses to the APIC and IOAPIC pages exit to userspace
  * (KVM_EXIT_MMIO) and reach `mmio`, the 8259 ports (KVM_EXIT_IO) reach `pio`.
  */
-export class QemuPcIrqchip implements MsiSink {
+export class QemuPcIrqchip implements MsiSink, IrqPinProvider {
   readonly apicBus: QemuApicBus;
   readonly ioapic: QemuIoapic;
   readonly pic: QemuPic;
@@ -56,6 +56,13 @@ export class QemuPcIrqchip implements MsiSink {
   deliverMsi(msg: MsiMessage): number {
     if (this.t.on) this.t.emit('qemu.apic_mem_write', 'apic_mem_write', 'msi_send_message', { addr: msg.addressLo >>> 0, data: msg.data });
     return this.apicBus.sendMsi(msg, 'apic_mem_write');
+  }
+
+  /** IrqPinProvider: GSI `n` as a wire into gsi_handler (the 8259 for ISA IRQs and the IOAPIC). */
+  pin(n: number): IrqPin {
+    const line = this.gsi.gsi[n];
+    if (line === undefined) throw new VirqError(KvmErrorCode.RoutingInvalid, `GSI ${n} is outside 0..${this.gsi.gsi.length - 1} (the PC's IOAPIC inputs)`);
+    return { setLevel: (level: boolean) => line.set(level, 'qemu_set_irq') };
   }
 
   /** A KVM_EXIT_MMIO for the APIC or IOAPIC window, on vCPU `vcpuId`'s thread; undefined when neither owns `addr`. */

@@ -1,4 +1,5 @@
 import { Tokens, type IrqPinProvider, type IrqRouting, type MsiSink, type SimContext, type VcpuInterruptTarget, type VmInterruptApi } from '@virq/core';
+import { QemuPcIrqchip } from './qemu-pc-irqchip.js';
 import { KvmVm, type KvmVmOptions } from './vm.js';
 
 /**
@@ -19,6 +20,8 @@ export const KvmIrqchipTokens = {
   VmInterruptApi: token('VmInterruptApi'),
   /** The KvmVm itself (vCPUs, chips, hooks for @virq/irqbypass, exit counts). */
   KvmVm: token('kvm-irqchip.KvmVm'),
+  /** QEMU's userspace irqchip of a `kernel-irqchip=off` VM (registerQemuUserspaceIrqchip). */
+  QemuPcIrqchip: token('kvm-irqchip.QemuPcIrqchip'),
 } as const;
 
 /**
@@ -36,4 +39,18 @@ export function registerKvmIrqchip(container: InstanceRegistry, ctx: SimContext,
   container.registerInstance<VmInterruptApi>(KvmIrqchipTokens.VmInterruptApi, vm);
   container.registerInstance<KvmVm>(KvmIrqchipTokens.KvmVm, vm);
   return vm;
+}
+
+/**
+ * For a VM built with `irqchip: false` (QEMU's `kernel-irqchip=off`): builds QEMU's userspace
+ * 8259/IOAPIC/APICs around it and registers them behind the seams in place of KVM's:
+ * `MsiSink` → the "apic-msi" region (apic_send_msi), `IrqPins` → gsi_handler's GSIs.
+ * `IrqRouting` and `VmInterruptApi` stay the VM's (no routing, no irqfd: it says so).
+ */
+export function registerQemuUserspaceIrqchip(container: InstanceRegistry, ctx: SimContext, vm: KvmVm): QemuPcIrqchip {
+  const q = new QemuPcIrqchip(ctx, vm);
+  container.registerInstance<MsiSink>(Tokens.MsiSink as symbol, q);
+  container.registerInstance<IrqPinProvider>(Tokens.IrqPins as symbol, q);
+  container.registerInstance<QemuPcIrqchip>(KvmIrqchipTokens.QemuPcIrqchip, q);
+  return q;
 }

@@ -1,5 +1,5 @@
-import { createSimContext, TraceRecorder, VirqError, EventFd, type SimContext, type TraceEvent } from '@virq/core';
-import { APIC_SV_ENABLE, IdleGuest, KvmVm, QemuPcIrqchip, type GuestModel, type GuestOp } from '@virq/kvm-irqchip';
+import { createSimContext, TraceRecorder, Tokens, VirqError, EventFd, type SimContext, type TraceEvent } from '@virq/core';
+import { APIC_SV_ENABLE, IdleGuest, KvmIrqchipTokens, KvmVm, QemuPcIrqchip, registerQemuUserspaceIrqchip, type GuestModel, type GuestOp } from '@virq/kvm-irqchip';
 import { inOrder } from './helpers.js';
 
 /** A guest running a fixed list of operations, then halting (IF as the list leaves it). */
@@ -53,6 +53,42 @@ describe('KVM without an in-kernel irqchip (the !lapic_in_kernel paths of arch/x
     vm.ioeventfd({ fd: kick, addr: 0xfe000000, len: 2, space: 'mmio' });
     expect(vm.guestAccess(0, 'mmio_write', 0xfe000000, 1, 2).toUserspace).toBe(false);
     expect(kick.read()).toBe(1n);
+  });
+
+  it('the other irqchip ioctls fail without KVM_CREATE_IRQCHIP: KVM_SIGNAL_MSI and KVM_SET_GSI_ROUTING (EINVAL), KVM_IRQ_LINE (ENXIO)', () => {
+    const { vm } = setup();
+    const errno = (f: () => unknown): string | undefined => {
+      try {
+        f();
+      } catch (e) {
+        return (e as VirqError).errno;
+      }
+      return undefined;
+    };
+    expect(errno(() => vm.signalMsi({ addressLo: 0xfee00000, addressHi: 0, data: 0x41 }))).toBe('EINVAL');
+    expect(errno(() => vm.setGsiRouting([]))).toBe('EINVAL');
+    expect(errno(() => vm.irqLine(4, true))).toBe('ENXIO');
+    expect(() => new QemuPcIrqchip(createSimContext({ seed: 1 }), new KvmVm(createSimContext({ seed: 1 }), { nvcpus: 1 }))).toThrow(/irqchip: false/);
+  });
+
+  it('registerQemuUserspaceIrqchip puts QEMU\'s APIC bus behind MsiSink and gsi_handler behind IrqPins', () => {
+    const ctx = createSimContext({ seed: 1 });
+    const vm = new KvmVm(ctx, { nvcpus: 2, irqchip: false });
+    const reg = new Map<symbol, unknown>();
+    const q = registerQemuUserspaceIrqchip({ registerInstance: (t, i) => reg.set(t, i) }, ctx, vm);
+    expect(reg.get(Tokens.MsiSink as symbol)).toBe(q);
+    expect(reg.get(Tokens.IrqPins as symbol)).toBe(q);
+    expect(reg.get(KvmIrqchipTokens.QemuPcIrqchip)).toBe(q);
+    q.cpu(1).apic.spuriousVec = APIC_SV_ENABLE | 0xff;
+    expect(q.deliverMsi({ addressLo: 0xfee01000, addressHi: 0, data: 0x44 })).toBe(1);
+    expect(q.cpu(1).apic.highestIrr()).toBe(0x44);
+    // GSI 10 through the IOAPIC (entry: vector 0x52, edge, APIC 1)
+    q.ioapic.memWrite(0xfec00000, 0x10 + 2 * 10 + 1);
+    q.ioapic.memWrite(0xfec00010, 1 << 24);
+    q.ioapic.memWrite(0xfec00000, 0x10 + 2 * 10);
+    q.ioapic.memWrite(0xfec00010, 0x52);
+    q.pin(10).setLevel(true);
+    expect(q.cpu(1).apic.highestIrr()).toBe(0x52);
   });
 
   it('KVM_INTERRUPT: EINVAL for a vector ≥ 256, ENXIO with the in-kernel PIC, queued otherwise', () => {

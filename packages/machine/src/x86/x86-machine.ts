@@ -1,7 +1,7 @@
 import { GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
 import type { DependencyContainer } from 'tsyringe';
 import { QemuVfioPci, registerIrqBypass, type IrqBypassHost, type VfioPciCore } from '@virq/irqbypass';
-import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, PcGsi, QemuIrq, QemuPcIrqchip, QemuPit, registerKvmIrqchip, type KvmVcpu, type KvmVm, type UserspaceExit } from '@virq/kvm-irqchip';
+import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, registerQemuUserspaceIrqchip, type QemuPcIrqchip, type KvmVcpu, type KvmVm, type UserspaceExit } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
@@ -93,8 +93,7 @@ export class X86Machine implements ComposedMachine {
     this.vm = registerKvmIrqchip(this.container, ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1, irqchip: !userspace });
     if (userspace) {
       // kernel-irqchip=off: QEMU's own controllers; a device's MSI write lands in its "apic-msi" region.
-      this.qemuIrqchip = new QemuPcIrqchip(ctx, this.vm);
-      this.container.registerInstance(Tokens.MsiSink, this.qemuIrqchip);
+      this.qemuIrqchip = registerQemuUserspaceIrqchip(this.container, ctx, this.vm);
       this.notes.push('userspace-x86 (kernel-irqchip=off): no in-kernel irqchip, so no irqfd (KVM_IRQFD is EINVAL) — every interrupt goes through QEMU (apic_set_irq → qemu_cpu_kick → KVM_INTERRUPT)');
       if (t.irqchip.apicv) this.notes.push('irqchip.apicv ignored: APICv needs the in-kernel LAPIC');
     } else {
