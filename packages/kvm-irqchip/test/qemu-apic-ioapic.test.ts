@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { createSimContext } from '@virq/core';
 import { APIC_SV_ENABLE, CPU_INTERRUPT_HARD, CPU_INTERRUPT_POLL, KvmVm, QemuApic, QemuApicBus, QemuIoapic, QemuPcIrqchip, type QemuApicCpu } from '@virq/kvm-irqchip';
 
@@ -175,5 +176,45 @@ describe("QEMU's userspace 8259 ports (pic_ioport_write)", () => {
     expect(q.pic.intLevel).toBe(true);
     expect(q.pic.readIrq()).toBe(0x23);
     expect(q.pio(false, 0x21, 0)).toBe(0xf7);
+  });
+});
+
+describe('properties', () => {
+  it('whatever vectors are pending, apic_get_interrupt + apic_eoi hand them out highest first, each exactly once', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 0x20, max: 0xff }), { minLength: 1, maxLength: 40 }), (vectors) => {
+        const { apics: [a] } = apics(1);
+        for (const v of vectors) a!.setIrq(v, 0, 'test');
+        const order: number[] = [];
+        for (let i = 0; i < vectors.length; i++) {
+          const v = a!.getInterrupt();
+          order.push(v);
+          a!.eoi();
+        }
+        expect(order).toEqual([...vectors].sort((x, y) => y - x));
+        expect(a!.highestIrr()).toBe(-1);
+        expect(a!.getInterrupt()).toBe(-1);
+      }),
+    );
+  });
+
+  it('guest writes of any value anywhere in the APIC and IOAPIC windows never throw', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ apic: fc.boolean(), off: fc.integer({ min: 0, max: 0xfff }), val: fc.integer({ min: 0, max: 0xffffffff }), len: fc.constantFrom(1, 2, 4), write: fc.boolean() }), { maxLength: 60 }),
+        (ops) => {
+          const ctx = createSimContext({ seed: 1 });
+          const vm = new KvmVm(ctx, { nvcpus: 2, irqchip: false });
+          const q = new QemuPcIrqchip(ctx, vm);
+          for (const o of ops) {
+            const addr = (o.apic ? 0xfee00000 : 0xfec00000) + o.off;
+            const r = q.mmio(o.off & 1, o.write, addr, o.len, o.val);
+            expect(r).not.toBeUndefined();
+          }
+          for (let pin = 0; pin < 24; pin++) q.ioapic.setIrq(pin, true);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
