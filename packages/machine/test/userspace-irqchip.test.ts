@@ -161,3 +161,21 @@ describe('kvm-x86 ↔ userspace-x86: the same topology with only the irqchip lin
     expect(table).toMatch(/user IRQ_WINDOW_OPEN/);
   });
 });
+
+describe('INTx virtio on the userspace IOAPIC (level-triggered pins 16–19)', () => {
+  it('each level interrupt sets remote IRR, the guest\'s EOI is broadcast to the IOAPIC and clears it; shared pins keep delivering', () => {
+    const devs = Array.from({ length: 5 }, (_, i) => ({ kind: 'virtio-net', name: `n${i}`, msix: false, backend: 'in-vmm' }));
+    const t = parseTopology({ name: 'intx-user', durationUs: 1000, irqchip: { kind: 'userspace-x86' }, devices: devs, workload: { rxPacketsPerSec: 100_000, txPacketsPerSec: 0, vfioInterruptsPerSec: 0, serialPerSec: 0 } });
+    const { m, trace } = runAndDrain(t);
+    const perBdf = new Map<number, number>();
+    for (const e of trace) if (e.fn === 'vp_interrupt') perBdf.set((e.args as { bdf: number }).bdf, (perBdf.get((e.args as { bdf: number }).bdf) ?? 0) + 1);
+    expect(perBdf.size).toBe(5);
+    for (const n of perBdf.values()) expect(n).toBeGreaterThan(5);
+    const services = count(trace, 'ioapic_service', (a) => (a.pin as number) >= 16);
+    expect(services).toBeGreaterThan(20);
+    // every level delivery is EOIed through the broadcast, and nothing stays in flight at the end
+    expect(count(trace, 'ioapic_clear_remote_irr')).toBe(services);
+    for (let pin = 16; pin < 20; pin++) expect(m.qemuIrqchip!.ioapic.remoteIrr(pin)).toBe(false);
+    expect(count(trace, 'receive_buf')).toBe(count(trace, 'virtio_net_receive_rcu'));
+  });
+});
