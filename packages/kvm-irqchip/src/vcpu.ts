@@ -310,12 +310,12 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.enterGuest();
   }
 
-  private sendReschedIpi(): void {
+  private sendReschedIpi(caller = 'kvm_vcpu_kick'): void {
     if (this.kickInFlight) return;
     this.kickInFlight = true;
     this.hostIpis++;
     const h = this.host;
-    if (h.tracing) h.trace('smp_send_reschedule', 'kvm_vcpu_kick', { vcpu: this.vcpuId, cpu: this.hostCpu });
+    if (h.tracing) h.trace('smp_send_reschedule', caller, { vcpu: this.vcpuId, cpu: this.hostCpu });
     h.scheduler.after(h.costs.ns.hostIpi, this.actor, () => {
       this.kickInFlight = false;
       this.externalInterruptExit(0xfd);
@@ -888,7 +888,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       return;
     }
     this.signalPending = true;
-    if (this.mode === 'in-guest' && h.scheduler.current !== this.actor) this.sendReschedIpi();
+    // The signal's delivery: signal_wake_up → kick_process IPIs the CPU the thread runs on.
+    if (this.mode === 'in-guest' && h.scheduler.current !== this.actor) this.sendReschedIpi('kick_process');
   }
 
   /** QEMU time spent on the vCPU thread between two KVM_RUNs (delays the next entry). */
