@@ -329,6 +329,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
         this.emit('vcpu.mmio', 'io_mem_abort', 'kvm_handle_guest_abort', { vcpu: this.vcpuId, addr: a.addr, len: a.len, write: a.write });
         if (!this.vm.handleMmio(this, a)) {
           // KVM_EXIT_MMIO: out to the VMM (its MMIO dispatch) and back
+          this.emit('vcpu.userspace_exit', 'kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId, reason: 'KVM_EXIT_MMIO' });
           this.vm.userspaceMmio?.(this, a);
           this.s.after(this.costs.exitToUserspace, this.actor, () => this.afterExit());
           return;

@@ -122,6 +122,7 @@ describe('KVM vGIC: flush, fold, maintenance', () => {
     vm.interruptApi.ioeventfd({ fd: kick, addr: 0x1000_3000, len: 2, space: 'mmio', datamatch: 0 });
     vm.vcpus[0].guest.idleWithWfi = false;
     ctx.scheduler.runUntil(50_000);
+    const rec = new TraceRecorder(ctx.trace.events$);
     let typer = -1n;
     vm.vcpus[0].guestMmio({ addr: VIRT_GIC_LAYOUT.distBase + GICD_TYPER, len: 4, write: false, value: 0n, done: (v) => { typer = v; } });
     vm.vcpus[0].guestMmio({ addr: 0x1000_3000, len: 2, write: true, value: 0n }); // virtio notify, queue 0
@@ -130,6 +131,9 @@ describe('KVM vGIC: flush, fold, maintenance', () => {
     expect(Number(typer) & 0x1f).toBe(2); // 64 SPIs
     expect(kick.count).toBe(1n);
     expect(vm.vcpus[0].exits.DABT_LOW).toBe(3);
+    // only the access nothing in the kernel claimed went out of KVM_RUN
+    expect(rec.events.filter((e) => e.fn === 'kvm_userspace_exit').map((e) => e.args['reason'])).toEqual(['KVM_EXIT_MMIO']);
+    rec.stop();
   });
 });
 
