@@ -40,6 +40,8 @@ export interface KvmPitOptions {
   reinject?: boolean;
   /** The VMM's pid for the worker's name (`kvm-pit/<pid>`). */
   ownerPid?: number;
+  /** Called at each expiry of channel 0's timer (for a caller's latency accounting). */
+  onExpire?: (timeNs: number) => void;
 }
 
 /**
@@ -69,6 +71,7 @@ export class KvmPit implements IrqAckNotifier {
   private pending = 0;
   private irqAck = true;
   private workQueued = false;
+  private readonly onExpire: ((timeNs: number) => void) | undefined;
   /** Expiries of the hrtimer, GSI 0 pulses, and periods the guest asked for below the minimum. */
   readonly stats = { expiries: 0, injected: 0, clamped: 0 };
 
@@ -83,6 +86,7 @@ export class KvmPit implements IrqAckNotifier {
       this.channels.push({ count: 0x10000, latchedCount: 0, countLatched: 0, statusLatched: false, status: 0, readState: 0, writeState: 0, writeLatch: 0, rwMode: 0, mode: 0, bcd: 0, gate: i === 2 ? 0 : 1, countLoadTime: 0 });
     }
     this.reinject = options.reinject ?? true;
+    this.onExpire = options.onExpire;
     vm.pioBus.register(KVM_PIT_BASE_ADDRESS, KVM_PIT_MEM_LENGTH, { write: (a, _l, v) => this.ioportWrite(a, v), read: (a) => this.ioportRead(a) });
     if (this.reinject) vm.registerAckNotifier(this);
   }
@@ -305,6 +309,7 @@ export class KvmPit implements IrqAckNotifier {
     this.stats.expiries++;
     if (this.reinject) this.pending++;
     if (this.vm.tracing) this.vm.trace('pit_timer_fn', '__hrtimer_run_queues', { pending: this.pending });
+    this.onExpire?.(this.timerExpires);
     this.queueWork();
     if (this.periodic && this.period > 0) this.armTimer(this.timerExpires + this.period);
   }

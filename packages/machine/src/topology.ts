@@ -71,6 +71,11 @@ export interface SerialConfig {
 export interface TimerConfig {
   kind: 'pit' | 'hpet';
   name: string;
+  /**
+   * pit: KVM's in-kernel i8254 (KVM_CREATE_PIT2, QEMU's kvm-pit: the default with the kernel
+   * irqchip) or QEMU's userspace i8254 (the only one with userspace-x86). Resolved at parse time.
+   */
+  inKernel?: boolean;
 }
 
 export type DeviceConfig = VirtioNetConfig | VirtioBlkConfig | VfioConfig | SerialConfig | TimerConfig;
@@ -323,6 +328,13 @@ export function parseTopology(input: Json): Topology {
     if ((d.kind === 'pit' || d.kind === 'hpet') && archOf(kind) === 'arm64') {
       throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices(${d.name}): ${d.kind} is an x86 legacy timer; an ARM machine uses the generic timer`, { path: `topology.devices(${d.name})` });
     }
+    if (d.kind === 'pit') {
+      // QEMU puts the PIT in the kernel whenever the irqchip is there (kvm_pit_in_kernel).
+      if (d.inKernel === true && kind === 'userspace-x86') {
+        throw machineError(MachineErrorCode.TopologyInvalid, `topology.devices(${d.name}).inKernel: KVM's in-kernel PIT needs the in-kernel irqchip (its timer drives the in-kernel IOAPIC); with userspace-x86 use inKernel: false`, { path: `topology.devices(${d.name}).inKernel` });
+      }
+      d.inKernel ??= kind === 'kvm-x86';
+    }
   }
 
   const w = r.sub('workload');
@@ -391,6 +403,12 @@ function parseDevice(d: Reader, index: number, nvcpus: number): DeviceConfig {
     case 'serial':
       out = { kind, name: d.str('name', `serial${index}`), irq: d.int('irq', 4, 0, 15) };
       break;
+    case 'pit': {
+      const name = d.str('name', kind);
+      const inKernel = d.has('inKernel') ? d.bool('inKernel', true) : undefined;
+      out = inKernel === undefined ? { kind, name } : { kind, name, inKernel };
+      break;
+    }
     default:
       out = { kind, name: d.str('name', kind) };
   }

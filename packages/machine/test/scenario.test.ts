@@ -115,7 +115,7 @@ describe('virtio-blk at an I/O depth (workload.ioDepth)', () => {
 
 describe('legacy timer (pit + hpet devices, workload.timerHz)', () => {
   it('QEMU\'s PIT ticks through the HPET legacy route and kvm_pc_gsi_handler into IOAPIC pin 2 (F4/F5 chain with the kernel irqchip)', () => {
-    const t = parseTopology({ name: 'pit', irqchip: { kind: 'kvm-x86', apicv: false }, devices: [{ kind: 'pit' }, { kind: 'hpet' }], durationUs: 200, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, timerHz: 100_000 } });
+    const t = parseTopology({ name: 'pit', irqchip: { kind: 'kvm-x86', apicv: false }, devices: [{ kind: 'pit', inKernel: false }, { kind: 'hpet' }], durationUs: 200, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, timerHz: 100_000 } });
     const r = runTopology(t, { keepTrace: true });
     const ticks = r.trace!.filter((e) => e.fn === 'pit_irq_timer').length;
     expect(ticks).toBe(19); // every 10 µs from 10 µs, stopped at 200 µs (the tick at 200 µs is cancelled)
@@ -129,6 +129,33 @@ describe('legacy timer (pit + hpet devices, workload.timerHz)', () => {
     }
     const none = runTopology(parseTopology({ name: 'nopit', devices: [], durationUs: 100, workload: { timerHz: 1000 } }));
     expect(none.notes.join('\n')).toMatch(/no pit device/);
+  });
+
+  it('with the kernel irqchip the PIT is KVM\'s (QEMU\'s default): pit_timer_fn → kvm-pit worker → pit_do_work → kvm_set_irq GSI 0 → IOAPIC pin 2, each tick acknowledged before the next (reinject)', () => {
+    const t = parseTopology({ name: 'kpit', irqchip: { kind: 'kvm-x86', apicv: false }, devices: [{ kind: 'pit' }], durationUs: 10_500, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, timerHz: 1000 } });
+    expect(t.devices[0]).toMatchObject({ kind: 'pit', inKernel: true });
+    const r = runTopology(t, { keepTrace: true });
+    const fns = r.trace!.map((e) => e.fn);
+    expect(fns.filter((f) => f === 'pit_timer_fn')).toHaveLength(10); // every 1 ms (count 1193)
+    expect(fns.filter((f) => f === 'pit_do_work')).toHaveLength(10);
+    expect(fns.filter((f) => f === 'kvm_pit_ack_irq')).toHaveLength(10);
+    expect(fns).not.toContain('pit_irq_timer'); // QEMU's i8254 is not there
+    const chain = ['pit_timer_fn', 'pit_do_work', 'kvm_set_irq', 'kvm_set_ioapic_irq', 'ioapic_deliver', '__apic_accept_irq', 'vmx_inject_irq', 'guest_interrupt', 'native_apic_mem_eoi', 'kvm_ioapic_update_eoi', 'kvm_pit_ack_irq'];
+    let at = 0;
+    for (const f of chain) {
+      at = fns.indexOf(f, at);
+      expect(at).toBeGreaterThanOrEqual(0);
+    }
+    expect(r.metrics.interrupts.injected).toBe(10);
+    expect(r.metrics.latencyNs.count).toBe(10); // from each expiry to the handler
+    // a 20 kHz request is held to min_timer_period_us (200 µs → 5,000 ticks/s), with a note
+    const fast = runTopology(parseTopology({ name: 'kpit-fast', devices: [{ kind: 'pit' }], durationUs: 1100, workload: { txPacketsPerSec: 0, rxPacketsPerSec: 0, timerHz: 20_000 } }), { keepTrace: true });
+    // (the first expiry keeps the requested 50 µs: create_pit_timer starts the hrtimer with the unclamped interval)
+    expect(fast.trace!.filter((e) => e.fn === 'pit_timer_fn').map((e) => e.time)).toEqual([0, 1, 2, 3, 4, 5].map((k) => 50_285 + k * 200_000));
+    expect(fast.notes.join('\n')).toMatch(/min_timer_period_us/);
+    // userspace-x86 has only QEMU's PIT
+    expect(() => parseTopology({ name: 'u', irqchip: { kind: 'userspace-x86' }, devices: [{ kind: 'pit', inKernel: true }] })).toThrow(/in-kernel PIT needs the in-kernel irqchip/);
+    expect(parseTopology({ name: 'u', irqchip: { kind: 'userspace-x86' }, devices: [{ kind: 'pit' }] }).devices[0]).toMatchObject({ inKernel: false });
   });
 });
 

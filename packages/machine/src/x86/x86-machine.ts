@@ -1,7 +1,7 @@
 import { GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
 import type { DependencyContainer } from 'tsyringe';
 import { QemuVfioPci, registerIrqBypass, type IrqBypassHost, type VfioPciCore } from '@virq/irqbypass';
-import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, registerQemuUserspaceIrqchip, type QemuPcIrqchip, type KvmVcpu, type KvmVm, type UserspaceExit } from '@virq/kvm-irqchip';
+import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, KVM_MIN_TIMER_PERIOD_US, KVM_PIT_FREQ, KvmPit, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, registerQemuUserspaceIrqchip, type QemuPcIrqchip, type KvmVcpu, type KvmVm, type UserspaceExit } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
@@ -73,6 +73,8 @@ export class X86Machine implements ComposedMachine {
   readonly serials: Serial16550[] = [];
   /** Legacy timers present: QEMU's i8254 PIT, and the HPET whose legacy routing it passes through. */
   private readonly timers = new Set<'pit' | 'hpet'>();
+  /** The pit device is KVM's (KVM_CREATE_PIT2) rather than QEMU's i8254. */
+  private pitInKernel = false;
   readonly blks: Array<{ config: VirtioBlkConfig; driver: GuestVirtioBlk; vcpu: number }> = [];
   readonly notes: string[] = [];
   private nextDev = 3;
@@ -189,6 +191,9 @@ export class X86Machine implements ComposedMachine {
           this.addBlk(d, virtioIndex++ % t.vcpus.length);
           break;
         case 'pit':
+          this.timers.add(d.kind);
+          this.pitInKernel = d.inKernel === true;
+          break;
         case 'hpet':
           this.timers.add(d.kind);
           break;
@@ -420,10 +425,15 @@ export class X86Machine implements ComposedMachine {
   }
 
   /**
-   * The guest's periodic tick from QEMU's userspace i8254 (a `pit` device; the in-kernel PIT
-   * is not modelled): pit_irq_timer on the main loop → [hpet_handle_legacy_irq when an HPET is
-   * present, legacy mode off] → kvm_pc_gsi_handler → KVM_IRQ_LINE GSI 0 → IOAPIC pin 2 (the
-   * timer override) → vCPU 0, whose handler EOIs.
+   * The guest's periodic tick from a `pit` device, IRQ 0 → IOAPIC pin 2 (the timer override) →
+   * vCPU 0, whose handler EOIs. Two PITs:
+   * - KVM's (`inKernel`, QEMU's default with the kernel irqchip): the guest programs channel 0
+   *   (ports 0x43/0x40, handled in the kernel), KVM's hrtimer expires, the kvm-pit worker pulses
+   *   GSI 0 (pit_do_work → kvm_set_irq); in reinject mode a tick waits for the last one's EOI
+   *   (kvm_pit_ack_irq). Rates above 5 kHz are held to kvm.ko's min_timer_period_us.
+   * - QEMU's i8254: pit_irq_timer on the main loop → [hpet_handle_legacy_irq when an HPET is
+   *   present, legacy mode off] → kvm_pc_gsi_handler → KVM_IRQ_LINE GSI 0 (or gsi_handler into
+   *   QEMU's own PIC/IOAPIC with userspace-x86).
    */
   private startPit(hz: number, durationNs: number): void {
     if (!this.timers.has('pit')) {
@@ -434,6 +444,16 @@ export class X86Machine implements ComposedMachine {
     // IRQ 0's action handler (arch/x86/kernel/time.c), below common_interrupt.
     const vector = this.irqs.allocate(0, 'timer', () => void this.cpus[0]!.capture?.push({ op: 'compute', ns: 0, fn: 'timer_interrupt' }));
     this.programIoapic(2, vector, this.vcpu(0).apicId, false);
+    if (this.pitInKernel) {
+      const pit = new KvmPit(this.vm, { ownerPid: this.mainLoop.pid, onExpire: (when) => this.irqs.raised(0, vector, when) });
+      // The guest's clockevent (i8253: pit_set_periodic): channel 0, LSB/MSB, mode 2 — at boot, so no exits are counted.
+      const count = Math.max(1, Math.min(0x10000, Math.round(KVM_PIT_FREQ / hz))) & 0xffff;
+      this.vm.guestAccess(0, 'out', 0x43, 0x34, 1);
+      this.vm.guestAccess(0, 'out', 0x40, count & 0xff, 1);
+      this.vm.guestAccess(0, 'out', 0x40, count >> 8, 1);
+      if (pit.stats.clamped > 0) this.notes.push(`workload.timerHz ${hz}: KVM holds a periodic PIT to min_timer_period_us (${KVM_MIN_TIMER_PERIOD_US} µs): ${Math.round(1e9 / pit.periodNs)} ticks/s`);
+      return;
+    }
     const gsi0: QemuIrq = this.timers.has('hpet') ? new HpetLegacy(t, this.gsi.gsi).irqs[0]! : this.gsi.gsi[0]!;
     const out = new QemuIrq('pit.0', (_n, level) => {
       if (level) this.irqs.raised(0, vector, this.ctx.scheduler.now);
