@@ -227,6 +227,8 @@ export class SplitVirtqueueDriver<T = unknown> {
         }
         // The 0xffff-th add since the last kick: take the single path (it kicks, as Linux does).
         if (!this.addOne(gpas[k]!, lens[k]!, 0, tokens[k]!)) return k;
+        // A transport whose notify failed breaks the queue: the next add is refused (-EIO).
+        if (this._broken) return k + 1;
         freeHead = this.freeHead;
         numFree = this._numFree;
         shadow = this.availIdxShadow;

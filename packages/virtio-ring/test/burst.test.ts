@@ -413,6 +413,33 @@ describe('burst entry points: bad arguments from the caller throw VirqError with
     expect(kicks).toBe(1);
   });
 
+  test('a kick that fails on the 65535th buffer breaks the queue inside the same addOutbufs call: the rest are refused, as the single calls would be', () => {
+    const mem = memory();
+    const layout = splitRingLayout(Q, RING);
+    const drv = new SplitVirtqueueDriver<number>(mem, { ...layout, notify: () => false });
+    const dev = new SplitVirtqueueDevice(mem, { ...layout });
+    const gpas = Array.from({ length: Q }, (_, i) => 0x80000 + 64 * i);
+    const lens = gpas.map(() => 64);
+    const toks = gpas.map((_, i) => i + 1);
+    const chains = Array.from({ length: Q }, () => new DescriptorChain());
+    const outT = new Array<number | undefined>(Q).fill(undefined);
+    const outL = new Uint32Array(Q);
+    let added = 0;
+    while (added < 0xfff8) {
+      expect(drv.addOutbufs(gpas, lens, toks, Q)).toBe(Q);
+      added += Q;
+      dev.fillBurst(chains, dev.popBurst(chains), 0);
+      dev.flush();
+      expect(drv.getBufs(outT, outL)).toBe(Q);
+    }
+    expect(drv.addOutbufs(gpas, lens, toks, 6)).toBe(6);
+    expect(drv.broken).toBe(false);
+    // Buffer 0xffff is added and kicks; the transport fails (vp_notify false) → broken; the 8th is refused.
+    expect(drv.addOutbufs(gpas, lens, toks, 2)).toBe(1);
+    expect(drv.broken).toBe(true);
+    expect(drv.addOutbufs(gpas, lens, toks, 1)).toBe(0);
+  });
+
   test('popBurst, fillBurst and getBufs refuse impossible counts', () => {
     const { drv, dev } = rig();
     expect(() => dev.popBurst([], -1)).toThrow(VirqError);
