@@ -96,6 +96,8 @@ export class KvmLapic {
   readonly regs = new Uint32Array(256);
   apicBase = 0;
   private isrCount = 0;
+  /** KVM's apic->irr_pending: false only when IRR is known to be empty. */
+  private irrPending = true;
   private highestIsrCache = -1;
   /** KVM_APIC_INIT / KVM_APIC_SIPI bits (apic->pending_events). */
   pendingEvents = 0;
@@ -113,12 +115,19 @@ export class KvmLapic {
   }
   setReg(off: number, v: number): void {
     this.regs[off >> 2] = v >>> 0;
+    if (off >= APIC.IRR && off < APIC.IRR + 0x80) this.irrPending = true;
+  }
+  /** Snapshot restore: the whole register page at once. */
+  restoreRegisters(page: ArrayLike<number>): void {
+    this.regs.set(page);
+    this.irrPending = true;
   }
   testVector(vec: number, base: number): boolean {
     return (this.regs[(base >> 2) + ((vec >> 5) << 2)]! & (1 << (vec & 31))) !== 0;
   }
   setVector(vec: number, base: number): void {
     this.regs[(base >> 2) + ((vec >> 5) << 2)]! |= 1 << (vec & 31);
+    if (base === APIC.IRR) this.irrPending = true;
   }
   clearVector(vec: number, base: number): void {
     this.regs[(base >> 2) + ((vec >> 5) << 2)]! &= ~(1 << (vec & 31));
@@ -181,8 +190,16 @@ export class KvmLapic {
     if (this.highestIsrCache !== -1) return this.highestIsrCache;
     return this.findHighestVector(APIC.ISR);
   }
+  /**
+   * apic_find_highest_irr with KVM's `irr_pending` shortcut: once a search finds IRR empty, the
+   * next searches answer -1 at once until a vector is set again (every IRR write goes through
+   * setVector / setReg / setState / restoreRegisters, which raise the flag).
+   */
   findHighestIrr(): number {
-    return this.findHighestVector(APIC.IRR);
+    if (!this.irrPending) return -1;
+    const v = this.findHighestVector(APIC.IRR);
+    if (v === -1) this.irrPending = false;
+    return v;
   }
   /** apic_update_ppr; returns whether PPR went down. */
   updatePpr(): boolean {
@@ -657,6 +674,7 @@ export class KvmLapic {
   setState(page: Uint32Array): void {
     this.setSpiv(page[APIC.SPIV >> 2]!);
     this.regs.set(page.subarray(0, 256));
+    this.irrPending = true;
     this.owner.bus.markApicMapDirty();
     this.owner.bus.recalculateApicMap();
     this.setReg(APIC.LVR, KVM_APIC_VERSION);

@@ -787,7 +787,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     }
     s.vcpus.forEach((x, i) => {
       const v = this.vcpuList[i]!;
-      v.lapic.regs.set(x.regs);
+      v.lapic.restoreRegisters(x.regs);
       v.lapic.apicBase = x.apicBase;
       v.lapic.isrBookkeeping = { isrCount: x.isrCount, highestIsrCache: x.highestIsrCache };
       v.lapic.pendingEvents = x.pendingEvents;

@@ -210,6 +210,62 @@ describe('LAPIC (FACTS §7.3)', () => {
   });
 });
 
+describe('LAPIC irr_pending shortcut', () => {
+  test('property: whatever sets or clears IRR (accept, PIR sync, ack, KVM_SET_LAPIC, snapshot restore), the highest IRR vector is the one a full scan finds', () => {
+    type Op = { k: 'msi'; v: number } | { k: 'pir'; v: number } | { k: 'ack' } | { k: 'eoi' } | { k: 'drain' } | { k: 'set-lapic'; v: number } | { k: 'restore' };
+    const op = fc.oneof(
+      fc.record({ k: fc.constant('msi' as const), v: fc.integer({ min: 0x10, max: 0xff }) }),
+      fc.record({ k: fc.constant('pir' as const), v: fc.integer({ min: 0x10, max: 0xff }) }),
+      fc.record({ k: fc.constant('ack' as const) }),
+      fc.record({ k: fc.constant('eoi' as const) }),
+      fc.record({ k: fc.constant('drain' as const) }),
+      fc.record({ k: fc.constant('set-lapic' as const), v: fc.integer({ min: 0x10, max: 0xff }) }),
+      fc.record({ k: fc.constant('restore' as const) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 60 }), (ops: Op[]) => {
+        const { vm } = makeVm({ nvcpus: 1 });
+        enableLapics(vm);
+        const lapic = vm.vcpu(0)!.lapic;
+        const scan = (): number => {
+          for (let w = 7; w >= 0; w--) {
+            const x = lapic.regs[(APIC.IRR >> 2) + (w << 2)]!;
+            if (x !== 0) return (w << 5) + 31 - Math.clz32(x);
+          }
+          return -1;
+        };
+        let snap: ReturnType<typeof vm.snapshot> | undefined;
+        for (const o of ops) {
+          if (o.k === 'msi') vm.signalMsi(msiMessage(0xfee00000, o.v));
+          else if (o.k === 'pir') lapic.setIrr(o.v);
+          else if (o.k === 'ack') {
+            const v = lapic.hasInterrupt();
+            if (v !== -1) lapic.ackInterrupt(v);
+          } else if (o.k === 'eoi') lapic.regWrite(APIC.EOI, 0);
+          else if (o.k === 'drain') {
+            // take and complete everything: IRR ends empty (and known to be)
+            for (let v = lapic.hasInterrupt(); v !== -1; v = lapic.hasInterrupt()) lapic.ackInterrupt(v);
+            while (lapic.findHighestIsr() !== -1) lapic.regWrite(APIC.EOI, 0);
+          }
+          else if (o.k === 'set-lapic') {
+            const page = vm.getLapic(0);
+            page[(APIC.IRR >> 2) + ((o.v >> 5) << 2)]! |= 1 << (o.v & 31);
+            vm.setLapic(0, page);
+          } else {
+            if (snap === undefined) snap = vm.snapshot();
+            else {
+              vm.restore(snap);
+              snap = undefined;
+            }
+          }
+          expect(lapic.findHighestIrr()).toBe(scan());
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
 describe('KVM_SET_GSI_ROUTING validation (FACTS §5.3)', () => {
   test.each([
     ['irqchip 3', [{ gsi: 1, type: 'irqchip' as const, irqchip: 3, pin: 0 }]],
