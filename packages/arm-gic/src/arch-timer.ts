@@ -97,7 +97,7 @@ export class KvmArchTimer implements ArmVcpuLoadPutListener {
     // high, so a raised level is always handed over again (the vGIC ignores a repeat); a
     // lowered one only when it changes.
     const should = this.shouldFire(vcpu.vcpuId);
-    if (should || c.level) this.updateIrq(c, should);
+    if (should || c.level) this.updateIrq(c, should, 'kvm_timer_vcpu_load_gic');
     // set_timer_irq_phys_active: active while the virtual interrupt is pending/active, so the
     // expired comparator does not interrupt the host again.
     const vgicActive = this.vm.gic.irqFor(VTIMER_PPI, vcpu.vcpuId)?.active ?? false;
@@ -132,16 +132,16 @@ export class KvmArchTimer implements ArmVcpuLoadPutListener {
   private handler(cpu: number): 'keep-active' | 'handled' {
     const c = this.contexts.find((x) => x.vcpu.cpu === cpu && x.vcpu.isLoaded);
     if (c === undefined) return 'handled'; // no running vCPU (the signal outlived vcpu_put)
-    if (this.shouldFire(c.vcpu.vcpuId)) this.updateIrq(c, true);
+    if (this.shouldFire(c.vcpu.vcpuId)) this.updateIrq(c, true, 'kvm_arch_timer_handler');
     return 'keep-active'; // forwarded to the vCPU: the guest's EOI (HW = 1) deactivates it
   }
 
   /** kvm_timer_update_irq → kvm_vgic_inject_irq on the virtual PPI. */
-  private updateIrq(c: VtimerContext, level: boolean): void {
+  private updateIrq(c: VtimerContext, level: boolean, caller: 'kvm_arch_timer_handler' | 'kvm_timer_vcpu_load_gic'): void {
     c.level = level;
     if (level) c.injections++;
     const ch = this.vm.channel;
-    if (ch.on) ch.emit('timer.update_irq', 'kvm_timer_update_irq', 'kvm_arch_timer_handler', { vcpu: c.vcpu.vcpuId, irq: VTIMER_PPI, level });
+    if (ch.on) ch.emit('timer.update_irq', 'kvm_timer_update_irq', caller, { vcpu: c.vcpu.vcpuId, irq: VTIMER_PPI, level });
     this.vm.vgic.injectIrq(c.vcpu.vcpuId, VTIMER_PPI, level, 'kvm_timer_update_irq');
   }
 

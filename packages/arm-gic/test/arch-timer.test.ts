@@ -40,6 +40,7 @@ describe('KVM arch timer: the guest EL1 virtual timer (arch_timer.c)', () => {
     const fns = fnsOf(rec.events);
     expect(inOrder(fns, ['arch_timer_set_next_event_virt', 'kvm_exit', 'gic_handle_irq', 'kvm_timer_update_irq', 'kvm_vgic_inject_irq', 'vgic_v3_populate_lr', 'kvm_entry',
       'gic_handle_irq', 'arch_timer_set_next_event_virt', 'gic_eoi_irq', 'hw:gic_deactivate_physical'])).toBe(true);
+    expect(rec.events.find((e) => e.fn === 'kvm_timer_update_irq')!.caller).toBe('kvm_arch_timer_handler');
     const handler = rec.events.find((e) => e.fn === 'generic_handle_domain_irq')!;
     expect(handler.args['handler']).toBe('kvm_arch_timer_handler');
     expect(host.isActive(VTIMER_PPI, 0)).toBe(false);
@@ -72,6 +73,7 @@ describe('KVM arch timer: the guest EL1 virtual timer (arch_timer.c)', () => {
     const fns = fnsOf(rec.events);
     expect(inOrder(fns, ['kvm_vcpu_halt', 'soft_timer_start', 'kvm_bg_timer_expire', 'kvm_vcpu_wake_up', 'kvm_vcpu_wakeup', 'kvm_timer_update_irq', 'kvm_vgic_inject_irq', 'kvm_entry',
       'gic_handle_irq', 'gic_eoi_irq'])).toBe(true);
+    expect(rec.events.find((e) => e.fn === 'kvm_timer_update_irq')!.caller).toBe('kvm_timer_vcpu_load_gic');
     // load marked the physical PPI active while the virtual one was pending; the HW EOI cleared it
     expect(host.isActive(VTIMER_PPI, 0)).toBe(false);
     expect(rec.events.some((e) => e.fn === 'generic_handle_domain_irq' && e.args['intid'] === VTIMER_PPI)).toBe(false);

@@ -678,8 +678,9 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.injected++;
     // kvm_check_and_inject_events: another injectable interrupt behind this one (a LAPIC vector
     // behind the PIC's ExtINT, say) opens an interrupt window, so it is injected as soon as the
-    // guest can take it instead of waiting for an unrelated KVM_REQ_EVENT.
-    if (this.hasPendingInterrupt()) {
+    // guest can take it instead of waiting for an unrelated KVM_REQ_EVENT. With APICv active
+    // kvm_cpu_has_injectable_intr counts only ExtINT: vIRR vectors are the CPU's to deliver.
+    if (this.pendingExtInt() || (!h.apicvActive && this.lapic.hasInterrupt() !== -1)) {
       if (tr) h.trace('vmx_enable_irq_window', 'inject_pending_event', { vcpu: this.vcpuId });
       this.irqWindowRequested = true;
     }

@@ -342,4 +342,31 @@ describe('two injectable interrupts at one entry (kvm_check_and_inject_events)',
     expect(v.blocked).toBe(true);
     rec.stop();
   });
+
+  test('with APICv the vIRR vector behind the ExtINT needs no window: the CPU delivers it itself at the IRET (kvm_cpu_has_injectable_intr counts only ExtINT)', () => {
+    const { ctx, vm } = makeVm({ nvcpus: 1 });
+    vm.setApicv(true);
+    enableLapics(vm);
+    patchLapic(vm, 0, { [APIC.LVT0]: 0x700 });
+    setRedir(vm, { 4: { vector: 0x34, dest: 0 } });
+    const guest = new IdleGuest(ctx.costs.ns.guestHandler);
+    const v = vm.vcpu(0)!;
+    v.setGuest(guest);
+    v.run();
+    ctx.scheduler.runUntilIdle();
+    const rec = record(ctx);
+    const qemu = ctx.scheduler.actor({ name: 'qemu-system-x86', kind: 'vmm-main' });
+    ctx.scheduler.after(0, qemu, () => {
+      vm.irqLine(4, true);
+      vm.irqLine(4, false);
+    });
+    ctx.scheduler.runUntil(ctx.scheduler.now + 1_000_000);
+    const fns = rec.functions();
+    expect(fns).not.toContain('vmx_enable_irq_window');
+    expect(v.exits.get('PENDING_INTERRUPT')).toBeUndefined();
+    expect(inOrder(fns, ['kvm_pic_read_irq', 'vmx_inject_irq', 'vmx_deliver_interrupt_virtual'])).toEqual([]);
+    expect(guest.taken.get(4)).toBe(1);
+    expect(guest.taken.get(0x34)).toBe(1);
+    rec.stop();
+  });
 });

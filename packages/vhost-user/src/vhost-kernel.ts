@@ -292,7 +292,8 @@ export class VhostKernelNet {
     const rx = this.vqs[0]!;
     // The socket poll is armed only while a backend is attached (vhost_net_enable_vq).
     if (!rx.backend) return true;
-    if (this.trace.on) this.trace.emit('vhost.poll', 'vhost_poll_wakeup', 'sock_def_readable', { index: 0, sock: 'tap0' });
+    // sock_def_readable → __wake_up_sync_key → __wake_up_common → vhost_poll_wakeup (the socket's wait queue)
+    if (this.trace.on) this.trace.emit('vhost.poll', 'vhost_poll_wakeup', '__wake_up_common', { index: 0, sock: 'tap0' });
     this.queueWork(0, 'sock');
     return true;
   }

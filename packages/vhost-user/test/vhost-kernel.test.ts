@@ -116,6 +116,8 @@ describe('kernel vhost-net model (drivers/vhost, FACTS §11.1)', () => {
       ctx.scheduler.runUntilIdle();
       const fns = rec.functions();
       expect(fns.indexOf('tun_net_xmit')).toBeLessThan(fns.indexOf('vhost_poll_wakeup'));
+      expect(rec.events.find((e) => e.fn === 'vhost_poll_wakeup')!.caller).toBe('__wake_up_common'); // the socket's wait queue, in the sender's context
+      expect(rec.events.find((e) => e.fn === 'vhost_poll_wakeup')!.actor.name).toBe('irq/nic0');
       const handle = rec.events.find((e) => e.fn === 'handle_rx_net')!;
       expect(handle.actor.name).toBe('vhost-4242');
       expect(handle.time).toBe(1000 + ctx.costs.ns.threadWakeup); // one wake-up for both frames
