@@ -1,6 +1,7 @@
 import { POSTED_INTR_VECTOR, POSTED_INTR_WAKEUP_VECTOR } from '@virq/irqbypass';
 import { Rig } from './support/rig.js';
-import { readSeed002 } from './support/seed.js';
+import * as fs from 'node:fs';
+import { SEED_DIR, readSeed002 } from './support/seed.js';
 
 // vCPU n runs on host CPU n + 6: vCPU 5 on CPU 11, as in the seed's capture ([011]).
 const hostCpuOf = (vcpu: number): number => vcpu + 6;
@@ -16,6 +17,10 @@ function startedRig(opts: ConstructorParameters<typeof Rig>[0] = {}): Rig {
 describe('F11: an MSI-X vector of an assigned device moved from vCPU 5 to vCPU 6', () => {
   test('produces the seed 002 ftrace, function and caller, filtered as the capture was', () => {
     const seed = readSeed002();
+    if (seed === undefined) {
+      expect(fs.existsSync(SEED_DIR)).toBe(false); // skipped only because the capture is absent
+      return;
+    }
     const rig = startedRig();
     expect(rig.host.remapper.postedTarget(rig.host.irqs.irteIndexOf(rig.vfio.hostIrqOf(1)!))).toEqual({ vcpuId: 5, vector: 0x41 });
     const from = rig.mark();
