@@ -6,7 +6,8 @@
  *      beside the C reference tools/ring-ref/ring_ref.c (two pthreads, same ring, built here
  *      with the system gcc), alternating runs, medians and per-pair ratios; and the "JS floor":
  *      the C's two loops written straight in JS (bench/inline-worker.ts, no library), which
- *      separates what V8 costs from what the ring's code costs;
+ *      separates what V8 costs from what the ring's code costs; then the same three in one
+ *      thread, in turn (no cache-line traffic: V8's code against gcc's for this loop);
  *   3. notifications per buffer with and without EVENT_IDX, steady producer/consumer.
  * Options: BENCH_QUICK=1 shortens every section; BENCH_ONLY=1|2|3 runs one section;
  * BENCH_PIN=0 leaves the two threads unpinned.
@@ -29,6 +30,7 @@ import {
   type VirtioRingEvent,
   type VirtioRingTrace,
 } from '@virq/virtio-ring';
+import { floorOneThread } from './floor-one-thread.js';
 
 const QUICK = process.env['BENCH_QUICK'] === '1';
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -285,6 +287,83 @@ async function section2(): Promise<void> {
     console.log(`  [avail.idx ${mode}] median: TS ${fmt(median(ts))}pps   JS floor ${fmt(median(js))}pps   C ${bin === undefined ? '-' : fmt(median(cs))}pps   median per-pair TS/C ratio ${median(ratios).toFixed(2)} (target ≥ 0.5), JS floor/C ${median(jsRatios).toFixed(2)}`);
   }
   if (bin !== undefined) fs.rmSync(bin, { force: true });
+  oneThreadFloor(pairs);
+}
+
+/**
+ * The same loops in one thread, in turn (driver batch → device batch → driver reclaim): the
+ * ring through its burst entry points, the JS floor (bench/floor-one-thread.ts) and the C
+ * (tools/ring-ref/ring_ref_one_thread.c). No second core, so no cache-line traffic: JS floor/C
+ * is what V8 makes of this loop against gcc, TS/JS floor what the ring's code adds to it.
+ */
+function oneThreadFloor(pairs: number): void {
+  const src = path.join(repo, 'tools/ring-ref/ring_ref_one_thread.c');
+  const bin = path.join(os.tmpdir(), `virq-ring-ref-1t-${process.pid}`);
+  try {
+    execFileSync('gcc', ['-O2', '-o', bin, src], { stdio: 'pipe' });
+  } catch (e) {
+    console.log(`  (one-thread C reference not built: ${(e as Error).message.split('\n')[0]})`);
+    return;
+  }
+  const count = QUICK ? 1_000_000 : 5_000_000;
+  const c1 = (): number => {
+    const line = execFileSync(bin, [String(count), String(BATCH), String(SIZE), String(WARM)], { encoding: 'utf8' });
+    const m = /pps=(\d+).*errors=0/.exec(line);
+    if (m === null) throw new Error(`unexpected C output: ${line}`);
+    return Number(m[1]);
+  };
+  const ts1 = tsOneThread();
+  const ts: number[] = [];
+  const js: number[] = [];
+  const cs: number[] = [];
+  for (let p = 0; p < pairs; p++) {
+    if (p % 2 === 0) {
+      ts.push(ts1(count));
+      js.push(floorOneThread(count, BATCH, SIZE, WARM));
+      cs.push(c1());
+    } else {
+      cs.push(c1());
+      js.push(floorOneThread(count, BATCH, SIZE, WARM));
+      ts.push(ts1(count));
+    }
+  }
+  fs.rmSync(bin, { force: true });
+  const per = (a: number[], b: number[]): string => median(a.map((x, i) => x / b[i]!)).toFixed(2);
+  console.log(`  [one thread, same loops in turn] median: TS ${fmt(median(ts))}pps   JS floor ${fmt(median(js))}pps   C ${fmt(median(cs))}pps   per-pair TS/C ${per(ts, cs)}   JS floor/C ${per(js, cs)}   TS/JS floor ${per(ts, js)}`);
+}
+
+/** The ring in one thread through the burst entry points (the calls ring-worker.ts makes), warmed by WARM packets. */
+function tsOneThread(): (count: number) => number {
+  const mem = GuestMemory.ofSize(0x100000);
+  const l = splitRingLayout(SIZE, 0x10000);
+  const d = new SplitVirtqueueDriver<number>(mem, { ...l });
+  const v = new SplitVirtqueueDevice(mem, { ...l });
+  d.disableCb();
+  v.disableNotification();
+  const gpas = new Float64Array(BATCH);
+  const lens = new Uint32Array(BATCH).fill(64);
+  const toks = new Array<number>(BATCH).fill(1);
+  const chains = Array.from({ length: BATCH }, () => new DescriptorChain());
+  const outT = new Array<number | undefined>(BATCH).fill(undefined);
+  const outL = new Uint32Array(BATCH);
+  const run = (count: number): void => {
+    for (let done = 0; done < count; done += BATCH) {
+      for (let k = 0; k < BATCH; k++) gpas[k] = 0x80000 + 64 * ((done + k) & 255);
+      d.addOutbufs(gpas, lens, toks, BATCH);
+      d.kickPrepare();
+      const n = v.popBurst(chains, BATCH);
+      v.fillBurst(chains, n, 0);
+      v.flush();
+      v.shouldNotify();
+      if (d.getBufs(outT, outL, BATCH) !== BATCH) throw new Error('lost a buffer');
+    }
+  };
+  run(WARM);
+  return (count) => {
+    const t0 = performance.now();
+    run(count);
+    return count / ((performance.now() - t0) / 1000);
+  };
 }
 
 // ---------------------------------------------------------------- 3. notifications per buffer
