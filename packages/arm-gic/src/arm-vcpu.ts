@@ -136,6 +136,27 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     return Math.round((this.vm.vhe ? this.costs.armExitVhe : this.costs.armExitNonVhe) / 2);
   }
 
+  /**
+   * The guest's task on this vCPU (guest/vcpuN): the guest kernel's own functions are traced
+   * on it, the vCPU thread's (exits, vGIC flush/sync) on `actor` — as on x86.
+   */
+  get guestActor(): Actor {
+    this.guestActorCache ??= this.s.actor({ name: `guest/vcpu${this.vcpuId}`, kind: 'guest', cpu: this.cpu });
+    return this.guestActorCache;
+  }
+  private guestActorCache: Actor | undefined;
+
+  /** Runs guest code inside the vCPU thread's step, its untagged trace events on the guest's task. */
+  private runGuestCode(fn: () => void): void {
+    const bus = this.vm.ctx.trace;
+    const prev = bus.attribute(this.guestActor);
+    try {
+      fn();
+    } finally {
+      bus.attribute(prev);
+    }
+  }
+
   private emit(kind: string, fn: string, caller: string | undefined, args: Record<string, number | string | boolean | bigint>, dur?: number, actor: Actor = this.actor): void {
     const ch = this.vm.channel;
     if (ch.on) ch.emit(kind, fn, caller, args, dur, actor);
@@ -246,7 +267,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     }
     const action = this.guestActions.shift();
     if (action !== undefined) {
-      action();
+      this.runGuestCode(action);
       // Guest code that did not trap goes on to whatever comes next (more queued work, or the idle loop's WFI).
       if (this.state === 'guest' && !this.inHandler) this.s.after(0, this.actor, () => this.guestResume());
       return;
@@ -267,10 +288,11 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     this.stats.guestInterrupts++;
     this.ackTimes.push(this.s.now);
     const c = this.costs;
-    this.emit('guest.ack', 'gic_handle_irq', 'el1h_64_irq', { vcpu: this.vcpuId, intid, via: 'ICV_IAR1_EL1' }, c.gicVirtualAckEoi);
-    this.handlers.get(intid)?.(intid);
+    this.emit('guest.ack', 'gic_handle_irq', 'el1h_64_irq', { vcpu: this.vcpuId, intid, via: 'ICV_IAR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
+    const handler = this.handlers.get(intid);
+    if (handler !== undefined) this.runGuestCode(() => handler(intid));
     this.s.after(c.gicVirtualAckEoi + c.guestHandler, this.actor, () => {
-      this.emit('guest.eoi', 'gic_eoi_irq', 'handle_fasteoi_irq', { vcpu: this.vcpuId, intid, via: 'ICV_EOIR1_EL1' }, c.gicVirtualAckEoi);
+      this.emit('guest.eoi', 'gic_eoi_irq', 'handle_fasteoi_irq', { vcpu: this.vcpuId, intid, via: 'ICV_EOIR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
       cpuif.eoir1(intid);
       if (this.guest.eoiMode) cpuif.dir(intid);
       this.s.after(c.gicVirtualAckEoi, this.actor, () => {

@@ -62,7 +62,7 @@ export class TraceChannel<E extends TraceEvent = TraceEvent> {
     const e = {
       kind,
       time: this.bus.scheduler.now,
-      actor: actor ?? this.bus.scheduler.current ?? this.bus.hostActor,
+      actor: actor ?? this.bus.attributedTo ?? this.bus.scheduler.current ?? this.bus.hostActor,
       source: this.source,
       fn,
       caller,
@@ -94,8 +94,28 @@ export class TraceBus {
     for (const ch of this.channels.values()) ch.refresh();
   });
   private _host: Actor | undefined;
+  /** Set while code of another context runs inside an actor's step (see `attribute`). */
+  private _attributed: Actor | undefined;
 
   constructor(readonly scheduler: Scheduler) {}
+
+  /**
+   * Events emitted without an explicit actor are attributed to `actor` (undefined: to the
+   * running actor, as usual) until the next call; returns the attribution it replaces, to be
+   * restored after. A vCPU runs its guest's code inside its own thread's step: the guest
+   * kernel's functions (its virtio driver's vring_interrupt, say) belong on the guest's task,
+   * not on the host thread's.
+   */
+  attribute(actor: Actor | undefined): Actor | undefined {
+    const prev = this._attributed;
+    this._attributed = actor;
+    return prev;
+  }
+
+  /** The actor `attribute` set, if any. */
+  get attributedTo(): Actor | undefined {
+    return this._attributed;
+  }
 
   get observed(): boolean {
     return this.subject.observed;

@@ -14,7 +14,7 @@ export interface VcpuHost {
   readonly tracing: boolean;
   readonly schedHooks: VcpuSchedHooks | undefined;
   readonly pirSync: ((vcpuId: number) => void) | undefined;
-  trace(fn: string, caller: string, args: Readonly<Record<string, number | string | boolean>>, durNs?: number, actor?: Actor): void;
+  trace(fn: string, caller: string | undefined, args: Readonly<Record<string, number | string | boolean>>, durNs?: number, actor?: Actor): void;
   deliverPosted(vcpu: KvmVcpu, vector: number): void;
   picHasInterrupt(): boolean;
   picReadIrq(): number;
@@ -27,5 +27,7 @@ export interface VcpuHost {
   /** A len-0 MMIO ioeventfd covers `addr` (KVM_FAST_MMIO_BUS: no instruction decode). */
   fastMmioMatch(addr: number): boolean;
   guestActor(vcpu: KvmVcpu): Actor;
+  /** Attributes untagged trace events to `actor` (the guest, while its code runs); returns the previous attribution. */
+  attributeTrace(actor: Actor | undefined): Actor | undefined;
   noGuestError(vcpuId: number): VirqError;
 }

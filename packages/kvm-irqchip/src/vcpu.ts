@@ -694,19 +694,39 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.preemptStep();
     this.lapic.ackInterrupt(v);
     this.injected++;
-    if (this.host.tracing) this.host.trace('vmx_deliver_interrupt_virtual', 'vmx_vcpu_run', { vcpu: this.vcpuId, vector: v });
+    // The CPU's own step in VMX non-root mode (SDM "Virtual-Interrupt Delivery"), on the vCPU thread's CPU.
+    if (this.host.tracing) this.host.trace('hw:virtual_interrupt_delivery', undefined, { vcpu: this.vcpuId, vector: v }, undefined, this.actor);
     this.beginHandler(v);
   }
 
   private beginHandler(vector: number): void {
     const g = this.guest!;
-    const body = g.interrupt?.(this.vcpuId, vector) ?? [{ op: 'compute', ns: this.host.costs.ns.guestHandler, fn: 'common_interrupt' } as const, OP_EOI];
-    if (this.host.tracing) this.host.trace('guest_interrupt', 'vmx_vcpu_run', { vcpu: this.vcpuId, vector }, undefined, this.host.guestActor(this));
+    const h = this.host;
+    if (h.tracing) h.trace('guest_interrupt', 'vmx_vcpu_run', { vcpu: this.vcpuId, vector }, undefined, this.guestTask());
+    let body: readonly GuestOp[] | undefined;
+    if (g.interrupt !== undefined) {
+      // The guest's handler is guest kernel code: what it traces (its virtio driver's
+      // vring_interrupt …) is the guest's, not the vCPU thread's.
+      const prev = h.attributeTrace(this.guestTask());
+      try {
+        body = g.interrupt(this.vcpuId, vector);
+      } finally {
+        h.attributeTrace(prev);
+      }
+    }
+    body ??= [{ op: 'compute', ns: h.costs.ns.guestHandler, fn: 'common_interrupt' } as const, OP_EOI];
     // The handler's body, then (if IF was set) the STI its IRET amounts to, run before anything queued.
     if (this.ifFlag) this.ops.push(OP_STI);
     this.ifFlag = false;
     this.queueFirst(body);
   }
+
+  /** The guest's task on this vCPU (guest/vcpuN), which its code's trace events name. */
+  private guestTask(): Actor {
+    this.guestActorCache ??= this.host.guestActor(this);
+    return this.guestActorCache;
+  }
+  private guestActorCache: Actor | undefined;
 
   /** Queues `ops` to run next, in order, before anything already queued. */
   private queueFirst(ops: readonly GuestOp[]): void {
@@ -717,14 +737,22 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   private guestStep(): void {
     if (!this.running || this.mode !== 'in-guest') return;
     const h = this.host;
-    const op = this.ops.pop() ?? this.guest!.next(this.vcpuId);
+    let op = this.ops.pop();
+    if (op === undefined) {
+      const prev = h.attributeTrace(this.guestTask());
+      try {
+        op = this.guest!.next(this.vcpuId);
+      } finally {
+        h.attributeTrace(prev);
+      }
+    }
     const ns = h.costs.ns;
     switch (op.op) {
       case 'compute':
         this.stepOp = op;
         this.stepEndsAt = h.scheduler.now + op.ns;
         this.actor.charge(op.ns);
-        if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, op.ns, h.guestActor(this));
+        if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, op.ns, this.guestTask());
         this.stepEvent = this.thenAfter(op.ns, STEP_GUEST);
         return;
       case 'sti':
@@ -745,7 +773,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       case 'call': {
         // Guest code at this point of the vCPU's instruction stream (a driver routine); what
         // it returns runs next.
-        const more = op.run();
+        const prev = h.attributeTrace(this.guestTask());
+        let more: readonly GuestOp[] | void;
+        try {
+          more = op.run();
+        } finally {
+          h.attributeTrace(prev);
+        }
         if (more !== undefined && more.length > 0) this.queueFirst(more);
         this.guestStep();
         return;
@@ -757,19 +791,19 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       case 'eoi':
         if (this.userspaceIrqchip) {
           // No APIC-access page: the EOI register is plain MMIO that QEMU's "apic-msi" region owns.
-          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
+          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId }, undefined, this.guestTask());
           this.guestIo({ op: 'mmio-write', addr: this.lapic.baseAddress + APIC.EOI, len: 4, value: 0 });
         } else if (this.lapic.x2apicMode) {
           this.vmExit('MSR_WRITE', 'handle_wrmsr', EOI_MSR_ARGS, ns.apicAccessEmulation, this.eoiByMsr);
         } else if (h.apicvActive && !h.ioapicHandlesEoi(this)) {
           this.actor.charge(ns.guestEoiNoExit);
-          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId, virtualized: true }, ns.guestEoiNoExit, h.guestActor(this));
+          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId, virtualized: true }, ns.guestEoiNoExit, this.guestTask());
           this.lapic.setEoi();
           this.stepEvent = this.thenAfter(ns.guestEoiNoExit, STEP_GUEST);
         } else if (h.apicvActive) {
           this.vmExit('EOI_INDUCED', 'handle_apic_eoi_induced', NO_ARGS, ns.apicAccessEmulation, this.eoiInduced);
         } else {
-          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
+          if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId }, undefined, this.guestTask());
           const addr = h.tracing ? this.lapic.baseAddress + APIC.EOI : 0;
           this.vmExit('APIC_ACCESS', 'handle_apic_access', h.tracing ? { addr } : NO_ARGS, ns.apicAccessEmulation, this.eoiByMmio);
         }
@@ -799,7 +833,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   private guestIo(op: Extract<GuestOp, { op: 'mmio-write' | 'mmio-read' | 'pio-write' | 'pio-read' }>): void {
     const h = this.host;
     const ns = h.costs.ns;
-    if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, undefined, h.guestActor(this));
+    if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, undefined, this.guestTask());
     if (op.op === 'pio-write' || op.op === 'pio-read') {
       this.vmExit('IO_INSTRUCTION', 'handle_io', { port: op.port, len: op.len }, 0, () => {
         const r = h.guestPio(this, op.op === 'pio-write', op.port, op.len, op.op === 'pio-write' ? op.value : 0);

@@ -364,7 +364,7 @@ describe('two injectable interrupts at one entry (kvm_check_and_inject_events)',
     const fns = rec.functions();
     expect(fns).not.toContain('vmx_enable_irq_window');
     expect(v.exits.get('PENDING_INTERRUPT')).toBeUndefined();
-    expect(inOrder(fns, ['kvm_pic_read_irq', 'vmx_inject_irq', 'vmx_deliver_interrupt_virtual'])).toEqual([]);
+    expect(inOrder(fns, ['kvm_pic_read_irq', 'vmx_inject_irq', 'hw:virtual_interrupt_delivery'])).toEqual([]);
     expect(guest.taken.get(4)).toBe(1);
     expect(guest.taken.get(0x34)).toBe(1);
     rec.stop();

@@ -4,6 +4,7 @@ import { archOf, type Topology } from './topology.js';
 import { X86Machine } from './x86/x86-machine.js';
 import { ArmMachine } from './arm/arm-machine.js';
 import type { ComposedMachine } from './machine.js';
+import { FirstDeliveryRecorder } from './first-delivery.js';
 
 export interface ScenarioResult {
   metrics: RunMetrics;
@@ -23,10 +24,6 @@ export interface RunOptions {
   onProgress?: (doneNs: number, totalNs: number) => void;
 }
 
-/** Functions that mark a device starting a delivery toward the guest. */
-const DELIVERY_START = new Set(['pit_irq_timer', 'apic_send_ipi', 'vgic_v3_dispatch_sgi', 'vhost_vring_call_split', 'vhost_signal', 'virtio_notify', 'vfio_msihandler', 'hw:vtd_post_interrupt', 'serial_update_irq', 'vgic_its_inject_cached_translation', 'vgic_its_trigger_msi', 'kvm_vgic_inject_irq', 'hw:its_translate', 'hw:amdvi_ga_interrupt']);
-/** The guest handler's EOI ends a delivery (x86 LAPIC EOI, virtualised or trapped; GIC ICV_EOIR1). */
-const DELIVERY_END = new Set(['native_apic_mem_eoi', 'gic_eoi_irq']);
 /**
  * Builds the topology's machine, runs its workload for `durationUs` of virtual time, and
  * measures it. Every number comes from the run's own trace and actors; the same topology
@@ -37,23 +34,18 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   const m = new MetricsCollector();
   const counter = new TraceMetricsCounter(m);
   const all: TraceEvent[] | undefined = options.keepTrace ? [] : undefined;
-  const first: TraceEvent[] = [];
-  let firstState: 'wait' | 'open' | 'done' = 'wait';
+  const first = new FirstDeliveryRecorder();
   const durationNs = topology.durationUs * 1000;
   const machine: ComposedMachine = archOf(topology.irqchip.kind) === 'x86' ? new X86Machine(ctx, topology) : new ArmMachine(ctx, topology);
   // Boot (firmware, driver probe) is done; the measurement starts here.
   const sub = ctx.trace.events$.subscribe((e) => {
     all?.push(e);
+    first.observe(e);
     machine.observe(e);
-    // A device-side decision not to notify (vhost_vring_call_split traces it too) starts nothing.
-    if (firstState === 'wait' && DELIVERY_START.has(e.fn) && !(e.kind === 'vring.should_notify' && (e.args as { notify?: boolean }).notify === false)) firstState = 'open';
-    if (firstState === 'open') {
-      first.push(e);
-      if (DELIVERY_END.has(e.fn) || first.length >= 400) firstState = 'done';
-    }
     counter.observe(e);
   });
   machine.irqs.onLatency = (ns) => m.latency.record(ns);
+  machine.irqs.onRaised = (vcpu, vector, now) => first.raised(vcpu, vector, now, ctx.scheduler.current);
   machine.start();
   machine.startWorkload(durationNs);
   if (options.onProgress === undefined) {
@@ -76,5 +68,5 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   const perVcpu: Record<string, Record<string, number>> = {};
   for (const [idx, reasons] of Object.entries(metrics.exits.perVcpu)) perVcpu[String(topology.vcpus[Number(idx)]?.id ?? idx)] = reasons;
   metrics.exits.perVcpu = perVcpu;
-  return { metrics, firstDelivery: firstState === 'wait' ? [] : first, trace: all, notes: machine.notes, ctx };
+  return { metrics, firstDelivery: first.delivery, trace: all, notes: machine.notes, ctx };
 }

@@ -29,6 +29,8 @@ export class GuestIrqDomain {
   private readonly nextVector = new Map<number, number>();
   /** Called with each measured latency (ns). */
   onLatency: ((ns: number, name: string) => void) | undefined;
+  /** Called whenever a device raises the interrupt behind (vCPU, vector or INTID). */
+  onRaised: ((vcpuId: number, vector: number, now: number) => void) | undefined;
 
   /** (vCPU, vector or INTID) → one number; INTIDs go up to 2^20 (GIC LPIs). */
   private key(vcpuId: number, vector: number): number {
@@ -80,6 +82,7 @@ export class GuestIrqDomain {
 
   /** A device raised the interrupt behind (vCPU, vector) at `now`. */
   raised(vcpuId: number, vector: number, now: number): void {
+    this.onRaised?.(vcpuId, vector, now);
     const s = this.slots.get(this.key(vcpuId, vector));
     if (s !== undefined && s.pendingSince === undefined) s.pendingSince = now;
   }
