@@ -21,7 +21,7 @@ describe('virq run', () => {
     expect(r.out).toMatch(/^virq run: x86-q35 — 2 vCPUs, irqchip kvm-x86, net0 \(virtio-net\/vhost-user\), nic1 \(vfio\), ttyS0 \(serial\)/);
     // The first delivery goes back end → call eventfd → irqfd → MSI → LAPIC, in that order.
     const fns = [...r.out.matchAll(/\]\s+\d+\.\d{9}: (\S+)/g)].map((m) => m[1]!);
-    const order = ['eventfd_write', 'irqfd_wakeup', 'kvm_set_msi_irq', 'kvm_irq_delivery_to_apic_fast', '__apic_accept_irq', 'guest_interrupt'];
+    const order = ['eventfd_write', 'irqfd_wakeup', 'kvm_set_msi_irq', 'kvm_irq_delivery_to_apic_fast', '__apic_accept_irq', 'hw:guest_interrupt'];
     expect(order.map((f) => fns.indexOf(f)).every((i, k, a) => i >= 0 && (k === 0 || i > a[k - 1]!))).toBe(true);
     expect(r.out).toMatch(/^exits\s+exits\/ms\s.*\bkicks\s+kicks suppr/m);
     expect(r.out).toMatch(/vCPU 0: .*EPT_MISCONFIG \d+/);

@@ -267,7 +267,8 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     }
     const action = this.guestActions.shift();
     if (action !== undefined) {
-      this.runGuestCode(action);
+      if (this.vm.ctx.trace.anyListening) this.runGuestCode(action);
+      else action();
       // Guest code that did not trap goes on to whatever comes next (more queued work, or the idle loop's WFI).
       if (this.state === 'guest' && !this.inHandler) this.s.after(0, this.actor, () => this.guestResume());
       return;
@@ -290,7 +291,10 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     const c = this.costs;
     this.emit('guest.ack', 'gic_handle_irq', 'el1h_64_irq', { vcpu: this.vcpuId, intid, via: 'ICV_IAR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
     const handler = this.handlers.get(intid);
-    if (handler !== undefined) this.runGuestCode(() => handler(intid));
+    if (handler !== undefined) {
+      if (this.vm.ctx.trace.anyListening) this.runGuestCode(() => handler(intid));
+      else handler(intid);
+    }
     this.s.after(c.gicVirtualAckEoi + c.guestHandler, this.actor, () => {
       this.emit('guest.eoi', 'gic_eoi_irq', 'handle_fasteoi_irq', { vcpu: this.vcpuId, intid, via: 'ICV_EOIR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
       cpuif.eoir1(intid);

@@ -54,7 +54,9 @@ export class TraceChannel<E extends TraceEvent = TraceEvent> {
 
   /** Recomputes `on` (a subscriber of this channel or of the bus came or went). */
   refresh(): void {
+    const was = this.listening;
     this.listening = this.subject.observed || this.bus.observed;
+    if (was !== this.listening) this.bus.channelListening(this.listening);
   }
 
   /** Emits an event stamped with the scheduler's time and running actor. */
@@ -115,6 +117,16 @@ export class TraceBus {
   /** The actor `attribute` set, if any. */
   get attributedTo(): Actor | undefined {
     return this._attributed;
+  }
+
+  private listeningChannels = 0;
+  /** Whether any channel has a listener (its own or the bus's): when not, no event is built anywhere. */
+  get anyListening(): boolean {
+    return this.listeningChannels > 0;
+  }
+  /** A channel's `on` changed (TraceChannel.refresh). */
+  channelListening(on: boolean): void {
+    this.listeningChannels += on ? 1 : -1;
   }
 
   get observed(): boolean {

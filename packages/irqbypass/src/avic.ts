@@ -166,7 +166,7 @@ export class AvicPostedInterrupts implements IrqPostingBackend {
   ) {
     this.trace = ctx.trace.channel<IrqBypassPkgTraceEvent>('avic');
     iommu.bind(this);
-    cpus.registerSysvec(AMD_IOMMU_INT_VECTOR, 'amd_iommu_int_handler', (_c, _v, on) => this.gaLogNotifier(on));
+    cpus.registerDeviceVector(AMD_IOMMU_INT_VECTOR, 'amd_iommu_int_handler', (_c, _v, on) => this.gaLogNotifier(on));
   }
 
   attach(): void {

@@ -38,7 +38,7 @@ export class HostCpus {
   readonly x2apic: boolean;
   private readonly actors: Actor[] = [];
   private readonly loaded: (PiVcpu | undefined)[] = [];
-  private readonly sysvecs = new Map<number, { name: string; handler: HostVectorHandler }>();
+  private readonly sysvecs = new Map<number, { name: string; handler: HostVectorHandler; device: boolean }>();
   private readonly vectorIrq: Map<number, HostVectorHandler>[] = [];
   private piProcessor: { vector: number; fn: PostedInterruptProcessor } | undefined;
   readonly trace: TraceChannel<IrqBypassPkgTraceEvent>;
@@ -90,9 +90,20 @@ export class HostCpus {
     this.loaded[cpu] = vcpu;
   }
 
-  /** Registers a system vector handler (sysvec_kvm_posted_intr_ipi …). */
+  /**
+   * Registers a system vector handler (sysvec_kvm_posted_intr_ipi …): its own IDT entry,
+   * asm_<name> → <name>, not common_interrupt.
+   */
   registerSysvec(vector: number, name: string, handler: HostVectorHandler): void {
-    this.sysvecs.set(vector, { name, handler });
+    this.sysvecs.set(vector, { name, handler, device: false });
+  }
+
+  /**
+   * Registers a device interrupt that takes `vector` on whichever CPU it lands (an IOMMU's own
+   * MSI, say): common_interrupt → handle_edge_irq → the driver's handler `name`.
+   */
+  registerDeviceVector(vector: number, name: string, handler: HostVectorHandler): void {
+    this.sysvecs.set(vector, { name, handler, device: true });
   }
 
   /** Installs the hardware's posted-interrupt processing for notification vector `vector`. */
@@ -137,10 +148,18 @@ export class HostCpus {
       vcpu.externalInterruptExit(vector);
       on = vcpu.actor;
     }
-    if (this.trace.on) this.trace.emit('host.irq_enter', 'common_interrupt', 'asm_common_interrupt', { cpu, vector }, undefined, on);
     const sys = this.sysvecs.get(vector);
-    if (sys !== undefined) {
+    if (sys !== undefined && !sys.device) {
       if (this.trace.on) this.trace.emit('host.sysvec', sys.name, 'asm_' + sys.name, { cpu, vector }, undefined, on);
+      sys.handler(cpu, vector, on);
+      return;
+    }
+    if (this.trace.on) this.trace.emit('host.irq_enter', 'common_interrupt', 'asm_common_interrupt', { cpu, vector }, undefined, on);
+    if (sys !== undefined) {
+      if (this.trace.on) {
+        this.trace.emit('host.irq_handler', 'handle_edge_irq', 'common_interrupt', { cpu, vector }, undefined, on);
+        this.trace.emit('host.irq_handler', sys.name, '__handle_irq_event_percpu', { cpu, vector }, undefined, on);
+      }
       sys.handler(cpu, vector, on);
       return;
     }

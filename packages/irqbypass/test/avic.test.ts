@@ -40,6 +40,9 @@ describe('AMD AVIC + AMD-Vi GA mode as the alternative consumer (FACTS §8.6)', 
     const fns = rig.fns(from);
     const order = ['hw:amdvi_ga_interrupt', 'hw:amdvi_ga_log_write', 'amd_iommu_int_handler', 'iommu_poll_ga_log', 'avic_ga_log_notifier', 'avic_vcpu_load', 'hw:virtual_interrupt_delivery'];
     expect(fns.filter((f) => order.includes(f))).toEqual(order);
+    // The IOMMU's event-log/GA-log interrupt is an ordinary MSI: the common IDT entry and the edge flow handler.
+    const h = fns.indexOf('amd_iommu_int_handler');
+    expect(fns.slice(h - 2, h)).toEqual(['common_interrupt', 'handle_edge_irq']);
     expect(ir.gaLogEntries).toBe(1);
     expect(rig.kvm.vcpu(2)!.state).toBe('running');
     expect(ir.entry(idx)).toMatchObject({ isRun: true });

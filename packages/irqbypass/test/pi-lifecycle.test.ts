@@ -39,6 +39,8 @@ describe('PI descriptor lifecycle across scheduling (FACTS §8.3)', () => {
     rig.on('CPU 3/KVM', () => v3.halt());
     const fns = rig.fns(from);
     expect(fns.filter((f) => ['pi_enable_wakeup_handler', 'sysvec_kvm_posted_intr_wakeup_ipi', 'pi_wakeup_handler', 'kvm_vcpu_wake_up'].includes(f))).toEqual(['pi_enable_wakeup_handler', 'sysvec_kvm_posted_intr_wakeup_ipi', 'pi_wakeup_handler', 'kvm_vcpu_wake_up']);
+    // A system vector has its own IDT entry (asm_sysvec_…), not common_interrupt.
+    expect(fns[fns.indexOf('sysvec_kvm_posted_intr_wakeup_ipi') - 1]).not.toBe('common_interrupt');
     expect(rig.kvm.deliveries.at(-1)).toMatchObject({ vcpu: 3, vector: 0x77 });
     expect(rig.host.vmx!.descriptor(3).nv).toBe(POSTED_INTR_VECTOR);
   });

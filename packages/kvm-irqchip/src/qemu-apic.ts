@@ -150,7 +150,7 @@ export class QemuApic {
     resetBit(this.irr, intno);
     setBit(this.isr, intno);
     this.taken++;
-    if (this.t.on) this.t.emit('qemu.apic_get_interrupt', 'apic_get_interrupt', 'x86_cpu_get_pic_interrupt', { apic: this.id, vector: intno });
+    if (this.t.on) this.t.emit('qemu.apic_get_interrupt', 'apic_get_interrupt', 'cpu_get_pic_interrupt', { apic: this.id, vector: intno });
     this.updateIrq('apic_get_interrupt');
     return intno;
   }

@@ -702,17 +702,21 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   private beginHandler(vector: number): void {
     const g = this.guest!;
     const h = this.host;
-    if (h.tracing) h.trace('guest_interrupt', 'vmx_vcpu_run', { vcpu: this.vcpuId, vector }, undefined, this.guestTask());
+    // The CPU delivers the vector through the guest's IDT (no kernel function of its own: hw:).
+    if (h.tracing) h.trace('hw:guest_interrupt', undefined, { vcpu: this.vcpuId, vector }, undefined, this.guestTask());
     let body: readonly GuestOp[] | undefined;
     if (g.interrupt !== undefined) {
-      // The guest's handler is guest kernel code: what it traces (its virtio driver's
-      // vring_interrupt …) is the guest's, not the vCPU thread's.
-      const prev = h.attributeTrace(this.guestTask());
-      try {
-        body = g.interrupt(this.vcpuId, vector);
-      } finally {
-        h.attributeTrace(prev);
-      }
+      const bus = h.traceBus;
+      if (bus.anyListening) {
+        // The guest's handler is guest kernel code: what it traces (its virtio driver's
+        // vring_interrupt …) is the guest's, not the vCPU thread's.
+        const prev = bus.attribute(this.guestTask());
+        try {
+          body = g.interrupt(this.vcpuId, vector);
+        } finally {
+          bus.attribute(prev);
+        }
+      } else body = g.interrupt(this.vcpuId, vector);
     }
     body ??= [{ op: 'compute', ns: h.costs.ns.guestHandler, fn: 'common_interrupt' } as const, OP_EOI];
     // The handler's body, then (if IF was set) the STI its IRET amounts to, run before anything queued.
@@ -739,12 +743,15 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     let op = this.ops.pop();
     if (op === undefined) {
-      const prev = h.attributeTrace(this.guestTask());
-      try {
-        op = this.guest!.next(this.vcpuId);
-      } finally {
-        h.attributeTrace(prev);
-      }
+      const bus = h.traceBus;
+      if (bus.anyListening) {
+        const prev = bus.attribute(this.guestTask());
+        try {
+          op = this.guest!.next(this.vcpuId);
+        } finally {
+          bus.attribute(prev);
+        }
+      } else op = this.guest!.next(this.vcpuId);
     }
     const ns = h.costs.ns;
     switch (op.op) {
@@ -773,13 +780,16 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       case 'call': {
         // Guest code at this point of the vCPU's instruction stream (a driver routine); what
         // it returns runs next.
-        const prev = h.attributeTrace(this.guestTask());
+        const bus = h.traceBus;
         let more: readonly GuestOp[] | void;
-        try {
-          more = op.run();
-        } finally {
-          h.attributeTrace(prev);
-        }
+        if (bus.anyListening) {
+          const prev = bus.attribute(this.guestTask());
+          try {
+            more = op.run();
+          } finally {
+            bus.attribute(prev);
+          }
+        } else more = op.run();
         if (more !== undefined && more.length > 0) this.queueFirst(more);
         this.guestStep();
         return;
@@ -945,7 +955,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       // The window userspace asked for stays requested behind the injection (req_int_win).
       this.irqWindowRequested = this.requestInterruptWindow;
       this.actor.charge(h.costs.ns.injectIrq);
-      if (tr) h.trace('vmx_inject_irq', 'kvm_check_and_inject_events', { vcpu: this.vcpuId, vector: v }, h.costs.ns.injectIrq);
+      if (tr) h.trace('vmx_inject_irq', 'inject_pending_event', { vcpu: this.vcpuId, vector: v }, h.costs.ns.injectIrq);
       this.injected++;
       return v;
     }

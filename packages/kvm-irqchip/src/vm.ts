@@ -127,7 +127,8 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   /** Userspace (QEMU) handler of exits no in-kernel device claimed; its return is a read's value. */
   onUserspaceExit: ((vcpuId: number, exit: UserspaceExit) => number) | undefined;
   private readonly guestActors = new Map<number, Actor>();
-  private readonly traceBus: TraceBus;
+  /** The machine's trace bus (the vCPUs attribute their guest's code to the guest's task on it). */
+  readonly traceBus: TraceBus;
   private scratchIrq: LapicIrq = { vector: 0, deliveryMode: 0, logical: false, level: true, levelTriggered: false, shorthand: 0, destId: 0, msiRedirHint: false };
 
   constructor(ctx: SimContext, options: KvmVmOptions) {
@@ -172,9 +173,6 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   }
   trace(fn: string, caller: string | undefined, args: TraceArgsIn, durNs?: number, actor?: Actor): void {
     this.t.emit(`kvm.${fn}`, fn, caller, args, durNs, actor);
-  }
-  attributeTrace(actor: Actor | undefined): Actor | undefined {
-    return this.traceBus.attribute(actor);
   }
   traceLapic(fn: string, caller: string, args: TraceArgsIn): void {
     this.trace(fn, caller, args);
@@ -282,7 +280,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   }
   /** kvm_irq_delivery_to_apic: the hub every interrupt goes through. */
   deliverToApic(src: KvmLapic | null, irq: LapicIrq, destMap?: DestMap): number {
-    if (this.t.on) this.trace('kvm_irq_delivery_to_apic', src === null ? 'kvm_set_irq' : 'kvm_apic_send_ipi', { dest: irq.destId, vector: irq.vector, dm: irq.deliveryMode, logical: irq.logical });
+    if (this.t.on) this.trace('kvm_irq_delivery_to_apic', src === null ? 'kvm_set_irq' : 'apic_send_ipi', { dest: irq.destId, vector: irq.vector, dm: irq.deliveryMode, logical: irq.logical });
     const r = this.apicMap.deliverFast(src, irq, destMap);
     if (r !== FAST_PATH_MISS) return r;
     return this.apicMap.deliverSlow(src, irq, destMap);

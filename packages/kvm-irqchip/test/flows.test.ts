@@ -280,8 +280,8 @@ describe('a host interrupt that arrives during VM entry', () => {
     const exit = rec.events.find((e) => e.fn === 'kvm_exit' && e.args['reason'] === 'EXTERNAL_INTERRUPT')!;
     expect(exit.time).toBe(entryEnd);
     const fns = rec.functions();
-    expect(inOrder(fns, ['vmx_inject_irq', 'vmx_vcpu_run', 'guest_interrupt', 'kvm_exit', 'handle_external_interrupt_irqoff', 'vmx_vcpu_run', 'common_interrupt', 'native_apic_mem_eoi', 'kvm_exit', 'handle_apic_access'])).toEqual([]);
-    expect(fns.filter((f) => f === 'guest_interrupt')).toHaveLength(1);
+    expect(inOrder(fns, ['vmx_inject_irq', 'vmx_vcpu_run', 'hw:guest_interrupt', 'kvm_exit', 'handle_external_interrupt_irqoff', 'vmx_vcpu_run', 'common_interrupt', 'native_apic_mem_eoi', 'kvm_exit', 'handle_apic_access'])).toEqual([]);
+    expect(fns.filter((f) => f === 'hw:guest_interrupt')).toHaveLength(1);
     expect(guest.taken.get(0x55)).toBe(1);
     expect(v.exits.get('EXTERNAL_INTERRUPT')).toBe(1);
     expect(v.lapic.toJson().isr).toEqual([]);

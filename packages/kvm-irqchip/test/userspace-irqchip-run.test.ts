@@ -121,7 +121,7 @@ describe('KVM without an in-kernel irqchip (the !lapic_in_kernel paths of arch/x
     expect(inOrder(fns, [
       'kvm_userspace_exit', 'kvm_handle_halt', 'qemu_wait_io_event',
       'apic_mem_write', 'apic_send_msi', 'apic_deliver_irq', 'apic_bus_deliver', 'apic_set_irq', 'apic_update_irq', 'cpu_interrupt', 'qemu_cpu_kick', 'cpus_kick_thread',
-      'apic_update_irq', 'cpu_interrupt', 'apic_get_interrupt', 'kvm_vcpu_ioctl', 'kvm_vcpu_ioctl_interrupt', 'vmx_inject_irq', 'guest_interrupt',
+      'apic_update_irq', 'cpu_interrupt', 'apic_get_interrupt', 'kvm_vcpu_ioctl', 'kvm_vcpu_ioctl_interrupt', 'vmx_inject_irq', 'hw:guest_interrupt',
       'native_apic_mem_eoi', 'kvm_exit', 'kvm_userspace_exit', 'apic_eoi',
     ])).toEqual([]);
   });

@@ -5,7 +5,7 @@ const DELIVERY_START = new Set(['pit_irq_timer', 'apic_send_ipi', 'vgic_v3_dispa
 /** The guest handler's EOI ends a delivery (x86 LAPIC EOI, virtualised or trapped; GIC ICV_EOIR1). */
 const DELIVERY_END = new Set(['native_apic_mem_eoi', 'gic_eoi_irq']);
 /** The guest taking an interrupt: x86's entry names the vector, the GIC's ICV_IAR1 read the INTID. */
-const GUEST_HANDLER = new Set(['guest_interrupt', 'gic_handle_irq']);
+const GUEST_HANDLER = new Set(['hw:guest_interrupt', 'gic_handle_irq']);
 /** A window that never reaches its handler stops here. */
 const MAX_EVENTS = 400;
 

@@ -39,8 +39,8 @@ describe('FirstDeliveryRecorder', () => {
     const r = new FirstDeliveryRecorder();
     r.observe(ev(20, vhost, 'vhost_vring_call_split', { notify: true })); // another actor, same instant
     r.raised(0, 52, 20, nic);
-    for (const e of [ev(20, nic, 'hw:vtd_remap_interrupt'), ev(21, vcpu, 'guest_interrupt', { vcpu: 0, vector: 52 }), ev(22, vcpu, 'native_apic_mem_eoi', { vcpu: 0 })]) r.observe(e);
-    expect(r.delivery.map((e) => e.fn)).toEqual(['hw:vtd_remap_interrupt', 'guest_interrupt', 'native_apic_mem_eoi']);
+    for (const e of [ev(20, nic, 'hw:vtd_remap_interrupt'), ev(21, vcpu, 'hw:guest_interrupt', { vcpu: 0, vector: 52 }), ev(22, vcpu, 'native_apic_mem_eoi', { vcpu: 0 })]) r.observe(e);
+    expect(r.delivery.map((e) => e.fn)).toEqual(['hw:vtd_remap_interrupt', 'hw:guest_interrupt', 'native_apic_mem_eoi']);
   });
 
   it('an EOI on another vCPU, or before the handler, does not end the window', () => {
@@ -48,9 +48,9 @@ describe('FirstDeliveryRecorder', () => {
     r.raised(1, 50, 0, undefined);
     for (const e of [
       ev(1, vcpu, 'native_apic_mem_eoi', { vcpu: 1 }), // an older interrupt's EOI on the target
-      ev(2, vcpu, 'guest_interrupt', { vcpu: 0, vector: 50 }),
+      ev(2, vcpu, 'hw:guest_interrupt', { vcpu: 0, vector: 50 }),
       ev(3, vcpu, 'native_apic_mem_eoi', { vcpu: 0 }),
-      ev(4, vcpu, 'guest_interrupt', { vcpu: 1, vector: 50 }),
+      ev(4, vcpu, 'hw:guest_interrupt', { vcpu: 1, vector: 50 }),
       ev(5, vcpu, 'native_apic_mem_eoi', { vcpu: 1 }),
     ]) r.observe(e);
     expect(r.delivery.map((e) => e.time)).toEqual([1, 2, 3, 4, 5]);
@@ -96,7 +96,7 @@ describe('the first delivery of a machine run', () => {
       const last = f.at(-1)!;
       expect([name, last.fn]).toEqual([name, name.startsWith('arm') ? 'gic_eoi_irq' : 'native_apic_mem_eoi']);
       // The last handler on that vCPU before the EOI took the interrupt the window follows.
-      const handlers = f.filter((e) => (e.fn === 'guest_interrupt' || e.fn === 'gic_handle_irq') && e.args['vcpu'] === last.args['vcpu']);
+      const handlers = f.filter((e) => (e.fn === 'hw:guest_interrupt' || e.fn === 'gic_handle_irq') && e.args['vcpu'] === last.args['vcpu']);
       expect(handlers.length).toBeGreaterThan(0);
       if (name.startsWith('arm')) expect(handlers.at(-1)!.args['intid']).toBe(last.args['intid']);
     }

@@ -27,7 +27,7 @@ describe('scenario runs', () => {
     // CPU time of a vCPU thread can never exceed the run's virtual time (plus the step in flight).
     expect(m.cpuTimeNs['CPU 0/KVM']!).toBeLessThanOrEqual(m.virtualTimeNs + 20_000);
     // The first delivery ends in the guest's handler.
-    expect(r.firstDelivery.map((e) => e.fn)).toContain('guest_interrupt');
+    expect(r.firstDelivery.map((e) => e.fn)).toContain('hw:guest_interrupt');
     expect(r.firstDelivery.at(-1)!.fn).toBe('native_apic_mem_eoi');
   });
 
@@ -121,7 +121,7 @@ describe('legacy timer (pit + hpet devices, workload.timerHz)', () => {
     expect(ticks).toBe(19); // every 10 µs from 10 µs, stopped at 200 µs (the tick at 200 µs is cancelled)
     expect(r.metrics.interrupts.injected).toBe(ticks);
     const fns = r.firstDelivery.map((e) => e.fn);
-    const chain = ['pit_irq_timer', 'pit_irq_timer_update', 'hpet_handle_legacy_irq', 'kvm_pc_gsi_handler', 'kvm_set_irq', 'kvm_set_ioapic_irq', 'ioapic_deliver', '__apic_accept_irq', 'vmx_inject_irq', 'guest_interrupt', 'native_apic_mem_eoi'];
+    const chain = ['pit_irq_timer', 'pit_irq_timer_update', 'hpet_handle_legacy_irq', 'kvm_pc_gsi_handler', 'kvm_set_irq', 'kvm_set_ioapic_irq', 'ioapic_deliver', '__apic_accept_irq', 'vmx_inject_irq', 'hw:guest_interrupt', 'native_apic_mem_eoi'];
     let at = 0;
     for (const f of chain) {
       at = fns.indexOf(f, at);
@@ -140,7 +140,7 @@ describe('legacy timer (pit + hpet devices, workload.timerHz)', () => {
     expect(fns.filter((f) => f === 'pit_do_work')).toHaveLength(10);
     expect(fns.filter((f) => f === 'kvm_pit_ack_irq')).toHaveLength(10);
     expect(fns).not.toContain('pit_irq_timer'); // QEMU's i8254 is not there
-    const chain = ['pit_timer_fn', 'pit_do_work', 'kvm_set_irq', 'kvm_set_ioapic_irq', 'ioapic_deliver', '__apic_accept_irq', 'vmx_inject_irq', 'guest_interrupt', 'native_apic_mem_eoi', 'kvm_ioapic_update_eoi', 'kvm_pit_ack_irq'];
+    const chain = ['pit_timer_fn', 'pit_do_work', 'kvm_set_irq', 'kvm_set_ioapic_irq', 'ioapic_deliver', '__apic_accept_irq', 'vmx_inject_irq', 'hw:guest_interrupt', 'native_apic_mem_eoi', 'kvm_ioapic_update_eoi', 'kvm_pit_ack_irq'];
     let at = 0;
     for (const f of chain) {
       at = fns.indexOf(f, at);
@@ -196,7 +196,7 @@ describe('guest IPIs (workload.ipisPerSec)', () => {
     expect(m.exits.byReason['APIC_ACCESS']).toBeGreaterThanOrEqual(2 * m.interrupts.injected);
     expect(m.latencyNs.count).toBeGreaterThan(10);
     const fns = r.firstDelivery.map((e) => e.fn);
-    for (const f of ['apic_send_ipi', 'kvm_irq_delivery_to_apic', '__apic_accept_irq', 'vmx_inject_irq', 'guest_interrupt']) expect(fns).toContain(f);
+    for (const f of ['apic_send_ipi', 'kvm_irq_delivery_to_apic', '__apic_accept_irq', 'vmx_inject_irq', 'hw:guest_interrupt']) expect(fns).toContain(f);
   });
 
   it('arm64: each IPI is a trapped ICC_SGI1R_EL1 write (SYS64 exit), queued to the vGIC, acked without an exit', () => {

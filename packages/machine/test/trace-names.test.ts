@@ -1,4 +1,7 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { TraceEvent } from '@virq/core';
+import { FLOWS } from '../src/flows/registry.js';
 import { presetDocument } from '../src/presets.js';
 import { runTopology } from '../src/scenario.js';
 import { parseTopology } from '../src/topology.js';
@@ -24,6 +27,27 @@ describe('trace names are functions (or hw: steps)', () => {
       if (e.caller !== undefined && e.caller !== 'guest' && !FUNCTION_NAME.test(e.caller)) bad.add(`caller ${e.caller}`);
     }
     expect([...bad]).toEqual([]);
+  });
+
+  it('every name is one checked against the real sources (test/audited-trace-names.txt)', () => {
+    const audited = new Set(
+      fs
+        .readFileSync(path.join(__dirname, 'audited-trace-names.txt'), 'utf8')
+        .split('\n')
+        .filter((l) => l !== '' && !l.startsWith('#')),
+    );
+    const seen = new Set<string>();
+    const note = (e: TraceEvent): void => {
+      seen.add(e.fn);
+      if (e.caller !== undefined && e.caller !== 'guest') seen.add(e.caller);
+    };
+    for (const preset of ['x86-q35', 'x86-q35-noapicv', 'x86-q35-avic', 'x86-q35-userspace-irqchip', 'arm-virt-gicv3', 'arm-virt-gicv4', 'arm-virt-gicv4.1']) {
+      run(preset, (d) => {
+        d.workload = { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, ipisPerSec: 20_000, timerHz: 10_000, ioDepth: 4 };
+      }).forEach(note);
+    }
+    for (const f of FLOWS) for (const v of Object.keys(f.spec.variants)) f.run(v).trace.forEach(note);
+    expect([...seen].filter((n) => !n.startsWith('hw:') && !audited.has(n)).sort()).toEqual([]);
   });
 
   it('x86 guest: the IPI is sent by __default_send_IPI_dest_field and taken by sysvec_call_function_single; the UART IIR read is serial8250_default_handle_irq', () => {

@@ -58,7 +58,7 @@ describe('x86 machine on QEMU\'s userspace irqchip (kernel-irqchip=off)', () => 
     }
     // and every one of them was injected by KVM_INTERRUPT (one ioctl, one vmx_inject_irq each)
     expect(count(trace, 'kvm_vcpu_ioctl_interrupt')).toBe(count(trace, 'vmx_inject_irq'));
-    expect(count(trace, 'vmx_inject_irq')).toBe(count(trace, 'guest_interrupt'));
+    expect(count(trace, 'vmx_inject_irq')).toBe(count(trace, 'hw:guest_interrupt'));
   });
 
   it('virtio-net: every frame the back end put in the rx ring is received by the guest; every transmitted frame reaches the back end', () => {
@@ -106,7 +106,7 @@ describe('x86 machine on QEMU\'s userspace irqchip (kernel-irqchip=off)', () => 
   });
 
   it('the guest EOIs by MMIO: one KVM_EXIT_MMIO and one apic_eoi per interrupt taken', () => {
-    const taken = count(trace, 'guest_interrupt');
+    const taken = count(trace, 'hw:guest_interrupt');
     expect(count(trace, 'apic_eoi')).toBe(taken);
     expect(count(trace, 'native_apic_mem_eoi')).toBe(taken);
   });
@@ -131,7 +131,7 @@ describe('kvm-x86 ↔ userspace-x86: the same topology with only the irqchip lin
     expect(kvm.metrics.interrupts.posted).toBeGreaterThan(0);
     expect(user.metrics.interrupts.posted).toBe(0);
     expect(user.trace!.some((e) => e.fn === 'irqfd_wakeup')).toBe(false);
-    expect(user.firstDelivery.map((e) => e.fn)).toEqual(expect.arrayContaining(['apic_send_msi', 'qemu_cpu_kick', 'kvm_vcpu_ioctl_interrupt', 'vmx_inject_irq', 'guest_interrupt']));
+    expect(user.firstDelivery.map((e) => e.fn)).toEqual(expect.arrayContaining(['apic_send_msi', 'qemu_cpu_kick', 'kvm_vcpu_ioctl_interrupt', 'vmx_inject_irq', 'hw:guest_interrupt']));
   });
 
   it('the metrics show the cost: returns to QEMU for HLT, EOIs (MMIO), kicks (KVM_EXIT_INTR) and interrupt windows', () => {

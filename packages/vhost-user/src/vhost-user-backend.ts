@@ -604,7 +604,10 @@ export class VhostUserBackend<F> {
     if (v === undefined) return;
     v.kicks++;
     v.started = true;
-    if (this.trace?.on) this.trace.emit('vhost-user.kick', 'vhost_user_kick', 'eventfd_read', { index });
+    // A DPDK application in Rx-interrupt mode sleeps in rte_epoll_wait on the kick fds; for a
+    // ready one eal_epoll_process_event runs its callback, eal_intr_proc_rxtx_intr, which
+    // reads the eventfd. (DPDK's vhost library has no kick handler of its own: it polls.)
+    if (this.trace?.on) this.trace.emit('vhost-user.kick', 'eal_intr_proc_rxtx_intr', 'eal_epoll_process_event', { index });
     if (this.running) this.device.kick?.(index);
   }
 
