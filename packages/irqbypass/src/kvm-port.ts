@@ -80,6 +80,10 @@ export interface KvmPiPort {
   setPostedInterruptDelivery(deliver: ((vcpuId: number, vector: number) => boolean) | undefined, fn?: string, caller?: string): void;
   /** Installs the vcpu_load / vcpu_put hooks. */
   setVcpuSchedHooks(hooks: VcpuSchedHooks | undefined): void;
-  /** Installs vmx_sync_pir_to_irr, run by vcpu_enter_guest before entry. */
-  setPirSync(sync: ((vcpuId: number) => void) | undefined): void;
+  /**
+   * Installs vmx_sync_pir_to_irr: run by vcpu_enter_guest before entry, and by
+   * apic_has_interrupt_for_ppr whenever KVM asks whether an APICv vCPU has an interrupt (the
+   * block check of a halting vCPU among them). `caller` names who asked.
+   */
+  setPirSync(sync: ((vcpuId: number, caller: string) => void) | undefined): void;
 }

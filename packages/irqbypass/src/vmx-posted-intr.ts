@@ -93,7 +93,7 @@ export class VmxPostedInterrupts implements PiDescriptorResolver, IrqPostingBack
       vcpuPut: (v, reason) => this.vcpuPiPut(v, reason),
     });
     this.kvm.setPostedInterruptDelivery((id, vector) => this.deliverPostedInterrupt(id, vector));
-    this.kvm.setPirSync((id) => this.syncPirToIrr(id));
+    this.kvm.setPirSync((id, caller) => this.syncPirToIrr(id, caller));
   }
 
   detach(): void {
@@ -198,14 +198,14 @@ export class VmxPostedInterrupts implements PiDescriptorResolver, IrqPostingBack
     return true;
   }
 
-  /** vmx_sync_pir_to_irr: run before entry. Returns the vectors moved to the IRR. */
-  syncPirToIrr(vcpuId: number): number[] {
+  /** vmx_sync_pir_to_irr: run before entry (and by apic_has_interrupt_for_ppr). Returns the vectors moved to the IRR. */
+  syncPirToIrr(vcpuId: number, caller = 'vcpu_enter_guest'): number[] {
     const pid = this.descs.get(vcpuId);
     if (pid === undefined || !pid.testAndClearOn()) return [];
     const vectors = pid.takePir();
     const vcpu = this.kvm.vcpu(vcpuId);
     this.counters.syncedOnEntry++;
-    if (this.trace.on) this.trace.emit('pi.sync_pir_to_irr', 'vmx_sync_pir_to_irr', 'vcpu_enter_guest', { vcpu: vcpuId, vectors: vectors.join(',') }, undefined, vcpu?.actor);
+    if (this.trace.on) this.trace.emit('pi.sync_pir_to_irr', 'vmx_sync_pir_to_irr', caller, { vcpu: vcpuId, vectors: vectors.join(',') }, undefined, vcpu?.actor);
     if (vectors.length > 0) vcpu?.syncPirToIrr(vectors);
     return vectors;
   }

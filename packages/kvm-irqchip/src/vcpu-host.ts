@@ -13,7 +13,7 @@ export interface VcpuHost {
   readonly cpuid: { readonly x2apic: boolean; readonly tscDeadline: boolean; readonly maxPhysAddr: number };
   readonly tracing: boolean;
   readonly schedHooks: VcpuSchedHooks | undefined;
-  readonly pirSync: ((vcpuId: number) => void) | undefined;
+  readonly pirSync: ((vcpuId: number, caller: string) => void) | undefined;
   trace(fn: string, caller: string | undefined, args: Readonly<Record<string, number | string | boolean>>, durNs?: number, actor?: Actor): void;
   deliverPosted(vcpu: KvmVcpu, vector: number): void;
   picHasInterrupt(): boolean;

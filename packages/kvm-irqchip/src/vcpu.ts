@@ -413,6 +413,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   // ---- VcpuInterruptTarget --------------------------------------------------------
   /** kvm_cpu_has_injectable_intr: ExtINT from the PIC or a LAPIC vector above PPR. */
   hasPendingInterrupt(): boolean {
+    // kvm_cpu_has_interrupt → kvm_apic_has_interrupt → apic_has_interrupt_for_ppr, which with
+    // APICv first syncs the posted-interrupt descriptor (PIR → IRR): a post that found the vCPU
+    // outside guest mode left ON set and, once it blocks, will not notify again.
+    if (this.host.apicvActive) this.host.pirSync?.(this.vcpuId, 'apic_has_interrupt_for_ppr');
     return this.pendingExtInt() || this.lapic.hasInterrupt() !== -1;
   }
   private pendingExtInt(): boolean {
@@ -602,7 +606,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         vector = this.injectPendingEvent();
       }
     }
-    h.pirSync?.(this.vcpuId);
+    h.pirSync?.(this.vcpuId, 'vcpu_enter_guest');
     const entry = h.costs.ns.vmEntry;
     this.actor.charge(entry);
     this.mode = 'in-guest';

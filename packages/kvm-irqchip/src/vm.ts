@@ -122,7 +122,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   private apicv = false;
   bypassHooks: IrqfdBypassHooks | undefined;
   schedHooks: VcpuSchedHooks | undefined;
-  pirSync: ((vcpuId: number) => void) | undefined;
+  pirSync: ((vcpuId: number, caller: string) => void) | undefined;
   private posted: ((vcpuId: number, vector: number) => boolean) | undefined;
   /** Userspace (QEMU) handler of exits no in-kernel device claimed; its return is a read's value. */
   onUserspaceExit: ((vcpuId: number, exit: UserspaceExit) => number) | undefined;
@@ -253,7 +253,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   setVcpuSchedHooks(hooks: VcpuSchedHooks | undefined): void {
     this.schedHooks = hooks;
   }
-  setPirSync(sync: ((vcpuId: number) => void) | undefined): void {
+  setPirSync(sync: ((vcpuId: number, caller: string) => void) | undefined): void {
     this.pirSync = sync;
   }
   deliverPosted(vcpu: KvmVcpu, vector: number): void {

@@ -77,3 +77,50 @@ describe('STI with APICv (virtual-interrupt delivery)', () => {
     expect(Object.values(off.exits).reduce((a, b) => a + b, 0)).toBeGreaterThan(Object.values(on.exits).reduce((a, b) => a + b, 0));
   });
 });
+
+describe('the block check syncs the PIR (apic_has_interrupt_for_ppr → sync_pir_to_irr)', () => {
+  test('a post that found the vCPU between its HLT exit and the block (ON set, no wake-up to send) is taken, not lost', () => {
+    const ctx = createSimContext();
+    const vm = new KvmVm(ctx, { nvcpus: 1 });
+    vm.setApicv(true);
+    const v = vm.vcpu(0)!;
+    v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    // A minimal posted-interrupt descriptor: ON + PIR, synced by whoever asks (entry or block check).
+    let on = false;
+    const pir = new Set<number>();
+    const askedBy: string[] = [];
+    vm.setPirSync((id, caller) => {
+      askedBy.push(caller);
+      if (!on) return;
+      on = false;
+      const vectors = [...pir];
+      pir.clear();
+      vm.vcpu(id)!.syncPirToIrr(vectors);
+    });
+    const g = new Worker();
+    v.setGuest(g);
+    v.run();
+    // The guest's HLT exits at the end of its sixth step; while KVM handles it (outside guest
+    // mode, not yet blocked) a device posts 0x46: PIR + ON, and kvm_vcpu_wake_up finds nothing to wake.
+    const dev = ctx.scheduler.actor({ name: 'dev', kind: 'device', cpu: 0 });
+    let posted = false;
+    const poll = (): void => {
+      if (!posted && v.mode === 'outside-guest' && !v.blocked && g.steps >= 7) {
+        posted = true;
+        pir.add(0x46);
+        on = true;
+        v.wakeUp();
+        return;
+      }
+      if (!posted) ctx.scheduler.after(10, dev, poll);
+    };
+    ctx.scheduler.after(0, dev, poll);
+    ctx.scheduler.runUntilIdle();
+    expect(posted).toBe(true);
+    // Without the sync at the block check the vCPU would sleep with ON set, and every later
+    // post would return early (ON already set): the interrupt, and all after it, lost.
+    expect(g.log).toEqual(['irq 70']);
+    expect(askedBy).toContain('apic_has_interrupt_for_ppr');
+    expect(on).toBe(false);
+  });
+});

@@ -156,7 +156,7 @@ export class MiniVcpu implements PiVcpu {
   /** vcpu_enter_guest: PIR sync, injection, then guest mode. */
   enterGuest(): void {
     if (this.state !== 'running') return;
-    this.kvm.pirSync?.(this.vcpuId);
+    this.kvm.pirSync?.(this.vcpuId, 'vcpu_enter_guest');
     if (!this.kvm.apicvActive && this.kvmReqEvent) {
       this.kvmReqEvent = false;
       const v = this.highestIrr();
@@ -216,7 +216,7 @@ export class MiniKvm implements KvmPiPort, VmInterruptApi, MsiSink {
   private hooks: IrqfdBypassHooks | undefined;
   sched: VcpuSchedHooks | undefined;
   deliverPosted: ((vcpuId: number, vector: number) => boolean) | undefined;
-  pirSync: ((vcpuId: number) => void) | undefined;
+  pirSync: ((vcpuId: number, caller: string) => void) | undefined;
   readonly deliveries: Delivery[] = [];
   readonly exits: ExitRecord[] = [];
   injections = 0;
@@ -264,7 +264,7 @@ export class MiniKvm implements KvmPiPort, VmInterruptApi, MsiSink {
   setVcpuSchedHooks(h: VcpuSchedHooks | undefined): void {
     this.sched = h;
   }
-  setPirSync(s: ((vcpuId: number) => void) | undefined): void {
+  setPirSync(s: ((vcpuId: number, caller: string) => void) | undefined): void {
     this.pirSync = s;
   }
 
