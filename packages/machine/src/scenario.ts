@@ -14,6 +14,12 @@ export interface ScenarioResult {
   trace: TraceEvent[] | undefined;
   /** Effective settings and fallbacks the machine chose (e.g. "irqfd off: F8 path"). */
   notes: string[];
+  /**
+   * Interrupts a device raised more than 0.5 ms before the end of the run that the guest never
+   * took (coalescing aside: a raise while one is pending adds nothing). Always empty unless the
+   * model lost one; a run that finds some says so in its notes.
+   */
+  lostInterrupts: Array<{ name: string; vcpu: number; vector: number; since: number }>;
   ctx: SimContext;
 }
 
@@ -23,6 +29,9 @@ export interface RunOptions {
   /** Called as virtual time advances (the run goes in 1% slices when given). */
   onProgress?: (doneNs: number, totalNs: number) => void;
 }
+
+/** A raised interrupt still not taken this long before the end of a run was lost. */
+const LOST_AFTER_NS = 500_000;
 
 /**
  * Builds the topology's machine, runs its workload for `durationUs` of virtual time, and
@@ -60,6 +69,9 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   }
   machine.finish();
   sub.unsubscribe();
+  const lostInterrupts = machine.irqs.pendingSince(durationNs - LOST_AFTER_NS);
+  const notes = [...machine.notes];
+  if (lostInterrupts.length > 0) notes.push(`model error: ${lostInterrupts.length} interrupt(s) raised but never taken: ${lostInterrupts.map((l) => `${l.name} (vCPU ${l.vcpu}, vector ${l.vector}, since ${l.since} ns)`).join(', ')}`);
   counter.flush();
   const cpuTimeNs: Record<string, number> = {};
   for (const a of ctx.scheduler.allActors()) if (a.cpuTimeNs > 0) cpuTimeNs[a.name] = (cpuTimeNs[a.name] ?? 0) + a.cpuTimeNs;
@@ -68,5 +80,5 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   const perVcpu: Record<string, Record<string, number>> = {};
   for (const [idx, reasons] of Object.entries(metrics.exits.perVcpu)) perVcpu[String(topology.vcpus[Number(idx)]?.id ?? idx)] = reasons;
   metrics.exits.perVcpu = perVcpu;
-  return { metrics, firstDelivery: first.delivery, trace: all, notes: machine.notes, ctx };
+  return { metrics, firstDelivery: first.delivery, trace: all, notes, lostInterrupts, ctx };
 }

@@ -1,4 +1,4 @@
-import { EventFd, GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
+import { EventFd, GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiMessage, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
 import type { DependencyContainer } from 'tsyringe';
 import { ArmHost, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, KvmArchTimer, VTIMER_PPI, armIrqLine, registerArmGic, type ArmVm, type GicVersion } from '@virq/arm-gic';
 import { IrqBypassManager } from '@virq/irqbypass';
@@ -278,13 +278,42 @@ export class ArmMachine implements ComposedMachine {
         return 'handled';
       }, 0);
       this.manager.registerProducer({ token: fd, irq: hostIrq }, 'vfio_msi_set_vector_signal');
+      targets.push({ vcpu, lpi });
+      if (!this.vmApi.irqfdCapable) {
+        this.vfioThroughQemu(cfg.name, v, fd, msg);
+        continue;
+      }
       // QEMU: an MSI route and an irqfd on it (the consumer side registers through the hook).
       const gsi = this.routes.addMsiRoute(msg);
       this.routes.commit();
       this.vmApi.irqfd({ fd, gsi });
-      targets.push({ vcpu, lpi });
     }
     this.vfios.push({ config: cfg, deviceId, hostIrqs, fds, targets });
+  }
+
+  /**
+   * Without irqfd QEMU adds no KVM route for the vector (vfio_add_kvm_msi_virq gives up): VFIO
+   * signals `vector->interrupt`, an fd handler in QEMU's main loop — vfio_msi_interrupt →
+   * msix_notify → msi_send_message, whose write to GITS_TRANSLATER QEMU's KVM ITS turns into
+   * KVM_SIGNAL_MSI (kvm_its_send_msi) → vgic_its_inject_msi. No irqbypass: the producer finds
+   * no consumer, so GICv4 cannot forward it either.
+   */
+  private vfioThroughQemu(name: string, nr: number, fd: EventFd, msg: MsiMessage): void {
+    const t = this.ctx.trace.channel('qemu');
+    fd.addWaiter({
+      actor: this.mainLoop,
+      delayNs: this.ctx.costs.ns.threadWakeup,
+      wake: () => {
+        if (fd.testAndClear() === 0) return;
+        if (t.on) {
+          t.emit('qemu.vfio', 'vfio_msi_interrupt', 'aio_dispatch_handler', { dev: name, nr });
+          t.emit('qemu.msix', 'msix_notify', 'vfio_msi_interrupt', { dev: name, vector: nr });
+          t.emit('qemu.msi', 'msi_send_message', 'msix_notify', { dev: name, data: msg.data, devid: msg.requesterId ?? -1 });
+          t.emit('qemu.its', 'kvm_its_send_msi', 'gicv3_its_trans_write', { devid: msg.requesterId ?? -1, eventid: msg.data });
+        }
+        this.vmApi.signalMsi(msg);
+      },
+    });
   }
 
   start(): void {

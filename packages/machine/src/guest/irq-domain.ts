@@ -99,6 +99,19 @@ export class GuestIrqDomain {
     return true;
   }
 
+  /**
+   * Interrupts raised at or before `before` and still not handled: with coalescing allowed (a
+   * raise while one is pending adds nothing), a slot pending that long is an interrupt the
+   * machine lost.
+   */
+  pendingSince(before: number): Array<{ name: string; vcpu: number; vector: number; since: number }> {
+    const out: Array<{ name: string; vcpu: number; vector: number; since: number }> = [];
+    for (const [key, s] of this.slots) {
+      if (s.pendingSince !== undefined && s.pendingSince <= before) out.push({ name: s.name, vcpu: Math.floor(key / 1_048_576), vector: key % 1_048_576, since: s.pendingSince });
+    }
+    return out;
+  }
+
   nameOf(vcpuId: number, vector: number): string | undefined {
     return this.slots.get(this.key(vcpuId, vector))?.name;
   }
