@@ -295,7 +295,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.wakeInFlight = false;
     if (!this.blocked) return;
     this.blocked = false;
-    this.actor.charge(h.costs.ns.contextSwitch);
+    this.charge(h.costs.ns.contextSwitch);
     if (this.userspaceIrqchip) {
       // QEMU's vCPU thread back from qemu_cond_wait(halt_cond) in qemu_wait_io_event.
       if (this.userspaceLoop !== undefined && this.userspaceLoop.wake(this) === 'park') {
@@ -349,7 +349,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.preemptStep();
     this.mode = 'outside-guest';
     this.countExit('EXTERNAL_INTERRUPT');
-    this.actor.charge(h.costs.ns.vmExit + h.costs.ns.contextSwitch);
+    this.charge(h.costs.ns.vmExit + h.costs.ns.contextSwitch);
     if (h.tracing) h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason: 'EXTERNAL_INTERRUPT' }, h.costs.ns.vmExit);
     if (h.tracing) h.trace('kvm_sched_out', '__schedule', { vcpu: this.vcpuId, preempted: true });
     h.schedHooks?.vcpuPut(this, 'preempted');
@@ -378,7 +378,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         if (left > 0) {
           // The step was charged whole when it began; the part not run is charged again when
           // it resumes, so take it back now.
-          this.actor.charge(-left);
+          this.charge(-left);
           this.ops.push({ op: 'compute', ns: left, ...(op.fn !== undefined ? { fn: op.fn } : {}) });
         }
       } else if (op !== undefined) {
@@ -608,7 +608,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     }
     h.pirSync?.(this.vcpuId, 'vcpu_enter_guest');
     const entry = h.costs.ns.vmEntry;
-    this.actor.charge(entry);
+    this.charge(entry);
     this.mode = 'in-guest';
     if (tr) h.trace('vmx_vcpu_run', 'vcpu_enter_guest', { vcpu: this.vcpuId }, entry);
     this.entering = true;
@@ -655,7 +655,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (this.nmiPending > 0 && !this.nmiMasked) {
       this.nmiPending--;
       if (tr) h.trace('vmx_inject_nmi', 'inject_pending_event', { vcpu: this.vcpuId });
-      this.actor.charge(h.costs.ns.injectIrq);
+      this.charge(h.costs.ns.injectIrq);
       return 2;
     }
     const ext = this.pendingExtInt();
@@ -677,7 +677,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       this.lapic.ackInterrupt(vector);
     }
     if (tr) h.trace('kvm_cpu_get_interrupt', 'inject_pending_event', { vcpu: this.vcpuId, vector });
-    this.actor.charge(h.costs.ns.injectIrq);
+    this.charge(h.costs.ns.injectIrq);
     if (tr) h.trace('vmx_inject_irq', 'inject_pending_event', { vcpu: this.vcpuId, vector }, h.costs.ns.injectIrq);
     this.injected++;
     // kvm_check_and_inject_events: another injectable interrupt behind this one (a LAPIC vector
@@ -710,6 +710,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (h.tracing) h.trace('hw:guest_interrupt', undefined, { vcpu: this.vcpuId, vector }, undefined, this.guestTask());
     let body: readonly GuestOp[] | undefined;
     if (g.interrupt !== undefined) {
+      const cpuBefore = this.actor.cpuTimeNs;
       const bus = h.traceBus;
       if (bus.anyListening) {
         // The guest's handler is guest kernel code: what it traces (its virtio driver's
@@ -721,12 +722,55 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
           bus.attribute(prev);
         }
       } else body = g.interrupt(this.vcpuId, vector);
+      if (this.actor.cpuTimeNs !== cpuBefore) this.deferEmulation(cpuBefore);
     }
     body ??= [{ op: 'compute', ns: h.costs.ns.guestHandler, fn: 'common_interrupt' } as const, OP_EOI];
     // The handler's body, then (if IF was set) the STI its IRET amounts to, run before anything queued.
     if (this.ifFlag) this.ops.push(OP_STI);
     this.ifFlag = false;
     this.queueFirst(body);
+  }
+
+  /**
+   * Charges the vCPU thread `ns` of CPU time from now on, back to back with what it was
+   * already charged for (a step is charged whole when it begins).
+   */
+  private charge(ns: number): void {
+    this.actor.charge(ns);
+    this.ownCharged += ns;
+    const now = this.host.scheduler.now;
+    this.chargedUntil = (this.chargedUntil > now ? this.chargedUntil : now) + ns;
+  }
+  /** The end of the CPU time charged so far (`charge`). */
+  private chargedUntil = 0;
+  /** What `charge` charged (the rest of the actor's CPU time was charged by code this thread ran: QEMU's device emulation). */
+  private ownCharged = 0;
+
+  /**
+   * Guest code ran a device access's emulation at once (the driver model reads the ISR, and the
+   * access's exit is queued as an op to follow): QEMU's work charged this thread there, in the
+   * middle of guest time. It belongs to that exit — it holds up the re-entry — so it is taken
+   * back here and charged when the next exit is handled.
+   */
+  private deferEmulation(cpuBefore: number): void {
+    const ran = this.actor.cpuTimeNs - cpuBefore;
+    this.actor.charge(-ran);
+    this.deferredEmulationNs += ran;
+  }
+  /** Emulation time guest code set off, to be spent in the next exit (`deferEmulation`). */
+  private deferredEmulationNs = 0;
+
+  /**
+   * Takes back the CPU time charged beyond now — the rest of the steps in flight when a run
+   * stops — so the thread's CPU time is what it ran up to now.
+   */
+  settleCpuTime(): void {
+    const now = this.host.scheduler.now;
+    const over = this.chargedUntil - now;
+    if (over > 0) {
+      this.actor.charge(-over);
+      this.chargedUntil = now;
+    }
   }
 
   /** The guest's task on this vCPU (guest/vcpuN), which its code's trace events name. */
@@ -747,6 +791,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     let op = this.ops.pop();
     if (op === undefined) {
+      const cpuBefore = this.actor.cpuTimeNs;
       const bus = h.traceBus;
       if (bus.anyListening) {
         const prev = bus.attribute(this.guestTask());
@@ -756,13 +801,14 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
           bus.attribute(prev);
         }
       } else op = this.guest!.next(this.vcpuId);
+      if (this.actor.cpuTimeNs !== cpuBefore) this.deferEmulation(cpuBefore);
     }
     const ns = h.costs.ns;
     switch (op.op) {
       case 'compute':
         this.stepOp = op;
         this.stepEndsAt = h.scheduler.now + op.ns;
-        this.actor.charge(op.ns);
+        this.charge(op.ns);
         if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, op.ns, this.guestTask());
         this.stepEvent = this.thenAfter(op.ns, STEP_GUEST);
         return;
@@ -784,6 +830,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       case 'call': {
         // Guest code at this point of the vCPU's instruction stream (a driver routine); what
         // it returns runs next.
+        const cpuBefore = this.actor.cpuTimeNs;
         const bus = h.traceBus;
         let more: readonly GuestOp[] | void;
         if (bus.anyListening) {
@@ -794,6 +841,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
             bus.attribute(prev);
           }
         } else more = op.run();
+        if (this.actor.cpuTimeNs !== cpuBefore) this.deferEmulation(cpuBefore);
         if (more !== undefined && more.length > 0) this.queueFirst(more);
         this.guestStep();
         return;
@@ -810,7 +858,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         } else if (this.lapic.x2apicMode) {
           this.vmExit('MSR_WRITE', 'handle_wrmsr', EOI_MSR_ARGS, ns.apicAccessEmulation, this.eoiByMsr);
         } else if (h.apicvActive && !h.ioapicHandlesEoi(this)) {
-          this.actor.charge(ns.guestEoiNoExit);
+          this.charge(ns.guestEoiNoExit);
           if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId, virtualized: true }, ns.guestEoiNoExit, this.guestTask());
           this.lapic.setEoi();
           this.stepEvent = this.thenAfter(ns.guestEoiNoExit, STEP_GUEST);
@@ -944,7 +992,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** QEMU time spent on the vCPU thread between two KVM_RUNs (delays the next entry). */
   chargeQemu(ns: number): void {
     this.qemuNs += ns;
-    this.actor.charge(ns);
+    this.charge(ns);
   }
 
   /** At entry without an in-kernel LAPIC: inject what KVM_INTERRUPT queued, else open the window userspace asked for. */
@@ -958,7 +1006,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       this.queuedInterrupt = -1;
       // The window userspace asked for stays requested behind the injection (req_int_win).
       this.irqWindowRequested = this.requestInterruptWindow;
-      this.actor.charge(h.costs.ns.injectIrq);
+      this.charge(h.costs.ns.injectIrq);
       if (tr) h.trace('vmx_inject_irq', 'inject_pending_event', { vcpu: this.vcpuId, vector: v }, h.costs.ns.injectIrq);
       this.injected++;
       return v;
@@ -996,7 +1044,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.mode = 'outside-guest';
     this.exitToUser = reason;
     const ns = h.costs.ns.exitToUserspace;
-    this.actor.charge(ns);
+    this.charge(ns);
     if (h.tracing) h.trace('kvm_userspace_exit', caller, { vcpu: this.vcpuId, reason });
     this.thenAfter(ns, STEP_USERSPACE);
   }
@@ -1034,7 +1082,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.mode = 'outside-guest';
     this.countExit(reason);
     const exitNs = h.costs.ns.vmExit;
-    this.actor.charge(exitNs + handlingNs);
+    this.charge(exitNs + handlingNs);
     if (h.tracing) {
       h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason }, exitNs);
       h.trace(handler, 'vmx_handle_exit', { vcpu: this.vcpuId, ...args }, handlingNs);
@@ -1049,9 +1097,20 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const fn = this.exitHandler!;
     this.exitHandler = undefined;
     this.userspaceNs = 0;
+    const cpuBefore = this.actor.cpuTimeNs;
+    const ownBefore = this.ownCharged;
     const halts = fn() === 'halt';
-    const extra = this.exitHandlingNs + this.userspaceNs;
-    if (this.userspaceNs > 0) this.actor.charge(this.userspaceNs);
+    // Code the handler ran on this thread charged it directly (QEMU's device emulation behind a
+    // KVM_EXIT_MMIO/IO, a KVM_IRQ_LINE it issued): that time holds up the re-entry as well.
+    const ran = this.actor.cpuTimeNs - cpuBefore - (this.ownCharged - ownBefore);
+    if (ran > 0) {
+      const now = this.host.scheduler.now;
+      this.chargedUntil = (this.chargedUntil > now ? this.chargedUntil : now) + ran;
+    }
+    const deferred = this.deferredEmulationNs;
+    this.deferredEmulationNs = 0;
+    const extra = this.exitHandlingNs + this.userspaceNs + (ran > 0 ? ran : 0) + deferred;
+    if (this.userspaceNs + deferred > 0) this.charge(this.userspaceNs + deferred);
     if (extra === 0) {
       // Nothing left to handle: the vCPU thread goes straight on (halt or re-entry).
       if (halts) this.halt();

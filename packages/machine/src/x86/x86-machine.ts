@@ -465,7 +465,10 @@ export class X86Machine implements ComposedMachine {
   }
 
   /** x86 vCPU threads are charged as they go; nothing to settle. */
-  finish(): void {}
+  /** Steps in flight when the run stops were charged whole: take back what lies past the end. */
+  finish(): void {
+    for (const v of this.vm.vcpus()) v.settleCpuTime();
+  }
 
   /** Starts every vCPU's run loop with its guest. */
   start(): void {
