@@ -10,7 +10,15 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
   return { code, out, err };
 }
 
-const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'virq-cli-'));
+const tmpDirs: string[] = [];
+const tmp = (): string => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'virq-cli-'));
+  tmpDirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 describe('virq run', () => {
   it('runs the default x86 machine: first delivery in ftrace style, metrics, exits per vCPU, a Perfetto file', async () => {

@@ -59,6 +59,7 @@ describe('topology validation', () => {
     expect(bad.code).toBe('machine.topology-syntax');
     expect(bad.message).toMatch(/^bad\.yaml: not valid YAML\/JSON at line \d+, column \d+/);
     expect(err(() => loadTopologyFile(path.join(dir, 'missing.yaml'))).message).toMatch(/cannot read topology file/);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('every preset is a valid topology; the ARM presets differ from x86 only in the irqchip line', () => {

@@ -168,6 +168,7 @@ describeNative('interop with a real QEMU vhost-user front end', () => {
       for (const m of seen) for (const fd of m.fds) closeFd(fd);
       conn?.close();
       server.close();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 40000);
 });

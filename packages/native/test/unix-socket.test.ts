@@ -21,10 +21,15 @@ const repoRoot = path.resolve(here, '..', '..', '..');
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
 
+const tmpDirs: string[] = [];
 function tmpSock(name: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'virq-native-'));
+  tmpDirs.push(dir);
   return path.join(dir, name);
 }
+afterAll(() => {
+  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+});
 
 // Facts checked: unix(7) SCM_RIGHTS duplicates descriptors into the receiver (new numbers, same
 // open file description); MSG_CMSG_CLOEXEC sets FD_CLOEXEC on them; a stream recvmsg that
