@@ -50,6 +50,20 @@ describe('no interrupt is lost and no CPU time is invented, in any configuration
     expect(overcharged).toEqual([]);
   });
 
+  it('every 20th configuration, run twice with its seed, gives the same metrics', () => {
+    for (let i = 0; i < cells.length; i += 20) {
+      const [preset, vary] = cells[i]!;
+      const once = (): string => {
+        const d = presetDocument(preset);
+        d.durationUs = 600;
+        d.workload = WORKLOADS[0]!;
+        for (const [k, v] of Object.entries(vary)) applyVary(d, k, v);
+        return JSON.stringify(runTopology(parseTopology(d)).metrics);
+      };
+      expect([preset, vary, once()]).toEqual([preset, vary, once()]);
+    }
+  });
+
   it('arm64 without irqfd: the VFIO NIC\'s interrupts go through QEMU (vfio_msi_interrupt → kvm_its_send_msi → KVM_SIGNAL_MSI), none directly injected', () => {
     const d = presetDocument('arm-virt-gicv4');
     d.durationUs = 400;
