@@ -157,6 +157,24 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     }
   }
 
+  /**
+   * Guest code (`fn`) that applied a device access's effect at once — its data abort is taken
+   * after the handler's slice — may have run QEMU's emulation for it, charged to this thread in
+   * the middle of guest time. That time belongs to the access's exit: taken back here, spent
+   * when the KVM_EXIT_MMIO is handled.
+   */
+  private runGuestCodeAccounted(fn: () => void): void {
+    const cpuBefore = this.actor.cpuTimeNs;
+    if (this.vm.ctx.trace.anyListening) this.runGuestCode(fn);
+    else fn();
+    const ran = this.actor.cpuTimeNs - cpuBefore;
+    if (ran !== 0) {
+      this.actor.charge(-ran);
+      this.deferredEmulationNs += ran;
+    }
+  }
+  private deferredEmulationNs = 0;
+
   private emit(kind: string, fn: string, caller: string | undefined, args: Record<string, number | string | boolean | bigint>, dur?: number, actor: Actor = this.actor): void {
     const ch = this.vm.channel;
     if (ch.on) ch.emit(kind, fn, caller, args, dur, actor);
@@ -267,8 +285,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     }
     const action = this.guestActions.shift();
     if (action !== undefined) {
-      if (this.vm.ctx.trace.anyListening) this.runGuestCode(action);
-      else action();
+      this.runGuestCodeAccounted(action);
       // Guest code that did not trap goes on to whatever comes next (more queued work, or the idle loop's WFI).
       if (this.state === 'guest' && !this.inHandler) this.s.after(0, this.actor, () => this.guestResume());
       return;
@@ -291,10 +308,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     const c = this.costs;
     this.emit('guest.ack', 'gic_handle_irq', 'el1h_64_irq', { vcpu: this.vcpuId, intid, via: 'ICV_IAR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
     const handler = this.handlers.get(intid);
-    if (handler !== undefined) {
-      if (this.vm.ctx.trace.anyListening) this.runGuestCode(() => handler(intid));
-      else handler(intid);
-    }
+    if (handler !== undefined) this.runGuestCodeAccounted(() => handler(intid));
     this.s.after(c.gicVirtualAckEoi + c.guestHandler, this.actor, () => {
       this.emit('guest.eoi', 'gic_eoi_irq', 'handle_fasteoi_irq', { vcpu: this.vcpuId, intid, via: 'ICV_EOIR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
       cpuif.eoir1(intid);
@@ -356,8 +370,15 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
         if (!this.vm.handleMmio(this, a)) {
           // KVM_EXIT_MMIO: out to the VMM (its MMIO dispatch) and back
           this.emit('vcpu.userspace_exit', 'kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId, reason: 'KVM_EXIT_MMIO' });
+          const cpuBefore = this.actor.cpuTimeNs;
           this.vm.userspaceMmio?.(this, a);
-          this.s.after(this.costs.exitToUserspace, this.actor, () => this.afterExit());
+          // QEMU's device emulation ran on this thread and charged it; the thread's time is
+          // counted by running intervals, so that time becomes part of the exit instead —
+          // with what guest code set off earlier for this access (deferEmulation).
+          const ran = this.actor.cpuTimeNs - cpuBefore + this.deferredEmulationNs;
+          this.actor.charge(cpuBefore - this.actor.cpuTimeNs);
+          this.deferredEmulationNs = 0;
+          this.s.after(this.costs.exitToUserspace + ran, this.actor, () => this.afterExit());
           return;
         }
         this.s.after(this.costs.mmioEmulation, this.actor, () => this.afterExit());

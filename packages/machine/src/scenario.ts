@@ -46,6 +46,9 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   const first = new FirstDeliveryRecorder();
   const durationNs = topology.durationUs * 1000;
   const machine: ComposedMachine = archOf(topology.irqchip.kind) === 'x86' ? new X86Machine(ctx, topology) : new ArmMachine(ctx, topology);
+  // CPU time spent building the machine (an ARM guest's driver probe runs in the constructor)
+  // is not the run's: each actor's is counted from here.
+  const cpuAtStart = new Map(ctx.scheduler.allActors().map((a) => [a, a.cpuTimeNs]));
   // Boot (firmware, driver probe) is done; the measurement starts here.
   const sub = ctx.trace.events$.subscribe((e) => {
     all?.push(e);
@@ -74,7 +77,10 @@ export function runTopology(topology: Topology, options: RunOptions = {}): Scena
   if (lostInterrupts.length > 0) notes.push(`model error: ${lostInterrupts.length} interrupt(s) raised but never taken: ${lostInterrupts.map((l) => `${l.name} (vCPU ${l.vcpu}, vector ${l.vector}, since ${l.since} ns)`).join(', ')}`);
   counter.flush();
   const cpuTimeNs: Record<string, number> = {};
-  for (const a of ctx.scheduler.allActors()) if (a.cpuTimeNs > 0) cpuTimeNs[a.name] = (cpuTimeNs[a.name] ?? 0) + a.cpuTimeNs;
+  for (const a of ctx.scheduler.allActors()) {
+    const ns = a.cpuTimeNs - (cpuAtStart.get(a) ?? 0);
+    if (ns > 0) cpuTimeNs[a.name] = (cpuTimeNs[a.name] ?? 0) + ns;
+  }
   const metrics = m.finish({ topology: topology.name, irqchip: topology.irqchip.kind, seed: topology.seed, virtualTimeNs: durationNs, events: ctx.scheduler.executed, cpuTimeNs });
   // kvm_exit names the vCPU by its position (KVM's vcpu_idx); report it by the topology's id.
   const perVcpu: Record<string, Record<string, number>> = {};
