@@ -76,7 +76,7 @@ export class KvmArchTimer implements ArmVcpuLoadPutListener {
       throw new VirqError(GicErrorCode.ConfigInvalid, `CNTV_CVAL must be a non-negative integer number of ns, got ${cvalNs}`);
     }
     const ch = this.vm.channel;
-    if (ch.on) ch.emit('timer.program', cvalNs === undefined ? 'arch_timer_shutdown_virt' : 'arch_timer_set_next_event_virt', 'clockevents_program_event', { vcpu, cval: cvalNs ?? -1 }, undefined, c.vcpu.actor);
+    if (ch.on) ch.emit('timer.program', cvalNs === undefined ? 'arch_timer_shutdown_virt' : 'arch_timer_set_next_event_virt', cvalNs === undefined ? '__clockevents_switch_state' : 'clockevents_program_event', { vcpu, cval: cvalNs ?? -1 }, undefined, c.vcpu.actor);
     c.cval = cvalNs;
     if (c.vcpu.isLoaded) this.armComparator(c);
   }

@@ -211,7 +211,7 @@ export class ArmHost {
   handleIrqs(c: number, actor: Actor): void {
     this.entryPending[c] = false;
     const cpu = this.gic.cpuInterfaces[c];
-    if (this.channel.on) this.channel.emit('host.irq-entry', 'gic_handle_irq', 'el1h_64_irq', { cpu: c }, undefined, actor);
+    if (this.channel.on) this.channel.emit('host.irq-entry', 'gic_handle_irq', 'do_interrupt_handler', { cpu: c }, undefined, actor);
     for (let guard = 0; guard < 1024; guard++) {
       const intid = cpu.iar1();
       if (intid === INTID_SPURIOUS) break;

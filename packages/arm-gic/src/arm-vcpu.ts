@@ -306,7 +306,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
     this.stats.guestInterrupts++;
     this.ackTimes.push(this.s.now);
     const c = this.costs;
-    this.emit('guest.ack', 'gic_handle_irq', 'el1h_64_irq', { vcpu: this.vcpuId, intid, via: 'ICV_IAR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
+    this.emit('guest.ack', 'gic_handle_irq', 'do_interrupt_handler', { vcpu: this.vcpuId, intid, via: 'ICV_IAR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
     const handler = this.handlers.get(intid);
     if (handler !== undefined) this.runGuestCodeAccounted(() => handler(intid));
     this.s.after(c.gicVirtualAckEoi + c.guestHandler, this.actor, () => {
@@ -369,7 +369,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
         this.emit('vcpu.mmio', 'io_mem_abort', 'kvm_handle_guest_abort', { vcpu: this.vcpuId, addr: a.addr, len: a.len, write: a.write });
         if (!this.vm.handleMmio(this, a)) {
           // KVM_EXIT_MMIO: out to the VMM (its MMIO dispatch) and back
-          this.emit('vcpu.userspace_exit', 'kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId, reason: 'KVM_EXIT_MMIO' });
+          this.emit('vcpu.userspace_exit', 'kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: this.vcpuId, reason: 'KVM_EXIT_MMIO' });
           const cpuBefore = this.actor.cpuTimeNs;
           this.vm.userspaceMmio?.(this, a);
           // QEMU's device emulation ran on this thread and charged it; the thread's time is

@@ -157,7 +157,7 @@ export class HostCpus {
     if (this.trace.on) this.trace.emit('host.irq_enter', 'common_interrupt', 'asm_common_interrupt', { cpu, vector }, undefined, on);
     if (sys !== undefined) {
       if (this.trace.on) {
-        this.trace.emit('host.irq_handler', 'handle_edge_irq', 'common_interrupt', { cpu, vector }, undefined, on);
+        this.trace.emit('host.irq_handler', 'handle_edge_irq', '__common_interrupt', { cpu, vector }, undefined, on);
         this.trace.emit('host.irq_handler', sys.name, '__handle_irq_event_percpu', { cpu, vector }, undefined, on);
       }
       sys.handler(cpu, vector, on);

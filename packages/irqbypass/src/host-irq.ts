@@ -121,7 +121,7 @@ export class HostIrqDomain {
 
   private handleIrq(d: IrqDesc, on: Actor): void {
     d.count++;
-    if (this.trace.on) this.trace.emit('host.irq_handler', 'handle_edge_irq', 'common_interrupt', { irq: d.irq }, undefined, on);
+    if (this.trace.on) this.trace.emit('host.irq_handler', 'handle_edge_irq', '__common_interrupt', { irq: d.irq }, undefined, on);
     if (d.action === undefined) return; // no handler: the interrupt is acked and dropped
     d.action.handler(d.irq, on);
   }

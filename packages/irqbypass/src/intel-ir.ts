@@ -70,7 +70,7 @@ export class IntelInterruptRemapper implements InterruptRemapper {
     };
     this.hostEntry.set(index, e);
     this.targets.delete(index);
-    this.write(index, e, 'intel_irq_remapping_alloc');
+    this.write(index, e, 'intel_irq_remapping_activate'); // alloc prepares the entry, activate writes it (modify_irte)
   }
 
   clear(index: number): void {

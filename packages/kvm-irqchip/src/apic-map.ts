@@ -245,7 +245,7 @@ export class ApicMap {
       if (!ApicMap.matchDest(a, src, irq.shorthand, irq.destId, irq.logical, quirk)) continue;
       if (!lowestPrio) {
         if (r < 0) r = 0;
-        r += a.setIrq(irq, destMap);
+        r += a.setIrq(irq, destMap, 'kvm_irq_delivery_to_apic');
       } else if (a.swEnabled) {
         if (!this.opts.vectorHashing) {
           if (lowest === undefined || a.arbPrio < lowest.arbPrio) lowest = a;
@@ -255,7 +255,7 @@ export class ApicMap {
       }
     }
     if (candidates !== undefined) lowest = candidates[irq.vector % candidates.length];
-    if (lowest !== undefined) r = lowest.setIrq(irq, destMap);
+    if (lowest !== undefined) r = lowest.setIrq(irq, destMap, 'kvm_irq_delivery_to_apic');
     return r;
   }
 

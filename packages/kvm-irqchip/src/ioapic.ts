@@ -40,7 +40,7 @@ export interface IoapicStateJson {
 
 /** What the IOAPIC needs of its VM (implemented by KvmVm). */
 export interface IoapicHost {
-  deliverToApic(src: KvmLapic | null, irq: LapicIrq, destMap?: DestMap): number;
+  deliverToApic(src: KvmLapic | null, irq: LapicIrq, destMap?: DestMap, caller?: string): number;
   /** kvm_notify_acked_irq(KVM_IRQCHIP_IOAPIC, pin) */
   notifyAckedIrq(irqchip: number, pin: number): void;
   /** kvm_notify_irqfd_resampler: true when a resampler took the pin. */
@@ -213,10 +213,10 @@ export class KvmIoapic {
     let ret: number;
     if (pin === RTC_GSI && lineStatus) {
       this.rtcDestMap.vcpus.clear();
-      ret = this.host.deliverToApic(null, irq, this.rtcDestMap);
+      ret = this.host.deliverToApic(null, irq, this.rtcDestMap, 'ioapic_deliver');
       this.rtcPendingEoi = ret < 0 ? 0 : ret;
     } else {
-      ret = this.host.deliverToApic(null, irq);
+      ret = this.host.deliverToApic(null, irq, undefined, 'ioapic_deliver');
     }
     if (ret !== 0 && irq.levelTriggered) this.lo[pin] = this.lo[pin]! | LO_REMOTE_IRR;
     return ret;

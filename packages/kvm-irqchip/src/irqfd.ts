@@ -199,7 +199,7 @@ export class IrqfdRegistry {
     this.byFd.set(args.fd, irqfd);
     // irqfd_wakeup is a wait-queue callback: it runs inside eventfd_signal, in the writer's context.
     irqfd.removeWaiter = args.fd.addWaiter({ inline: true, wake: () => irqfd.wakeup() });
-    if (this.host.tracing) this.host.trace('kvm_irqfd_assign', 'kvm_vm_ioctl', { gsi: args.gsi, fd: args.fd.fd, resample });
+    if (this.host.tracing) this.host.trace('kvm_irqfd_assign', 'kvm_irqfd', { gsi: args.gsi, fd: args.fd.fd, resample });
     // An event signalled before registration is not lost (its count is left in place).
     if (args.fd.readable) irqfd.scheduleInject();
     this.host.bypassHooks?.irqfdAssigned(irqfd);

@@ -269,8 +269,8 @@ export class KvmLapic {
 
   // ---- acceptance -----------------------------------------------------------------
   /** kvm_apic_set_irq → __apic_accept_irq: 1 accepted, 0 discarded. */
-  setIrq(irq: LapicIrq, destMap?: DestMap): number {
-    if (this.owner.bus.tracing) this.owner.bus.traceLapic('kvm_apic_set_irq', 'kvm_irq_delivery_to_apic', { vcpu: this.owner.vcpuId, vector: irq.vector });
+  setIrq(irq: LapicIrq, destMap?: DestMap, caller = 'kvm_irq_delivery_to_apic_fast'): number {
+    if (this.owner.bus.tracing) this.owner.bus.traceLapic('kvm_apic_set_irq', caller, { vcpu: this.owner.vcpuId, vector: irq.vector });
     return this.acceptIrq(irq.deliveryMode, irq.vector, irq.level, irq.levelTriggered, destMap);
   }
 

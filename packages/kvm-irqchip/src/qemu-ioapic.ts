@@ -38,7 +38,7 @@ export class QemuIoapic {
   /** ioapic_set_irq: ISA IRQ 0 lands on pin 2; level pins latch IRR, edges on masked pins are ignored. */
   setIrq(vector: number, level: boolean): void {
     if (vector === 0) vector = 2;
-    if (this.t.on) this.t.emit('qemu.ioapic_set_irq', 'ioapic_set_irq', 'gsi_handler', { pin: vector, level: level ? 1 : 0 });
+    if (this.t.on) this.t.emit('qemu.ioapic_set_irq', 'ioapic_set_irq', 'qemu_set_irq', { pin: vector, level: level ? 1 : 0 });
     if (vector < 0 || vector >= QEMU_IOAPIC_NUM_PINS) return;
     const mask = 1 << vector;
     const entry = this.lo[vector]!;

@@ -30,7 +30,11 @@ export class QemuPcIrqchip implements MsiSink, IrqPinProvider {
     const t = (this.t = ctx.trace.channel('qemu-irq'));
     const bus = (this.apicBus = new QemuApicBus(t));
     // ioapic_service → stl_le_phys(ioapic_as, addr, data) → apic_mem_write → apic_send_msi
-    this.ioapic = new QemuIoapic(t, (addr, data) => void bus.sendMsi({ addressLo: addr, addressHi: 0, data }, 'ioapic_service'));
+    // ioapic_service's stl_le_phys to the APIC's MSI window: the memory dispatch ends in apic_mem_write.
+    this.ioapic = new QemuIoapic(t, (addr, data) => {
+      if (t.on) t.emit('qemu.apic_mem_write', 'apic_mem_write', 'memory_region_write_accessor', { addr, data });
+      bus.sendMsi({ addressLo: addr, addressHi: 0, data }, 'apic_mem_write');
+    });
     bus.eoiBroadcastHandler = (v) => this.ioapic.eoiBroadcast(v);
     this.gsi = PcGsi.userspace(ctx, (level) => this.picIrqRequest(level), (n, level) => this.ioapic.setIrq(n, level));
     this.pic = this.gsi.pic!;
@@ -54,7 +58,7 @@ export class QemuPcIrqchip implements MsiSink, IrqPinProvider {
    * "apic-msi" region → apic_send_msi. Returns the number of APICs it reached.
    */
   deliverMsi(msg: MsiMessage): number {
-    if (this.t.on) this.t.emit('qemu.apic_mem_write', 'apic_mem_write', 'msi_send_message', { addr: msg.addressLo >>> 0, data: msg.data });
+    if (this.t.on) this.t.emit('qemu.apic_mem_write', 'apic_mem_write', 'memory_region_write_accessor', { addr: msg.addressLo >>> 0, data: msg.data });
     return this.apicBus.sendMsi(msg, 'apic_mem_write');
   }
 

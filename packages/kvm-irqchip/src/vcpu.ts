@@ -593,7 +593,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         // signal_pending() before entry: KVM_RUN returns -EINTR with KVM_EXIT_INTR (QEMU's
         // kick arrived while the thread was outside guest mode: immediate_exit).
         this.signalPending = false;
-        this.leaveToUserspace('KVM_EXIT_INTR', 'vcpu_run');
+        this.leaveToUserspace('KVM_EXIT_INTR');
         return;
       }
       vector = this.userspaceEntryEvent();
@@ -1025,7 +1025,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (this.requestInterruptWindow && this.readyForInterruptInjection) {
       this.exitToUser = 'KVM_EXIT_IRQ_WINDOW_OPEN';
       this.chargeUserspace(this.host.costs.ns.exitToUserspace);
-      if (this.host.tracing) this.host.trace('kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId, reason: 'KVM_EXIT_IRQ_WINDOW_OPEN' });
+      if (this.host.tracing) this.host.trace('kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: this.vcpuId, reason: 'KVM_EXIT_IRQ_WINDOW_OPEN' });
     }
     return undefined;
   };
@@ -1034,18 +1034,19 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   private readonly haltToUserspace = (): undefined => {
     this.exitToUser = 'KVM_EXIT_HLT';
     this.chargeUserspace(this.host.costs.ns.exitToUserspace);
-    if (this.host.tracing) this.host.trace('kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId, reason: 'KVM_EXIT_HLT' });
+    if (this.host.tracing) this.host.trace('kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: this.vcpuId, reason: 'KVM_EXIT_HLT' });
     return undefined;
   };
 
   /** KVM_RUN returns without a VM exit to handle (KVM_EXIT_INTR before entry). */
-  private leaveToUserspace(reason: KvmUserspaceExitReason, caller: string): void {
+  private leaveToUserspace(reason: KvmUserspaceExitReason): void {
     const h = this.host;
     this.mode = 'outside-guest';
     this.exitToUser = reason;
     const ns = h.costs.ns.exitToUserspace;
     this.charge(ns);
-    if (h.tracing) h.trace('kvm_userspace_exit', caller, { vcpu: this.vcpuId, reason });
+    // The tracepoint is in kvm_vcpu_ioctl's KVM_RUN case, after vcpu_run returned.
+    if (h.tracing) h.trace('kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: this.vcpuId, reason });
     this.thenAfter(ns, STEP_USERSPACE);
   }
 
@@ -1085,7 +1086,9 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.charge(exitNs + handlingNs);
     if (h.tracing) {
       h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason }, exitNs);
-      h.trace(handler, 'vmx_handle_exit', { vcpu: this.vcpuId, ...args }, handlingNs);
+      // An external interrupt is handled before interrupts are re-enabled, by vcpu_enter_guest's
+      // handle_exit_irqoff (vmx_handle_exit_irqoff), not by vmx_handle_exit's table.
+      h.trace(handler, reason === 'EXTERNAL_INTERRUPT' ? 'vmx_handle_exit_irqoff' : 'vmx_handle_exit', { vcpu: this.vcpuId, ...args }, handlingNs);
     }
     this.exitHandler = fn;
     this.exitHandlingNs = handlingNs;

@@ -278,9 +278,12 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   recalculateApicMap(): void {
     this.apicMap.recalculate();
   }
-  /** kvm_irq_delivery_to_apic: the hub every interrupt goes through. */
-  deliverToApic(src: KvmLapic | null, irq: LapicIrq, destMap?: DestMap): number {
-    if (this.t.on) this.trace('kvm_irq_delivery_to_apic', src === null ? 'kvm_set_irq' : 'apic_send_ipi', { dest: irq.destId, vector: irq.vector, dm: irq.deliveryMode, logical: irq.logical });
+  /**
+   * kvm_irq_delivery_to_apic: the hub every interrupt goes through — from kvm_set_msi (an MSI
+   * route), ioapic_deliver (a pin), or apic_send_ipi (an ICR write, `src` set).
+   */
+  deliverToApic(src: KvmLapic | null, irq: LapicIrq, destMap?: DestMap, caller = src === null ? 'kvm_set_msi' : 'apic_send_ipi'): number {
+    if (this.t.on) this.trace('kvm_irq_delivery_to_apic', caller, { dest: irq.destId, vector: irq.vector, dm: irq.deliveryMode, logical: irq.logical });
     const r = this.apicMap.deliverFast(src, irq, destMap);
     if (r !== FAST_PATH_MISS) return r;
     return this.apicMap.deliverSlow(src, irq, destMap);
@@ -633,7 +636,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       const r = this.pioBus.read(port, len);
       if (r !== undefined) return { value: r, toUserspace: false };
     }
-    if (this.t.on) this.trace('kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: vcpu.vcpuId, reason: 'KVM_EXIT_IO' });
+    if (this.t.on) this.trace('kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: vcpu.vcpuId, reason: 'KVM_EXIT_IO' });
     const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'IO', write, addr: port, len, value }) ?? 0;
     return { value: v, toUserspace: true };
   }
@@ -646,7 +649,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       const r = this.mmioBus.read(addr, len);
       if (r !== undefined) return { value: r, toUserspace: false };
     }
-    if (this.t.on) this.trace('kvm_userspace_exit', 'kvm_arch_vcpu_ioctl_run', { vcpu: vcpu.vcpuId, reason: 'KVM_EXIT_MMIO' });
+    if (this.t.on) this.trace('kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: vcpu.vcpuId, reason: 'KVM_EXIT_MMIO' });
     const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'MMIO', write, addr, len, value }) ?? 0;
     return { value: v, toUserspace: true };
   }

@@ -181,9 +181,12 @@ export class PciDevice {
     for (const h of this.writeHooks) h(offset, size, value, oldCommand);
   }
 
-  /** pci_set_irq: INTx level from the device; the pin follows unless COMMAND.INTX_DISABLE. */
-  setIrq(level: boolean, caller = 'virtio_pci_notify'): void {
-    if (this.trace.on) this.trace.emit('pci.set_irq', 'pci_set_irq', caller, { dev: this.name, level: level ? 1 : 0 });
+  /**
+   * pci_set_irq: INTx level from the device; the pin follows unless COMMAND.INTX_DISABLE.
+   * (`fn`: pci_device_deassert_intx calls pci_irq_handler, the function pci_set_irq ends in.)
+   */
+  setIrq(level: boolean, caller = 'virtio_pci_notify', fn = 'pci_set_irq'): void {
+    if (this.trace.on) this.trace.emit('pci.set_irq', fn, caller, { dev: this.name, level: level ? 1 : 0 });
     if (level === this.irqState) return;
     this.irqState = level;
     const st = this.config.get16(PciReg.STATUS);
@@ -199,7 +202,7 @@ export class PciDevice {
 
   /** pci_device_deassert_intx. */
   deassertIntx(caller = 'pci_device_deassert_intx'): void {
-    this.setIrq(false, caller);
+    this.setIrq(false, caller, 'pci_irq_handler');
   }
 
   /**

@@ -273,7 +273,7 @@ export class GuestVirtioPci {
       try {
         this.setupVqs(infos, mode);
         this.irqMode = mode;
-        this.emit('guest.find_vqs', 'vp_find_vqs', 'virtio_find_vqs', { mode, nvqs: infos.length });
+        this.emit('guest.find_vqs', 'vp_find_vqs', 'vp_modern_find_vqs', { mode, nvqs: infos.length });
         return mode;
       } catch (e) {
         lastErr = e;

@@ -46,7 +46,7 @@ export class VhostDev {
     this.init();
     this.started = true;
     const features = vdev.guestFeatures & this.ops.getFeatures();
-    this.op('vhost_set_features', 'vhost_dev_start', { features: `0x${features.toString(16)}` });
+    this.op('vhost_set_features', 'vhost_dev_set_features', { features: `0x${features.toString(16)}` });
     this.ops.setFeatures(features);
     this.op('vhost_set_mem_table', 'vhost_dev_start', {});
     this.ops.setMemTable(vdev.mem);
@@ -67,7 +67,7 @@ export class VhostDev {
     const base = vdev.lastAvailIdx(idx);
     this.op('vhost_set_vring_base', caller, { index: idx, num: base });
     this.ops.setVringBase(idx, base);
-    this.op('vhost_set_vring_addr', caller, { index: idx, desc: vq.desc, avail: vq.driver, used: vq.device });
+    this.op('vhost_set_vring_addr', 'vhost_virtqueue_set_addr', { index: idx, desc: vq.desc, avail: vq.driver, used: vq.device });
     this.ops.setVringAddr({ index: idx, desc: vq.desc, avail: vq.driver, used: vq.device, flags: 0 });
     this.op('vhost_set_vring_kick', caller, { index: idx, fd: vq.hostNotifier?.fd ?? -1 });
     this.ops.setVringKick(idx, vq.hostNotifier);

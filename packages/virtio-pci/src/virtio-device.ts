@@ -184,7 +184,7 @@ export abstract class VirtioDevice {
 
   /** virtio_reset. */
   reset(): void {
-    if (this.trace.on) this.trace.emit('virtio.reset', 'virtio_reset', 'virtio_pci_reset', { dev: this.name });
+    if (this.trace.on) this.trace.emit('virtio.reset', 'virtio_reset', 'virtio_bus_reset', { dev: this.name });
     this.setStatus(0, 'virtio_reset');
     this.deviceReset();
     this.broken = false;
@@ -262,11 +262,16 @@ export abstract class VirtioDevice {
     this.runHandler(vq, 'virtio_queue_notify');
   }
 
-  /** virtio_queue_notify_vq → handle_output. */
+  /**
+   * virtio_queue_notify_vq → handle_output; from virtio_queue_notify (no host notifier)
+   * QEMU calls vq->handle_output itself, without virtio_queue_notify_vq.
+   */
   runHandler(vq: VirtQueue, caller: string): void {
     if (this.broken || vq.ring === undefined) return;
     vq.kicks++;
-    if (this.trace.on) this.trace.emit('virtio.handle_output', 'virtio_queue_notify_vq', caller, { dev: this.name, queue: vq.index });
+    const direct = caller === 'virtio_queue_notify';
+    vq.outputCaller = direct ? caller : 'virtio_queue_notify_vq';
+    if (this.trace.on && !direct) this.trace.emit('virtio.handle_output', 'virtio_queue_notify_vq', caller, { dev: this.name, queue: vq.index });
     this.ctx.scheduler.current?.charge(this.ctx.costs.ns.deviceEmulation);
     vq.handleOutput(vq);
   }

@@ -275,7 +275,11 @@ export class VirtioNet extends VirtioDevice {
       const cls = out[0]!;
       const cmd = out[1]!;
       const payload = out.subarray(2);
-      if (this.trace.on) this.trace.emit('net.ctrl', 'virtio_net_handle_ctrl', 'virtio_queue_notify_vq', { dev: this.name, class: cls, cmd, len: payload.length });
+      if (this.trace.on) {
+        this.trace.emit('net.ctrl', 'virtio_net_handle_ctrl', vq.outputCaller, { dev: this.name, class: cls, cmd, len: payload.length });
+        // QEMU ≥ 7.1: the command runs in virtio_net_handle_ctrl_iov; push and notify stay in virtio_net_handle_ctrl.
+        this.trace.emit('net.ctrl', 'virtio_net_handle_ctrl_iov', 'virtio_net_handle_ctrl', { dev: this.name, class: cls, cmd });
+      }
       let status: number;
       if (cls === VirtioNetCtrl.CLASS_RX) status = this.handleRxMode(cmd, payload);
       else if (cls === VirtioNetCtrl.CLASS_MAC) status = this.handleMac(cmd, payload);
@@ -283,7 +287,7 @@ export class VirtioNet extends VirtioDevice {
       else status = VirtioNetCtrl.ERR;
       ring.writeToChain(elem, new Uint8Array([status]));
       ring.push(elem, 1);
-      this.notify(vq, 'virtio_net_handle_ctrl_iov');
+      this.notify(vq, 'virtio_net_handle_ctrl');
     }
   }
 
@@ -314,7 +318,7 @@ export class VirtioNet extends VirtioDevice {
       default:
         return VirtioNetCtrl.ERR;
     }
-    if (this.trace.on) this.trace.emit('net.rx_mode', 'virtio_net_handle_rx_mode', 'virtio_net_handle_ctrl', { dev: this.name, cmd, on });
+    if (this.trace.on) this.trace.emit('net.rx_mode', 'virtio_net_handle_rx_mode', 'virtio_net_handle_ctrl_iov', { dev: this.name, cmd, on });
     return VirtioNetCtrl.OK;
   }
 
@@ -482,7 +486,7 @@ export class VirtioNet extends VirtioDevice {
     for (const [e, n] of elems) ring.fill(e, n);
     ring.flush();
     this.rxFrames++;
-    if (this.trace.on) this.trace.emit('net.rx', 'virtio_net_receive_rcu', 'qemu_deliver_packet_iov', { dev: this.name, queue: vq.index, len: frame.length, buffers: i });
+    if (this.trace.on) this.trace.emit('net.rx', 'virtio_net_receive_rcu', 'virtio_net_do_receive', { dev: this.name, queue: vq.index, len: frame.length, buffers: i });
     return 'ok';
   }
 

@@ -33,6 +33,8 @@ export class VirtQueue {
   removeGuestWaiter: (() => void) | undefined;
   /** Kicks that reached the device's handler. */
   kicks = 0;
+  /** Who runs handleOutput now: virtio_queue_notify_vq, or virtio_queue_notify itself without a host notifier. */
+  outputCaller = 'virtio_queue_notify_vq';
   /** Interrupts raised for this queue (virtio_irq). */
   irqs = 0;
 

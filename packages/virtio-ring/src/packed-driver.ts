@@ -341,7 +341,7 @@ export class PackedVirtqueueDriver<T = unknown> {
     this.lastLen = len;
     if (this.eventFlagsShadow === VRING_PACKED_EVENT_FLAG_DESC) Atomics.store(this.drvU16, this.drv16, this.lastUsed);
     const t = this.trace;
-    if (t !== undefined && t.on) t.emit('vring.get_buf', 'virtqueue_get_buf_ctx_packed', 'virtqueue_get_buf', { queue: this.index, id, len, lastUsedIdx: this.lastUsed });
+    if (t !== undefined && t.on) t.emit('vring.get_buf', 'virtqueue_get_buf_ctx_packed', 'virtqueue_get_buf_ctx', { queue: this.index, id, len, lastUsedIdx: this.lastUsed });
     return token;
   }
 

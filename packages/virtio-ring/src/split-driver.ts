@@ -585,7 +585,7 @@ export class SplitVirtqueueDriver<T = unknown> {
       Atomics.store(this.availU16, this.avail16 + 2 + this.size, this.lastUsedIdx);
     }
     const t = this.trace;
-    if (t !== undefined && t.on) t.emit('vring.get_buf', 'virtqueue_get_buf_ctx_split', 'virtqueue_get_buf', { queue: this.index, id, len, lastUsedIdx: this.lastUsedIdx });
+    if (t !== undefined && t.on) t.emit('vring.get_buf', 'virtqueue_get_buf_ctx_split', 'virtqueue_get_buf_ctx', { queue: this.index, id, len, lastUsedIdx: this.lastUsedIdx });
     return token;
   }
 

@@ -87,7 +87,7 @@ export class X86FlowRig {
     const vcpu = o.vcpu ?? 0;
     const pin = o.intxPin ?? 16;
     const line = this.gsi.gsi[pin]!;
-    const intx: IrqPin = { setLevel: (level: boolean) => line.set(level, 'pci_irq_handler') };
+    const intx: IrqPin = { setLevel: (level: boolean) => line.set(level, 'ich9_lpc_update_apic') };
     const proxy = new VirtioPciProxy(this.ctx, {
       device,
       vm: this.vmApi,
