@@ -1,6 +1,7 @@
 export { KvmErrorCode } from './errors.js';
 export { KvmVm, KVM_VM_SNAPSHOT_TYPE, KVM_VM_SNAPSHOT_VERSION, type KvmVmOptions, type KvmIrqchipStateJson, type KvmVmSnapshotState, type UserspaceExit } from './vm.js';
-export { KvmVcpu, MP_STATE, MP_STATE_NAMES, type ExitReason, type VcpuMode, type VcpuSchedHooks, type VcpuEventsJson, type KvmUserspaceExitReason, type VcpuUserspaceLoop } from './vcpu.js';
+export type { ExitReason } from './vmx-exit-counts.js';
+export { KvmVcpu, MP_STATE, MP_STATE_NAMES, type VcpuMode, type VcpuSchedHooks, type VcpuEventsJson, type KvmUserspaceExitReason, type VcpuUserspaceLoop } from './vcpu.js';
 export { IdleGuest, type GuestModel, type GuestOp } from './guest-model.js';
 export { KvmLapic, type LapicStateJson } from './lapic.js';
 export { APIC, APIC_DEFAULT_PHYS_BASE, DM, SHORTHAND } from './lapic-registers.js';

@@ -3,53 +3,11 @@ import type { GuestModel, GuestOp } from './guest-model.js';
 import { KvmLapic, type LapicBus, type LapicOwner } from './lapic.js';
 import { APIC, APICBASE_BSP, MSR_IA32_APICBASE } from './lapic-registers.js';
 import type { VcpuHost } from './vcpu-host.js';
+import { VcpuCpuClock } from './vcpu-cpu-clock.js';
+import { VmxExitCounts, type ExitReason } from './vmx-exit-counts.js';
 
 /** `vcpu->mode` */
 export type VcpuMode = 'outside-guest' | 'in-guest' | 'exiting-guest';
-
-/** VMX basic exit reasons virq models (SDM Appendix C names, as `kvm_exit` prints them). */
-export type ExitReason =
-  | 'EXTERNAL_INTERRUPT'
-  | 'PENDING_INTERRUPT'
-  | 'NMI_WINDOW'
-  | 'IO_INSTRUCTION'
-  | 'HLT'
-  | 'MSR_WRITE'
-  | 'APIC_ACCESS'
-  | 'EOI_INDUCED'
-  | 'EPT_MISCONFIG'
-  | 'EPT_VIOLATION';
-
-const EXIT_REASONS: readonly ExitReason[] = ['EXTERNAL_INTERRUPT', 'PENDING_INTERRUPT', 'NMI_WINDOW', 'IO_INSTRUCTION', 'HLT', 'MSR_WRITE', 'APIC_ACCESS', 'EOI_INDUCED', 'EPT_MISCONFIG', 'EPT_VIOLATION'];
-/** The reason's slot in EXIT_REASONS (a switch on interned strings: no keyed property lookup on the exit path). */
-function exitReasonIndex(r: ExitReason): number {
-  switch (r) {
-    case 'EXTERNAL_INTERRUPT':
-      return 0;
-    case 'PENDING_INTERRUPT':
-      return 1;
-    case 'NMI_WINDOW':
-      return 2;
-    case 'IO_INSTRUCTION':
-      return 3;
-    case 'HLT':
-      return 4;
-    case 'MSR_WRITE':
-      return 5;
-    case 'APIC_ACCESS':
-      return 6;
-    case 'EOI_INDUCED':
-      return 7;
-    case 'EPT_MISCONFIG':
-      return 8;
-    case 'EPT_VIOLATION':
-      return 9;
-    default: {
-      const unknown: never = r; // a reason added to ExitReason needs its slot here
-      return unknown;
-    }
-  }
-}
 
 /** KVM_MP_STATE_* */
 export const MP_STATE = { RUNNABLE: 0, UNINITIALIZED: 1, INIT_RECEIVED: 2, HALTED: 3, SIPI_RECEIVED: 4 } as const;
@@ -169,18 +127,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** Host CPU the vCPU thread runs on (vcpu->cpu). */
   hostCpu: number;
   readonly actor: Actor;
-  /** Exit counts by VMX reason (indexed as EXIT_REASONS), and the order reasons first occurred in. */
-  private readonly exitCounts = new Float64Array(EXIT_REASONS.length);
-  private readonly exitOrder: number[] = [];
+  private readonly exitCounts = new VmxExitCounts();
   /** Exits by VMX reason (a fresh copy; reasons in the order they first occurred). */
   get exits(): Map<ExitReason, number> {
-    const m = new Map<ExitReason, number>();
-    for (const i of this.exitOrder) m.set(EXIT_REASONS[i]!, this.exitCounts[i]!);
-    return m;
-  }
-  private countExit(reason: ExitReason): void {
-    const i = exitReasonIndex(reason);
-    if (this.exitCounts[i]++ === 0) this.exitOrder.push(i);
+    return this.exitCounts.byReason();
   }
   /** Interrupts injected (vmx_inject_irq or virtual delivery), by vector. */
   injected = 0;
@@ -220,6 +170,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   ) {
     this.hostCpu = hostCpu;
     this.actor = host.scheduler.actor({ name: `CPU ${vcpuId}/KVM`, kind: 'vcpu', cpu: hostCpu });
+    this.clock = new VcpuCpuClock(this.actor, host.scheduler);
     this.mpState = host.irqchipInKernel && vcpuId !== 0 ? MP_STATE.UNINITIALIZED : MP_STATE.RUNNABLE;
     this.userspaceIrqchip = !host.irqchipInKernel;
     this.lapic = new KvmLapic(this);
@@ -348,7 +299,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
-    this.countExit('EXTERNAL_INTERRUPT');
+    this.exitCounts.count('EXTERNAL_INTERRUPT');
     this.charge(h.costs.ns.vmExit + h.costs.ns.contextSwitch);
     if (h.tracing) h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason: 'EXTERNAL_INTERRUPT' }, h.costs.ns.vmExit);
     if (h.tracing) h.trace('kvm_sched_out', '__schedule', { vcpu: this.vcpuId, preempted: true });
@@ -722,7 +673,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
           bus.attribute(prev);
         }
       } else body = g.interrupt(this.vcpuId, vector);
-      if (this.actor.cpuTimeNs !== cpuBefore) this.deferEmulation(cpuBefore);
+      if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
     }
     body ??= [{ op: 'compute', ns: h.costs.ns.guestHandler, fn: 'common_interrupt' } as const, OP_EOI];
     // The handler's body, then (if IF was set) the STI its IRET amounts to, run before anything queued.
@@ -731,46 +682,15 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.queueFirst(body);
   }
 
-  /**
-   * Charges the vCPU thread `ns` of CPU time from now on, back to back with what it was
-   * already charged for (a step is charged whole when it begins).
-   */
+  /** Charges the vCPU thread `ns` from now on (see VcpuCpuClock). */
   private charge(ns: number): void {
-    this.actor.charge(ns);
-    this.ownCharged += ns;
-    const now = this.host.scheduler.now;
-    this.chargedUntil = (this.chargedUntil > now ? this.chargedUntil : now) + ns;
+    this.clock.charge(ns);
   }
-  /** The end of the CPU time charged so far (`charge`). */
-  private chargedUntil = 0;
-  /** What `charge` charged (the rest of the actor's CPU time was charged by code this thread ran: QEMU's device emulation). */
-  private ownCharged = 0;
+  private readonly clock: VcpuCpuClock;
 
-  /**
-   * Guest code ran a device access's emulation at once (the driver model reads the ISR, and the
-   * access's exit is queued as an op to follow): QEMU's work charged this thread there, in the
-   * middle of guest time. It belongs to that exit — it holds up the re-entry — so it is taken
-   * back here and charged when the next exit is handled.
-   */
-  private deferEmulation(cpuBefore: number): void {
-    const ran = this.actor.cpuTimeNs - cpuBefore;
-    this.actor.charge(-ran);
-    this.deferredEmulationNs += ran;
-  }
-  /** Emulation time guest code set off, to be spent in the next exit (`deferEmulation`). */
-  private deferredEmulationNs = 0;
-
-  /**
-   * Takes back the CPU time charged beyond now — the rest of the steps in flight when a run
-   * stops — so the thread's CPU time is what it ran up to now.
-   */
+  /** Takes back the CPU time charged beyond now (steps in flight when a run stops). */
   settleCpuTime(): void {
-    const now = this.host.scheduler.now;
-    const over = this.chargedUntil - now;
-    if (over > 0) {
-      this.actor.charge(-over);
-      this.chargedUntil = now;
-    }
+    this.clock.settle();
   }
 
   /** The guest's task on this vCPU (guest/vcpuN), which its code's trace events name. */
@@ -801,7 +721,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
           bus.attribute(prev);
         }
       } else op = this.guest!.next(this.vcpuId);
-      if (this.actor.cpuTimeNs !== cpuBefore) this.deferEmulation(cpuBefore);
+      if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
     }
     const ns = h.costs.ns;
     switch (op.op) {
@@ -841,7 +761,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
             bus.attribute(prev);
           }
         } else more = op.run();
-        if (this.actor.cpuTimeNs !== cpuBefore) this.deferEmulation(cpuBefore);
+        if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
         if (more !== undefined && more.length > 0) this.queueFirst(more);
         this.guestStep();
         return;
@@ -1081,7 +1001,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
-    this.countExit(reason);
+    this.exitCounts.count(reason);
     const exitNs = h.costs.ns.vmExit;
     this.charge(exitNs + handlingNs);
     if (h.tracing) {
@@ -1101,17 +1021,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.exitHandler = undefined;
     this.userspaceNs = 0;
     const cpuBefore = this.actor.cpuTimeNs;
-    const ownBefore = this.ownCharged;
+    const ownBefore = this.clock.ownCharged;
     const halts = fn() === 'halt';
     // Code the handler ran on this thread charged it directly (QEMU's device emulation behind a
     // KVM_EXIT_MMIO/IO, a KVM_IRQ_LINE it issued): that time holds up the re-entry as well.
-    const ran = this.actor.cpuTimeNs - cpuBefore - (this.ownCharged - ownBefore);
-    if (ran > 0) {
-      const now = this.host.scheduler.now;
-      this.chargedUntil = (this.chargedUntil > now ? this.chargedUntil : now) + ran;
-    }
-    const deferred = this.deferredEmulationNs;
-    this.deferredEmulationNs = 0;
+    const ran = this.clock.ranSince(cpuBefore, ownBefore);
+    if (ran > 0) this.clock.extend(ran);
+    const deferred = this.clock.takeDeferred();
     const extra = this.exitHandlingNs + this.userspaceNs + (ran > 0 ? ran : 0) + deferred;
     if (this.userspaceNs + deferred > 0) this.charge(this.userspaceNs + deferred);
     if (extra === 0) {

@@ -20,7 +20,8 @@ import {
 import type { DestMap, LapicIrq } from './lapic-irq.js';
 import type { KvmLapic, LapicBus, LapicStateJson } from './lapic.js';
 import { APIC, SPIV_DIRECTED_EOI } from './lapic-registers.js';
-import { KvmVcpu, type ExitReason, type VcpuEventsJson, type VcpuSchedHooks } from './vcpu.js';
+import { KvmVcpu, type VcpuEventsJson, type VcpuSchedHooks } from './vcpu.js';
+import type { ExitReason } from './vmx-exit-counts.js';
 import type { VcpuHost } from './vcpu-host.js';
 import { msiToLapicIrq } from './x86-msi.js';
 
