@@ -259,6 +259,15 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   vgicSync: () => void = () => undefined;
 
   private enterGuest(): void {
+    if (this.irqRequest) {
+      // kvm_vcpu_exit_request: an interrupt queued after the flush (vgic_queue_irq_unlock's
+      // KVM_REQ_IRQ_PENDING, its kick finding the vCPU outside guest mode) cancels the entry —
+      // sync what was flushed and go round the run loop again, so the new interrupt gets an LR.
+      this.emit('vcpu.sync', 'kvm_vgic_sync_hwstate', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId });
+      this.vgicSync();
+      this.enter();
+      return;
+    }
     this.state = 'guest';
     this.emit('vcpu.entry', 'kvm_entry', 'kvm_arch_vcpu_ioctl_run', { vcpu: this.vcpuId });
     this.vm.occupy(this.cpu, this);

@@ -101,6 +101,31 @@ describe('KVM vGIC: flush, fold, maintenance', () => {
     expect(r.host.gic.irqFor(25, 0)!.state).toBe('inactive');
   });
 
+  test('an interrupt queued between the vGIC flush and the entry cancels the entry (kvm_vcpu_exit_request): taken, not left pending', () => {
+    const { ctx, vm } = armMachine('v3', { numVcpus: 1 });
+    vm.guestDriver.enableSgis();
+    vm.guestDriver.enableSpi(40, { trigger: 'edge' });
+    const got: number[] = [];
+    vm.vcpus[0].onInterrupt(40, (i) => got.push(i));
+    vm.vcpus[0].guest.idleWithWfi = false; // a busy guest: it exits only when KVM makes it
+    ctx.scheduler.runUntil(50_000);
+    const qemu = ctx.scheduler.actor({ name: 'qemu-system-aarch64', kind: 'vmm-main', cpu: 1 });
+    let injected = false;
+    const sub = ctx.trace.events$.subscribe((e) => {
+      // Right after the flush of the exit below, while the vCPU is still outside guest mode.
+      if (!injected && e.fn === 'kvm_vgic_flush_hwstate' && e.args['vcpu'] === 0) {
+        injected = true;
+        ctx.scheduler.after(1, qemu, () => void vm.interruptApi.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, 40), true));
+      }
+    });
+    vm.vcpus[0].guestSendSgi((2n << 24n) | 0b1n); // an exit (SYS64) to get a flush → entry window
+    ctx.scheduler.runUntil(2_000_000);
+    sub.unsubscribe();
+    expect(injected).toBe(true);
+    expect(got).toEqual([40]);
+    expect(vm.vcpus[0].vgicCpu.apList.filter((i) => i.pending)).toEqual([]);
+  });
+
   test('SGI through a trapped ICC_SGI1R_EL1 write (SYS64 exit) reaches the other vCPU', () => {
     const { ctx, vm } = armMachine('v3', { numVcpus: 2 });
     vm.guestDriver.enableSgis();
