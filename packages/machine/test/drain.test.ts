@@ -43,8 +43,13 @@ function drained(preset: string, vary: Record<string, string>, workload: Record<
       for (const v of m.vm.vcpus()) {
         const regs = v.lapic.getState();
         let isr = 0;
-        for (let i = 0; i < 8; i++) isr |= regs[(0x100 + 0x10 * i) / 4]!;
+        let irr = 0;
+        for (let i = 0; i < 8; i++) {
+          isr |= regs[(0x100 + 0x10 * i) / 4]!;
+          irr |= regs[(0x200 + 0x10 * i) / 4]!;
+        }
         if (isr !== 0) problems.push(`vCPU ${v.vcpuId} has an interrupt in service (ISR)`);
+        if (irr !== 0 && v.blocked) problems.push(`vCPU ${v.vcpuId} sleeps with an interrupt requested (IRR)`);
       }
       const io = m.vm.getIrqchip(2) as { irr: number; redirtbl: Array<{ pin: number; remote_irr: number }> };
       for (const e of io.redirtbl) if (e.remote_irr !== 0 && (io.irr & (1 << e.pin)) === 0) problems.push(`IOAPIC pin ${e.pin}: Remote IRR set with the line low`);
