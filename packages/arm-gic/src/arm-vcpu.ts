@@ -148,12 +148,12 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
 
   /** Runs guest code inside the vCPU thread's step, its untagged trace events on the guest's task. */
   private runGuestCode(fn: () => void): void {
-    const bus = this.vm.ctx.trace;
-    const prev = bus.attribute(this.guestActor);
+    const a = this.actor;
+    a.traceAs = this.guestActor;
     try {
       fn();
     } finally {
-      bus.attribute(prev);
+      a.traceAs = undefined;
     }
   }
 
@@ -165,8 +165,7 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
    */
   private runGuestCodeAccounted(fn: () => void): void {
     const cpuBefore = this.actor.cpuTimeNs;
-    if (this.vm.ctx.trace.anyListening) this.runGuestCode(fn);
-    else fn();
+    this.runGuestCode(fn);
     const ran = this.actor.cpuTimeNs - cpuBefore;
     if (ran !== 0) {
       this.actor.charge(-ran);

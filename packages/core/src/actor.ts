@@ -32,6 +32,12 @@ export class Actor {
   readonly pid: number;
   /** Virtual nanoseconds this actor has been charged with (`charge`). */
   cpuTimeNs = 0;
+  /**
+   * While set, trace events emitted in this actor's steps without an actor of their own are
+   * the set actor's: a vCPU thread runs its guest's code inside its own step, and the guest
+   * kernel's functions (its virtio driver's vring_interrupt …) belong on the guest's task.
+   */
+  traceAs: Actor | undefined = undefined;
 
   constructor(init: Required<ActorInit>) {
     this.name = init.name;

@@ -54,9 +54,7 @@ export class TraceChannel<E extends TraceEvent = TraceEvent> {
 
   /** Recomputes `on` (a subscriber of this channel or of the bus came or went). */
   refresh(): void {
-    const was = this.listening;
     this.listening = this.subject.observed || this.bus.observed;
-    if (was !== this.listening) this.bus.channelListening(this.listening);
   }
 
   /** Emits an event stamped with the scheduler's time and running actor. */
@@ -64,7 +62,7 @@ export class TraceChannel<E extends TraceEvent = TraceEvent> {
     const e = {
       kind,
       time: this.bus.scheduler.now,
-      actor: actor ?? this.bus.attributedTo ?? this.bus.scheduler.current ?? this.bus.hostActor,
+      actor: actor ?? this.runningActor(),
       source: this.source,
       fn,
       caller,
@@ -73,6 +71,12 @@ export class TraceChannel<E extends TraceEvent = TraceEvent> {
     } as E;
     if (this.subject.observed) this.subject.next(e);
     this.bus.publish(e);
+  }
+
+  /** The actor an untagged event belongs to: the running one (or whom it runs code for: `traceAs`). */
+  private runningActor(): Actor {
+    const cur = this.bus.scheduler.current;
+    return cur === undefined ? this.bus.hostActor : (cur.traceAs ?? cur);
   }
 }
 
@@ -96,38 +100,8 @@ export class TraceBus {
     for (const ch of this.channels.values()) ch.refresh();
   });
   private _host: Actor | undefined;
-  /** Set while code of another context runs inside an actor's step (see `attribute`). */
-  private _attributed: Actor | undefined;
 
   constructor(readonly scheduler: Scheduler) {}
-
-  /**
-   * Events emitted without an explicit actor are attributed to `actor` (undefined: to the
-   * running actor, as usual) until the next call; returns the attribution it replaces, to be
-   * restored after. A vCPU runs its guest's code inside its own thread's step: the guest
-   * kernel's functions (its virtio driver's vring_interrupt, say) belong on the guest's task,
-   * not on the host thread's.
-   */
-  attribute(actor: Actor | undefined): Actor | undefined {
-    const prev = this._attributed;
-    this._attributed = actor;
-    return prev;
-  }
-
-  /** The actor `attribute` set, if any. */
-  get attributedTo(): Actor | undefined {
-    return this._attributed;
-  }
-
-  private listeningChannels = 0;
-  /** Whether any channel has a listener (its own or the bus's): when not, no event is built anywhere. */
-  get anyListening(): boolean {
-    return this.listeningChannels > 0;
-  }
-  /** A channel's `on` changed (TraceChannel.refresh). */
-  channelListening(on: boolean): void {
-    this.listeningChannels += on ? 1 : -1;
-  }
 
   get observed(): boolean {
     return this.subject.observed;

@@ -1,4 +1,4 @@
-import type { CostModel, Scheduler, Actor, TraceBus, VirqError } from '@virq/core';
+import type { CostModel, Scheduler, Actor, VirqError } from '@virq/core';
 import type { LapicBus } from './lapic.js';
 import type { KvmVcpu, VcpuSchedHooks } from './vcpu.js';
 
@@ -27,7 +27,5 @@ export interface VcpuHost {
   /** A len-0 MMIO ioeventfd covers `addr` (KVM_FAST_MMIO_BUS: no instruction decode). */
   fastMmioMatch(addr: number): boolean;
   guestActor(vcpu: KvmVcpu): Actor;
-  /** The trace bus: untagged events of the guest's code are attributed to the guest's task on it. */
-  readonly traceBus: TraceBus;
   noGuestError(vcpuId: number): VirqError;
 }

@@ -662,17 +662,15 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     let body: readonly GuestOp[] | undefined;
     if (g.interrupt !== undefined) {
       const cpuBefore = this.actor.cpuTimeNs;
-      const bus = h.traceBus;
-      if (bus.anyListening) {
-        // The guest's handler is guest kernel code: what it traces (its virtio driver's
-        // vring_interrupt …) is the guest's, not the vCPU thread's.
-        const prev = bus.attribute(this.guestTask());
-        try {
-          body = g.interrupt(this.vcpuId, vector);
-        } finally {
-          bus.attribute(prev);
-        }
-      } else body = g.interrupt(this.vcpuId, vector);
+      // The guest's handler is guest kernel code: what it traces (its virtio driver's
+      // vring_interrupt …) is the guest's, not the vCPU thread's.
+      const a = this.actor;
+      a.traceAs = this.guestTask();
+      try {
+        body = g.interrupt(this.vcpuId, vector);
+      } finally {
+        a.traceAs = undefined;
+      }
       if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
     }
     body ??= [{ op: 'compute', ns: h.costs.ns.guestHandler, fn: 'common_interrupt' } as const, OP_EOI];
@@ -712,15 +710,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     let op = this.ops.pop();
     if (op === undefined) {
       const cpuBefore = this.actor.cpuTimeNs;
-      const bus = h.traceBus;
-      if (bus.anyListening) {
-        const prev = bus.attribute(this.guestTask());
-        try {
-          op = this.guest!.next(this.vcpuId);
-        } finally {
-          bus.attribute(prev);
-        }
-      } else op = this.guest!.next(this.vcpuId);
+      const a = this.actor;
+      a.traceAs = this.guestTask();
+      try {
+        op = this.guest!.next(this.vcpuId);
+      } finally {
+        a.traceAs = undefined;
+      }
       if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
     }
     const ns = h.costs.ns;
@@ -751,16 +747,14 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         // Guest code at this point of the vCPU's instruction stream (a driver routine); what
         // it returns runs next.
         const cpuBefore = this.actor.cpuTimeNs;
-        const bus = h.traceBus;
+        const a = this.actor;
         let more: readonly GuestOp[] | void;
-        if (bus.anyListening) {
-          const prev = bus.attribute(this.guestTask());
-          try {
-            more = op.run();
-          } finally {
-            bus.attribute(prev);
-          }
-        } else more = op.run();
+        a.traceAs = this.guestTask();
+        try {
+          more = op.run();
+        } finally {
+          a.traceAs = undefined;
+        }
         if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
         if (more !== undefined && more.length > 0) this.queueFirst(more);
         this.guestStep();

@@ -1,7 +1,7 @@
 import {
   checkSnapshot, IRQ_LINE_MAX_SOURCES, VirqError, type Actor, type IrqLine, type Snapshot, type CostModel, type EventFd, type GsiRoute, type IoeventfdRequest, type IrqfdRequest, type IrqPin,
   type IrqPinProvider, type IrqRouting, type MsiMessage, type MsiSink, type Scheduler, type SimContext, type TraceChannel,
-  type VmInterruptApi, type TraceBus,
+  type VmInterruptApi,
 } from '@virq/core';
 import { ApicMap, FAST_PATH_MISS } from './apic-map.js';
 import { KvmErrorCode } from './errors.js';
@@ -128,8 +128,6 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   /** Userspace (QEMU) handler of exits no in-kernel device claimed; its return is a read's value. */
   onUserspaceExit: ((vcpuId: number, exit: UserspaceExit) => number) | undefined;
   private readonly guestActors = new Map<number, Actor>();
-  /** The machine's trace bus (the vCPUs attribute their guest's code to the guest's task on it). */
-  readonly traceBus: TraceBus;
   private scratchIrq: LapicIrq = { vector: 0, deliveryMode: 0, logical: false, level: true, levelTriggered: false, shorthand: 0, destId: 0, msiRedirHint: false };
 
   constructor(ctx: SimContext, options: KvmVmOptions) {
@@ -139,7 +137,6 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     this.scheduler = ctx.scheduler;
     this.costs = ctx.costs;
     this.t = ctx.trace.channel('kvm-irqchip');
-    this.traceBus = ctx.trace;
     this.smmSupported = options.smm ?? false;
     this.hyperv = options.hyperv ?? false;
     this.x2apicApi = options.x2apicApi ?? false;

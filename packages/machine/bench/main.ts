@@ -84,8 +84,11 @@ const N = Number(process.env['DELIVERIES'] ?? 50_000);
 const ROUNDS = Number(process.env['ROUNDS'] ?? 5);
 const cfgs: Array<{ vcpus: number; trace: Trace }> = [];
 for (const vcpus of [1, 64, 1024]) for (const trace of ['off', 'idle', 'on'] as const) cfgs.push({ vcpus, trace });
-const only = process.env['ONLY']; // e.g. ONLY=1/off, for profiling one configuration
-if (only !== undefined) cfgs.splice(0, cfgs.length, ...cfgs.filter((c) => `${c.vcpus}/${c.trace}` === only));
+const only = process.env['ONLY']; // e.g. ONLY=1/off (profiling one configuration) or ONLY=1/off,1/idle
+if (only !== undefined) {
+  const keep = new Set(only.split(','));
+  cfgs.splice(0, cfgs.length, ...cfgs.filter((c) => keep.has(`${c.vcpus}/${c.trace}`)));
+}
 const res = new Map<string, number[]>();
 const evs = new Map<string, number>();
 const qevs = new Map<string, number>();
