@@ -308,13 +308,16 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
    */
   private takeVirtualInterrupt(): void {
     const cpuif = this.vgicCpu.cpuif;
+    const directBefore = cpuif.stats.directVlpiAcks;
     const intid = cpuif.iar1();
     if (intid === INTID_SPURIOUS) return this.guestResume();
     this.inHandler = true;
     this.stats.guestInterrupts++;
     this.ackTimes.push(this.s.now);
     const c = this.costs;
-    this.emit('guest.ack', 'gic_handle_irq', 'do_interrupt_handler', { vcpu: this.vcpuId, intid, via: 'ICV_IAR1_EL1' }, c.gicVirtualAckEoi, this.guestActor);
+    // Where the acknowledged interrupt came from: a list register KVM wrote, or (GICv4) the vPE's pending table.
+    const from = cpuif.stats.directVlpiAcks !== directBefore ? 'vpe' : 'lr';
+    this.emit('guest.ack', 'gic_handle_irq', 'do_interrupt_handler', { vcpu: this.vcpuId, intid, via: 'ICV_IAR1_EL1', from }, c.gicVirtualAckEoi, this.guestActor);
     const handler = this.handlers.get(intid);
     if (handler !== undefined) this.runGuestCodeAccounted(() => handler(intid));
     this.s.after(c.gicVirtualAckEoi + c.guestHandler, this.actor, () => {

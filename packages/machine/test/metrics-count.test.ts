@@ -77,4 +77,20 @@ describe('metric counting rules against the packages\' own traces', () => {
     ] as unknown as TraceEvent[]);
     expect(m.eventfdSignals).toBe(1);
   });
+
+  it('ARM: every interrupt the guest acknowledges is injected (from an LR) or came straight from the vPE — an LPI re-pended while listed included', () => {
+    for (const name of ['arm-virt-gicv3', 'arm-virt-gicv4']) {
+      const d = presetDocument(name);
+      d.durationUs = 600;
+      const r = runTopology(parseTopology(d), { keepTrace: true });
+      const acks = r.trace!.filter((e) => e.fn === 'gic_handle_irq' && e.args['intid'] !== undefined);
+      const fromLr = acks.filter((e) => e.args['from'] === 'lr').length;
+      const direct = acks.filter((e) => e.args['from'] === 'vpe').length;
+      expect(fromLr + direct).toBe(acks.length);
+      expect(r.metrics.interrupts.injected).toBe(fromLr);
+      // More acknowledgements than vgic_queue_irq_unlock calls: the rx LPI is often pending again while still listed.
+      expect(fromLr).toBeGreaterThan(r.trace!.filter((e) => e.fn === 'vgic_queue_irq_unlock').length);
+      if (name === 'arm-virt-gicv4') expect(direct).toBeGreaterThan(0);
+    }
+  });
 });
