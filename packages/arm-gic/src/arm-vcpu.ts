@@ -19,6 +19,8 @@ export interface GuestMmioAccess {
   readonly write: boolean;
   readonly value: bigint;
   readonly done?: (value: bigint) => void;
+  /** Guest code already made this read and the VMM's device acted on it; only the exit remains. */
+  readonly applied?: boolean;
 }
 
 /** The VM services a vCPU's run loop calls into (implemented by ArmVm). */
@@ -378,11 +380,11 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
         const a = this.pendingMmio!;
         this.pendingMmio = undefined;
         this.emit('vcpu.mmio', 'io_mem_abort', 'kvm_handle_guest_abort', { vcpu: this.vcpuId, addr: a.addr, len: a.len, write: a.write });
-        if (!this.vm.handleMmio(this, a)) {
+        if (a.applied === true || !this.vm.handleMmio(this, a)) {
           // KVM_EXIT_MMIO: out to the VMM (its MMIO dispatch) and back
           this.emit('vcpu.userspace_exit', 'kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: this.vcpuId, reason: 'KVM_EXIT_MMIO' });
           const cpuBefore = this.actor.cpuTimeNs;
-          this.vm.userspaceMmio?.(this, a);
+          if (a.applied !== true) this.vm.userspaceMmio?.(this, a);
           // QEMU's device emulation ran on this thread and charged it; the thread's time is
           // counted by running intervals, so that time becomes part of the exit instead —
           // with what guest code set off earlier for this access (deferEmulation).

@@ -8,9 +8,14 @@ export type GuestOp =
   /** Run guest code for `ns` (interruptible by a kick / external interrupt). */
   | { readonly op: 'compute'; readonly ns: number; readonly fn?: string }
   | { readonly op: 'mmio-write'; readonly addr: number; readonly len: number; readonly value: number; readonly fn?: string }
-  | { readonly op: 'mmio-read'; readonly addr: number; readonly len: number; readonly done?: (value: number) => void; readonly fn?: string }
+  /**
+   * A register read. `applied`: guest code already made the read (it needed the value at once)
+   * and the device acted on it then; the op is the access's VM exit, taken in program order,
+   * which does not reach the device a second time.
+   */
+  | { readonly op: 'mmio-read'; readonly addr: number; readonly len: number; readonly done?: (value: number) => void; readonly fn?: string; readonly applied?: boolean }
   | { readonly op: 'pio-write'; readonly port: number; readonly len: number; readonly value: number; readonly fn?: string }
-  | { readonly op: 'pio-read'; readonly port: number; readonly len: number; readonly done?: (value: number) => void; readonly fn?: string }
+  | { readonly op: 'pio-read'; readonly port: number; readonly len: number; readonly done?: (value: number) => void; readonly fn?: string; readonly applied?: boolean }
   | { readonly op: 'msr-write'; readonly index: number; readonly value: bigint }
   /** The local APIC EOI (xAPIC MMIO write of 0 to 0xFEE000B0, or the x2APIC EOI MSR). */
   | { readonly op: 'eoi' }

@@ -22,8 +22,9 @@ export interface VcpuHost {
   /** KVM_REQ_SCAN_IOAPIC processing at vcpu_enter_guest (vcpu_scan_ioapic). */
   scanIoapicOnEntry(vcpu: KvmVcpu): void;
   /** A guest port access: handled in the kernel (ioeventfd, PIC) or exits to userspace. */
-  guestPio(vcpu: KvmVcpu, write: boolean, port: number, len: number, value: number): { value: number; toUserspace: boolean };
-  guestMmio(vcpu: KvmVcpu, write: boolean, addr: number, len: number, value: number): { value: number; toUserspace: boolean };
+  /** `applied`: the access already reached its (userspace) device; only the exit remains. */
+  guestPio(vcpu: KvmVcpu, write: boolean, port: number, len: number, value: number, applied?: boolean): { value: number; toUserspace: boolean };
+  guestMmio(vcpu: KvmVcpu, write: boolean, addr: number, len: number, value: number, applied?: boolean): { value: number; toUserspace: boolean };
   /** A len-0 MMIO ioeventfd covers `addr` (KVM_FAST_MMIO_BUS: no instruction decode). */
   fastMmioMatch(addr: number): boolean;
   guestActor(vcpu: KvmVcpu): Actor;

@@ -626,8 +626,8 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
     return this.ioeventfds.match('fast-mmio', addr, 0, 0n) !== undefined;
   }
   /** kernel_pio: kvm_io_bus_write/read on KVM_PIO_BUS (PIC ports, ioeventfds); otherwise KVM_EXIT_IO. */
-  guestPio(vcpu: KvmVcpu, write: boolean, port: number, len: number, value: number): { value: number; toUserspace: boolean } {
-    if (this.t.on) this.trace('kvm_io_bus_write', 'kernel_pio', { port, len, write });
+  guestPio(vcpu: KvmVcpu, write: boolean, port: number, len: number, value: number, applied = false): { value: number; toUserspace: boolean } {
+    if (this.t.on) this.trace(write ? 'kvm_io_bus_write' : 'kvm_io_bus_read', 'kernel_pio', { port, len, write });
     if (write) {
       if (this.pioBus.write(port, len, value)) return { value: 0, toUserspace: false };
     } else {
@@ -635,12 +635,13 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       if (r !== undefined) return { value: r, toUserspace: false };
     }
     if (this.t.on) this.trace('kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: vcpu.vcpuId, reason: 'KVM_EXIT_IO' });
+    if (applied) return { value: 0, toUserspace: true };
     const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'IO', write, addr: port, len, value }) ?? 0;
     return { value: v, toUserspace: true };
   }
   /** vcpu_mmio_write/read on KVM_MMIO_BUS (after the vCPU's own LAPIC): IOAPIC, ioeventfds; else KVM_EXIT_MMIO. */
-  guestMmio(vcpu: KvmVcpu, write: boolean, addr: number, len: number, value: number): { value: number; toUserspace: boolean } {
-    if (this.t.on) this.trace('kvm_io_bus_write', 'vcpu_mmio_write', { addr, len, write });
+  guestMmio(vcpu: KvmVcpu, write: boolean, addr: number, len: number, value: number, applied = false): { value: number; toUserspace: boolean } {
+    if (this.t.on) this.trace(write ? 'kvm_io_bus_write' : 'kvm_io_bus_read', write ? 'vcpu_mmio_write' : 'vcpu_mmio_read', { addr, len, write });
     if (write) {
       if (this.mmioBus.write(addr, len, value)) return { value: 0, toUserspace: false };
     } else {
@@ -648,6 +649,7 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
       if (r !== undefined) return { value: r, toUserspace: false };
     }
     if (this.t.on) this.trace('kvm_userspace_exit', 'kvm_vcpu_ioctl', { vcpu: vcpu.vcpuId, reason: 'KVM_EXIT_MMIO' });
+    if (applied) return { value: 0, toUserspace: true };
     const v = this.onUserspaceExit?.(vcpu.vcpuId, { exit: 'MMIO', write, addr, len, value }) ?? 0;
     return { value: v, toUserspace: true };
   }

@@ -1,3 +1,5 @@
+import { presetDocument } from '../src/presets.js';
+import { parseTopology } from '../src/topology.js';
 import { parseTopologyText } from '../src/topology-file.js';
 import { runTopology } from '../src/scenario.js';
 
@@ -21,5 +23,19 @@ describe('x86 INTx virtio: PIRQ pins shared like q35\'s (GSI 16–19)', () => {
     const r = runTopology(parseTopologyText(`durationUs: 300\ndevices: [{kind: virtio-net, msix: false, backend: vhost-user}]\n${rxOnly}`));
     expect(r.notes.join('\n')).toMatch(/vhost needs MSI-X guest notifiers/);
     expect(r.notes.join('\n')).toMatch(/vhost-user back end is not serving the rings/);
+  });
+
+  it('each INTx interrupt reads the ISR: an MMIO read exit to QEMU before the handler\'s work, its deassert on the vCPU thread', () => {
+    const d = presetDocument('x86-q35-noapicv');
+    d.durationUs = 400;
+    d.devices = (d.devices as Array<Record<string, unknown>>).filter((x) => x.kind === 'virtio-net').map((x) => ({ ...x, msix: false }));
+    const r = runTopology(parseTopology(d), { keepTrace: true });
+    const t = r.trace!;
+    const handlers = t.filter((e) => e.fn === 'vp_interrupt').length;
+    const isrReads = t.filter((e) => e.fn === 'kvm_io_bus_read' && e.caller === 'vcpu_mmio_read').length;
+    expect(handlers).toBeGreaterThan(5);
+    expect(isrReads).toBe(handlers);
+    // QEMU's emulation of the read (and the deassert it causes) runs on the vCPU thread, not as guest code.
+    for (const e of t.filter((x) => x.fn === 'virtio_pci_isr_read')) expect(e.actor.name).toMatch(/^CPU \d+\/KVM$/);
   });
 });

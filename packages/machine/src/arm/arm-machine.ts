@@ -115,7 +115,7 @@ export class ArmMachine implements ComposedMachine {
     });
     this.vm.start();
     for (const v of this.vm.vcpus) this.cpus.push(new ArmGuestCpu(v, ctx.scheduler, this.current));
-    this.access = new GuestPciAccess(this.bus, this.current, undefined);
+    this.access = new GuestPciAccess(this.bus, this.current, undefined, () => this.ctx.scheduler.current);
     // Before the run loop owns the guest (firmware, probe), writes go through KVM's ioeventfd
     // bus, then the PCI bus, without exits.
     const api = this.vm.irqfd;

@@ -60,7 +60,7 @@ export class X86FlowRig {
     addPcIrqRoutes(this.routes);
     this.routes.commit();
     this.gsi = PcGsi.kernelIrqchip(ctx, this.vm);
-    this.access = new GuestPciAccess(this.bus, this.current);
+    this.access = new GuestPciAccess(this.bus, this.current, undefined, () => this.ctx.scheduler.current);
     // QEMU's KVM_RUN loop: KVM_EXIT_IO / KVM_EXIT_MMIO dispatched to the PCI bus.
     this.vm.onUserspaceExit = (_vcpu, exit) => {
       if (exit.exit === 'IO') {

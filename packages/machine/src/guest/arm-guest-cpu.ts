@@ -11,6 +11,7 @@ export class ArmGuestCpu {
   /** Captured writes go straight to the vCPU as data aborts, in program order. */
   readonly capture = {
     push: (op: CapturedWrite): void => {
+      if (op.op === 'mmio-read') this.vcpu.guestMmio({ addr: op.addr, len: op.len as 1 | 2 | 4 | 8, write: false, value: 0n, applied: true });
       if (op.op !== 'mmio-write') return; // arm64 has no port I/O
       this.vcpu.guestMmio({ addr: op.addr, len: op.len as 1 | 2 | 4 | 8, write: true, value: BigInt(op.value >>> 0) });
     },

@@ -88,6 +88,10 @@ export class X86GuestCpu implements GuestModel {
         known = this.irqs.handle(vcpuId, vector, this.scheduler.now);
       }, body);
       if (!known) this.spurious++;
+      // A handler that starts by reading its device (vp_interrupt's ISR read) takes that exit
+      // first; the rest of its accesses follow its work.
+      const first = body[0];
+      if (first !== undefined && (first.op === 'mmio-read' || first.op === 'pio-read') && first.applied === true) return [first, { op: 'compute', ns: this.handlerNs, fn: name }, ...body.slice(1)];
       return [{ op: 'compute', ns: this.handlerNs, fn: name }, ...body];
     };
     return [{ op: 'call', run }, { op: 'eoi' }];

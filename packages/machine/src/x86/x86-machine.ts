@@ -119,7 +119,7 @@ export class X86Machine implements ComposedMachine {
     }
     this.gsi = this.qemuIrqchip?.gsi ?? PcGsi.kernelIrqchip(ctx, this.vm);
     // The driver models trace vp_notify themselves; the captured write is the exit that follows.
-    this.access = new GuestPciAccess(this.bus, this.current, undefined);
+    this.access = new GuestPciAccess(this.bus, this.current, undefined, () => this.ctx.scheduler.current);
     const devices = (_vcpu: number, exit: UserspaceExit): number => {
       if (exit.exit === 'IO') {
         const s = this.serials.find((x) => x.claims(exit.addr));
