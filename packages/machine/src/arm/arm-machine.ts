@@ -20,6 +20,8 @@ import { MachineErrorCode, machineError } from '../errors.js';
 const MMIO_BASE = 0x1000_0000;
 /** The virt board's PL011 at SPI 1 (our 16550 stands in for it on an SPI, same IRQ number). */
 const SERIAL_BASE = 0x0900_0000;
+/** QEMU virt's PCIe host (GPEX): INTA–INTD on SPIs 3–6 (VIRT_PCIE), swizzled by slot. */
+const GPEX_FIRST_SPI = 3;
 
 interface ArmVfioFunction {
   config: VfioConfig;
@@ -168,23 +170,36 @@ export class ArmMachine implements ComposedMachine {
   private attachVirtio(device: VirtioDevice, name: string, msix: boolean, vcpu: number): { proxy: VirtioPciProxy; pci: GuestVirtioPci } {
     const irqs = this.irqs;
     const sched = this.ctx.scheduler;
+    const slot = this.nextDev++;
+    // INTA of slot s goes to GPEX line (s + 0) % 4 (pci_swizzle_map_irq_fn), SPI 3 + that.
+    const intxSpi = GPEX_FIRST_SPI + (slot % 4);
     const proxy = new VirtioPciProxy(this.ctx, {
       device,
       vm: this.vmApi,
       routes: this.routes,
       msiSink: { deliverMsi: (m) => (irqs.raisedMsi(m, sched.now), this.msiSink.deliverMsi(m)) },
+      intx: { setLevel: (level: boolean) => this.gpexSetIrq(intxSpi, name, level) },
+      vectors: msix ? undefined : 0,
       ioeventfd: this.topology.routing.ioeventfd,
     });
-    if (!msix) this.notes.push(`${name}: INTx on ARM is not modelled; using MSI-X`);
-    const bdf = pciBdf(0, this.nextDev++);
+    const bdf = pciBdf(0, slot);
     this.bus.attach(proxy.pci, bdf & 0xff);
     const boot = { configRead: this.access.configRead.bind(this.access), configWrite: this.access.configWrite.bind(this.access), mmioRead: this.access.mmioRead.bind(this.access), mmioWrite: this.directMmio, pioRead: this.access.pioRead.bind(this.access), pioWrite: this.access.pioWrite.bind(this.access) };
     const w = { mmio: this.nextMmio, pio: 0x1000 };
     assignBars(boot, bdf, w);
     this.nextMmio = w.mmio;
+    let pci: GuestVirtioPci | undefined;
+    if (!msix) {
+      // Legacy INTx: a level SPI the guest's PCI host driver maps (interrupt-map); every
+      // function on the line runs its vp_interrupt, which reads its ISR.
+      this.bindSpi(intxSpi, vcpu, `${name}-intx-spi${intxSpi}`, () => void pci!.intxInterrupt());
+      pci = new GuestVirtioPci(this.ctx, { access: this.access, bdf, mem: this.mem, alloc: this.alloc, vcpu: this.vm.vcpus[vcpu]!.actor, composeMsi: () => {
+        throw machineError(MachineErrorCode.Unsupported, `${name}: MSI-X is off`);
+      } });
+      return { proxy, pci };
+    }
     const nvec = proxy.msix?.vectors ?? 1;
     const { lpis, messages } = this.vm.guestDriver.mapMsi(proxy.pci.requesterId, nvec, vcpu);
-    let pci: GuestVirtioPci | undefined;
     lpis.forEach((lpi, e) => {
       this.irqs.bind(vcpu, lpi, `${name}-msix${e}`, () => void pci!.msixInterrupt(e));
       this.irqs.registerMsi(messages[e]!, vcpu, lpi);
@@ -201,7 +216,7 @@ export class ArmMachine implements ComposedMachine {
     const device = new VirtioNet(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, mac: [...GUEST_MAC], queuePairs: cfg.queuePairs, queueSize: cfg.queueSize, hostFeatures: net | ring | bit(VirtioFeature.RING_INDIRECT_DESC) });
     const { proxy, pci } = this.attachVirtio(device, cfg.name, cfg.msix, vcpu);
     const backend = attachNetBackend(this, cfg, device, this.mem, this.backendCpu());
-    const driver = new GuestVirtioNet(this.ctx, { pci, alloc: this.alloc, features: net | ring, irqModes: ['msix-per-vq', 'msix-shared'] });
+    const driver = new GuestVirtioNet(this.ctx, { pci, alloc: this.alloc, features: net | ring, irqModes: cfg.msix ? ['msix-per-vq', 'msix-shared'] : ['intx'] });
     this.nets.push({ config: cfg, device, proxy, pci, driver, backend, vcpu });
   }
 
@@ -210,7 +225,7 @@ export class ArmMachine implements ComposedMachine {
     const ring = (cfg.eventIdx ? bit(VirtioFeature.RING_EVENT_IDX) : 0n) | (cfg.packed ? bit(VirtioFeature.RING_PACKED) : 0n);
     const device = new VirtioBlkDevice(this.ctx, { name: cfg.name, mem: this.mem, mainLoop: this.mainLoop, backing: new Uint8Array(BLK_DISK_BYTES), queueSize: cfg.queueSize, ioLatencyNs: BLK_IO_LATENCY_NS });
     const { pci } = this.attachVirtio(device, cfg.name, cfg.msix, vcpu);
-    const driver = new GuestVirtioBlk(this.ctx, { pci, alloc: this.alloc, features: bit(VirtioFeature.VERSION_1) | ring, irqModes: ['msix-per-vq', 'msix-shared'] });
+    const driver = new GuestVirtioBlk(this.ctx, { pci, alloc: this.alloc, features: bit(VirtioFeature.VERSION_1) | ring, irqModes: cfg.msix ? ['msix-per-vq', 'msix-shared'] : ['intx'] });
     this.blks.push({ config: cfg, driver, vcpu });
   }
 
@@ -224,12 +239,11 @@ export class ArmMachine implements ComposedMachine {
     const uart = new Serial16550(name, 0x3f8, {
       raise: () => {
         this.irqs.raised(vcpu, intid, sched.now);
-        pin.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, intid), true);
+        this.setSpiLevel(spi, `uart:${name}`, true);
       },
-      lower: () => void pin.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, intid), false),
+      lower: () => this.setSpiLevel(spi, `uart:${name}`, false),
     }, this.ctx.trace.channel('serial'));
-    this.vm.guestDriver.enableSpi(intid, { trigger: 'level', vcpu });
-    this.irqs.bind(vcpu, intid, `${name}-spi${spi}`, () => {
+    this.bindSpi(spi, vcpu, `${name}-spi${spi}`, () => {
       // The handler reads the interrupt status before its EOI, which drops the level line.
       // arm-gic runs a guest handler as one slice and takes the data abort of an access it
       // makes after that slice, so the read's effect is applied here and its exit (the
@@ -237,8 +251,6 @@ export class ArmMachine implements ComposedMachine {
       uart.ioRead(0x3f8 + 2);
       this.vm.vcpus[vcpu]!.guestMmio({ addr: SERIAL_BASE + 5, len: 1, write: false, value: 0n });
     });
-    const cpu = this.cpus[vcpu]!;
-    this.vm.vcpus[vcpu]!.onInterrupt(intid, (i) => cpu.runGuest(() => void this.irqs.handle(vcpu, i, sched.now)));
     uart.ioWrite(0x3f8 + 3, 0x03);
     uart.ioWrite(0x3f8 + 1, 0x02);
     uart.ioRead(0x3f8 + 2);
@@ -289,6 +301,54 @@ export class ArmMachine implements ComposedMachine {
       this.vmApi.irqfd({ fd, gsi });
     }
     this.vfios.push({ config: cfg, deviceId, hostIrqs, fds, targets });
+  }
+
+  /** Level SPIs with more than one source (a UART and PCI INTx, or functions sharing a GPEX line): wired-OR. */
+  private readonly spiLines = new Map<number, { sources: Set<string>; handlers: Array<() => void>; level: boolean; vcpu: number }>();
+
+  private spiLine(spi: number): { sources: Set<string>; handlers: Array<() => void>; level: boolean; vcpu: number } {
+    let l = this.spiLines.get(spi);
+    if (l === undefined) this.spiLines.set(spi, (l = { sources: new Set(), handlers: [], level: false, vcpu: 0 }));
+    return l;
+  }
+
+  /** A source drives SPI `spi`; KVM_IRQ_LINE when the OR of its sources changes. */
+  private setSpiLevel(spi: number, source: string, level: boolean): void {
+    const l = this.spiLine(spi);
+    if (level) l.sources.add(source);
+    else l.sources.delete(source);
+    const any = l.sources.size > 0;
+    if (any === l.level) return;
+    l.level = any;
+    this.vm.irqfd.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, 32 + spi), any);
+  }
+
+  /** The guest's handler for a level SPI (the first binder enables it; sharers add theirs: every one runs). */
+  private bindSpi(spi: number, vcpu: number, name: string, handler: () => void): void {
+    const l = this.spiLine(spi);
+    l.handlers.push(handler);
+    if (l.handlers.length > 1) return;
+    l.vcpu = vcpu;
+    const intid = 32 + spi;
+    this.vm.guestDriver.enableSpi(intid, { trigger: 'level', vcpu });
+    this.irqs.bind(vcpu, intid, name, () => {
+      for (const h of l.handlers) h();
+    });
+    const cpu = this.cpus[vcpu]!;
+    const sched = this.ctx.scheduler;
+    this.vm.vcpus[vcpu]!.onInterrupt(intid, (i) => cpu.runGuest(() => void this.irqs.handle(vcpu, i, sched.now)));
+  }
+
+  /** pci_bus_change_irq_level → gpex_set_irq → qemu_set_irq on the GIC's SPI input. */
+  private gpexSetIrq(spi: number, name: string, level: boolean): void {
+    const t = this.ctx.trace.channel('qemu');
+    if (t.on) {
+      t.emit('qemu.gpex', 'gpex_set_irq', 'pci_bus_change_irq_level', { irq: spi - GPEX_FIRST_SPI, level: level ? 1 : 0 });
+      t.emit('qemu.irq', 'qemu_set_irq', 'gpex_set_irq', { spi, level: level ? 1 : 0 });
+    }
+    // The line's handler runs on the vCPU the SPI targets (the first function bound to it).
+    if (level) this.irqs.raised(this.spiLine(spi).vcpu, 32 + spi, this.ctx.scheduler.now);
+    this.setSpiLevel(spi, `pci:${name}`, level);
   }
 
   /**
