@@ -97,6 +97,26 @@ function singleThread(side: Side, batch: number, chains: number): number {
   return chains / ((performance.now() - t0) / 1000);
 }
 
+/** A split ring with both sides polling and the buffers the burst entry points take, `batch` at a time. */
+function burstRig(size: number, batch: number) {
+  const mem = GuestMemory.ofSize(0x100000);
+  const l = splitRingLayout(size, 0x10000);
+  const d = new SplitVirtqueueDriver<number>(mem, { ...l });
+  const v = new SplitVirtqueueDevice(mem, { ...l });
+  d.disableCb();
+  v.disableNotification();
+  return {
+    d,
+    v,
+    gpas: new Float64Array(batch),
+    lens: new Uint32Array(batch).fill(64),
+    toks: new Array<number>(batch).fill(1),
+    chains: Array.from({ length: batch }, () => new DescriptorChain()),
+    outT: new Array<number | undefined>(batch).fill(undefined),
+    outL: new Uint32Array(batch),
+  };
+}
+
 /**
  * Split, batch 32, the two sides timed apart (ns per packet; one clock read per phase, ≈ 1 ns
  * per packet included): the calls the two-thread workers make, either one buffer per call
@@ -104,19 +124,8 @@ function singleThread(side: Side, batch: number, chains: number): number {
  * fillBurst / getBufs). Direct, monomorphic calls, as in the workers.
  */
 function splitPerSide(burst: boolean): (count: number) => { drv: number; dev: number } {
-  const mem = GuestMemory.ofSize(0x100000);
-  const l = splitRingLayout(256, 0x10000);
-  const d = new SplitVirtqueueDriver<number>(mem, { ...l });
-  const v = new SplitVirtqueueDevice(mem, { ...l });
-  d.disableCb();
-  v.disableNotification();
   const B = 32;
-  const gpas = new Float64Array(B);
-  const lens = new Uint32Array(B).fill(64);
-  const toks = new Array<number>(B).fill(1);
-  const chains = Array.from({ length: B }, () => new DescriptorChain());
-  const outT = new Array<number | undefined>(B).fill(undefined);
-  const outL = new Uint32Array(B);
+  const { d, v, gpas, lens, toks, chains, outT, outL } = burstRig(256, B);
   return (count) => {
     let tDrv = 0;
     let tDev = 0;
@@ -334,18 +343,7 @@ function oneThreadFloor(pairs: number): void {
 
 /** The ring in one thread through the burst entry points (the calls ring-worker.ts makes), warmed by WARM packets. */
 function tsOneThread(): (count: number) => number {
-  const mem = GuestMemory.ofSize(0x100000);
-  const l = splitRingLayout(SIZE, 0x10000);
-  const d = new SplitVirtqueueDriver<number>(mem, { ...l });
-  const v = new SplitVirtqueueDevice(mem, { ...l });
-  d.disableCb();
-  v.disableNotification();
-  const gpas = new Float64Array(BATCH);
-  const lens = new Uint32Array(BATCH).fill(64);
-  const toks = new Array<number>(BATCH).fill(1);
-  const chains = Array.from({ length: BATCH }, () => new DescriptorChain());
-  const outT = new Array<number | undefined>(BATCH).fill(undefined);
-  const outL = new Uint32Array(BATCH);
+  const { d, v, gpas, lens, toks, chains, outT, outL } = burstRig(SIZE, BATCH);
   const run = (count: number): void => {
     for (let done = 0; done < count; done += BATCH) {
       for (let k = 0; k < BATCH; k++) gpas[k] = 0x80000 + 64 * ((done + k) & 255);
