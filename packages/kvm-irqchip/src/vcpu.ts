@@ -224,6 +224,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (h.tracing) h.trace('kvm_vcpu_kick', '__apic_accept_irq', { vcpu: this.vcpuId, mode: this.mode, blocked: this.blocked });
     if (this.wakeUp()) return;
     if (this.mode === 'in-guest' && h.scheduler.current !== this.actor) {
+      if (this.entering && this.deferredPreempt === undefined) {
+        // Still on its way in: vcpu_enter_guest's kvm_vcpu_exit_request sees the request (and
+        // EXITING_GUEST_MODE) before VMRESUME and cancels the entry — no VM exit; the reschedule
+        // IPI, if it went out, is taken in host mode.
+        this.entryCancelled = true;
+        return;
+      }
       this.mode = 'exiting-guest';
       this.sendReschedIpi();
     }
@@ -550,7 +557,19 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       vector = this.userspaceEntryEvent();
     } else {
       h.scanIoapicOnEntry(this);
-      if (this.requests & REQ_EVENT || this.irqWindowRequested) {
+      if (this.reinjectVector >= 0) {
+        // kvm_check_and_inject_events: the cancelled entry's interrupt first, as it was; a
+        // newer one cannot be injected alongside it, so it gets an interrupt window.
+        vector = this.reinjectVector;
+        this.reinjectVector = -1;
+        this.requests &= ~REQ_EVENT;
+        this.charge(h.costs.ns.injectIrq);
+        if (tr) h.trace('vmx_inject_irq', 'inject_pending_event', { vcpu: this.vcpuId, vector, reinjected: true }, h.costs.ns.injectIrq);
+        if (this.hasPendingInterrupt()) {
+          if (tr) h.trace('vmx_enable_irq_window', 'inject_pending_event', { vcpu: this.vcpuId });
+          this.irqWindowRequested = true;
+        }
+      } else if (this.requests & REQ_EVENT || this.irqWindowRequested) {
         this.requests &= ~REQ_EVENT;
         if (tr) h.trace('kvm_check_request', 'vcpu_enter_guest', { vcpu: this.vcpuId, req: 'KVM_REQ_EVENT' });
         this.acceptEvents();
@@ -573,6 +592,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.entering = false;
     const vector = this.entryVector;
     this.entryVector = -1;
+    if (this.entryCancelled) {
+      this.cancelEntry(vector);
+      return;
+    }
     if (vector >= 0) this.beginHandler(vector);
     else if (h.apicvActive && this.ifFlag && this.lapic.hasInterrupt() !== -1) this.virtualInterruptDelivery();
     else if (this.irqWindowRequested && this.ifFlag && this.userspaceIrqchip) {
@@ -596,6 +619,28 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     }
     this.guestStep();
   }
+
+  /**
+   * kvm_vcpu_exit_request caught a request before VMRESUME: cancel_injection puts the injected
+   * interrupt back (vcpu->arch.interrupt.injected: re-injected as it is, not acknowledged again)
+   * and vcpu_enter_guest runs again. Host interrupts that arrived meanwhile were taken in host
+   * mode, not as exits.
+   */
+  private cancelEntry(vector: number): void {
+    const h = this.host;
+    this.entryCancelled = false;
+    this.mode = 'outside-guest';
+    this.deferredExitVector = -1;
+    if (vector >= 0) {
+      if (h.tracing) h.trace('vmx_cancel_injection', 'vcpu_enter_guest', { vcpu: this.vcpuId, vector });
+      this.reinjectVector = vector;
+    }
+    this.enterGuest();
+  }
+  /** A kick caught by the entry's request check (see `kick`). */
+  private entryCancelled = false;
+  /** The interrupt a cancelled entry had injected, injected again at the next one (-1: none). */
+  private reinjectVector = -1;
 
   /** inject_pending_event: NMI, then ExtINT / LAPIC interrupt if IF allows, else an interrupt window. */
   private injectPendingEvent(): number {

@@ -124,3 +124,46 @@ describe('the block check syncs the PIR (apic_has_interrupt_for_ppr → sync_pir
     expect(on).toBe(false);
   });
 });
+
+describe('a kick during VM entry (kvm_vcpu_exit_request → cancel_injection)', () => {
+  test('an MSI that arrives while the vCPU is entering with another injected cancels the entry: no exit, the first re-injected, the second through a window', () => {
+    const ctx = createSimContext();
+    const vm = new KvmVm(ctx, { nvcpus: 1 });
+    vm.setApicv(false);
+    const v = vm.vcpu(0)!;
+    v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    const taken: number[] = [];
+    let steps = 0;
+    v.setGuest({
+      next: () => (++steps < 40 ? { op: 'compute', ns: 5_000 } : { op: 'hlt' }),
+      interrupt: (_c, vector) => {
+        taken.push(vector);
+        return [{ op: 'compute', ns: 300 }, { op: 'eoi' }];
+      },
+    });
+    v.run();
+    const dev = ctx.scheduler.actor({ name: 'dev', kind: 'device', cpu: 0 });
+    const fns: string[] = [];
+    let fired = false;
+    const sub = ctx.trace.events$.subscribe((e) => {
+      fns.push(e.fn === 'kvm_exit' ? `exit:${String(e.args['reason'])}` : e.fn);
+      // The first injection of 0x50: 100 ns later, still inside the entry, 0x51 arrives.
+      if (!fired && e.fn === 'vmx_inject_irq' && e.args['vector'] === 0x50) {
+        fired = true;
+        ctx.scheduler.after(100, dev, () => void vm.signalMsi({ addressLo: 0xfee00000, addressHi: 0, data: 0x51 }));
+      }
+    });
+    // 0x50 arrives while the guest computes: an IPI exit, then its injection on the way back in.
+    ctx.scheduler.at(12_000, dev, () => void vm.signalMsi({ addressLo: 0xfee00000, addressHi: 0, data: 0x50 }));
+    ctx.scheduler.runUntilIdle();
+    sub.unsubscribe();
+    expect(taken).toEqual([0x50, 0x51]);
+    expect(fns).toContain('vmx_cancel_injection');
+    const cancel = fns.indexOf('vmx_cancel_injection');
+    // After the cancel: no external-interrupt exit for 0x51's kick; 0x50 injected again, 0x51 waits for a window.
+    const after = fns.slice(cancel);
+    expect(after.indexOf('exit:EXTERNAL_INTERRUPT') === -1 || after.indexOf('exit:EXTERNAL_INTERRUPT') > after.indexOf('exit:PENDING_INTERRUPT')).toBe(true);
+    expect(after).toContain('exit:PENDING_INTERRUPT');
+    expect([...v.exits.keys()]).toContain('PENDING_INTERRUPT');
+  });
+});
