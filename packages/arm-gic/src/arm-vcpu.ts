@@ -151,11 +151,12 @@ export class ArmVcpu implements VcpuInterruptTarget, PhysicalIrqSink, VpeListene
   /** Runs guest code inside the vCPU thread's step, its untagged trace events on the guest's task. */
   private runGuestCode(fn: () => void): void {
     const a = this.actor;
+    const outer = a.traceAs;
     a.traceAs = this.guestActor;
     try {
       fn();
     } finally {
-      a.traceAs = undefined;
+      a.traceAs = outer;
     }
   }
 

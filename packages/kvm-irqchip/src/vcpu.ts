@@ -710,11 +710,12 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       // The guest's handler is guest kernel code: what it traces (its virtio driver's
       // vring_interrupt …) is the guest's, not the vCPU thread's.
       const a = this.actor;
+      const outer = a.traceAs;
       a.traceAs = this.guestTask();
       try {
         body = g.interrupt(this.vcpuId, vector);
       } finally {
-        a.traceAs = undefined;
+        a.traceAs = outer;
       }
       if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
     }
@@ -756,11 +757,12 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (op === undefined) {
       const cpuBefore = this.actor.cpuTimeNs;
       const a = this.actor;
+      const outer = a.traceAs;
       a.traceAs = this.guestTask();
       try {
         op = this.guest!.next(this.vcpuId);
       } finally {
-        a.traceAs = undefined;
+        a.traceAs = outer;
       }
       if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
     }
@@ -793,12 +795,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         // it returns runs next.
         const cpuBefore = this.actor.cpuTimeNs;
         const a = this.actor;
+        const outer = a.traceAs;
         let more: readonly GuestOp[] | void;
         a.traceAs = this.guestTask();
         try {
           more = op.run();
         } finally {
-          a.traceAs = undefined;
+          a.traceAs = outer;
         }
         if (this.actor.cpuTimeNs !== cpuBefore) this.clock.defer(cpuBefore);
         if (more !== undefined && more.length > 0) this.queueFirst(more);
