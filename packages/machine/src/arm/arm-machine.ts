@@ -232,13 +232,13 @@ export class ArmMachine implements ComposedMachine {
 
   private addSerial(name: string, irq: number): void {
     const spi = irq;
-    const pin = this.vm.irqfd;
     const sched = this.ctx.scheduler;
     const vcpu = 0;
     const intid = 32 + spi;
     const uart = new Serial16550(name, 0x3f8, {
       raise: () => {
-        this.irqs.raised(vcpu, intid, sched.now);
+        // The line's handler runs where the SPI targets (a PCI function may have bound it first).
+        this.irqs.raised(this.spiLine(spi).vcpu, intid, sched.now);
         this.setSpiLevel(spi, `uart:${name}`, true);
       },
       lower: () => this.setSpiLevel(spi, `uart:${name}`, false),
