@@ -249,6 +249,9 @@ export class ArmMachine implements ComposedMachine {
       // makes after that slice, so the read's effect is applied here and its exit (the
       // trapped access to QEMU's UART) follows the handler.
       uart.ioRead(0x3f8 + 2);
+      // serial8250_default_handle_irq's IIR read (applied above: its exit does not reach the
+      // UART a second time), then serial8250_handle_irq's LSR read.
+      this.vm.vcpus[vcpu]!.guestMmio({ addr: SERIAL_BASE + 2, len: 1, write: false, value: 0n, applied: true });
       this.vm.vcpus[vcpu]!.guestMmio({ addr: SERIAL_BASE + 5, len: 1, write: false, value: 0n });
     });
     uart.ioWrite(0x3f8 + 3, 0x03);
