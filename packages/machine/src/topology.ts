@@ -89,8 +89,10 @@ export interface WorkloadConfig {
   ioDepth: number;
   /** Interrupts per second raised by each VFIO device (spread over its vectors). */
   vfioInterruptsPerSec: number;
-  /** Serial interrupts per second. */
+  /** Characters per second the guest writes to its serial console (tty output: the UART's transmit path). */
   serialPerSec: number;
+  /** Characters per second arriving at the serial port from the host side (console input: the receive interrupt path). */
+  serialRxPerSec: number;
   /** Guest IPIs per second per vCPU. */
   ipisPerSec: number;
   /** Guest timer ticks per second (PIT/HPET). */
@@ -344,6 +346,7 @@ export function parseTopology(input: Json): Topology {
     ioDepth: w.int('ioDepth', 4, 0, 65536),
     vfioInterruptsPerSec: w.num('vfioInterruptsPerSec', 100_000, 0, 1e9),
     serialPerSec: w.num('serialPerSec', 1000, 0, 1e7),
+    serialRxPerSec: w.num('serialRxPerSec', 0, 0, 1e7),
     ipisPerSec: w.num('ipisPerSec', 0, 0, 1e8),
     timerHz: w.num('timerHz', 0, 0, 1e6),
   };

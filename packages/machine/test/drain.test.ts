@@ -9,7 +9,7 @@ import { X86Machine } from '../src/x86/x86-machine.js';
 // stays in service (x86 ISR, IOAPIC Remote IRR) or listed (arm64 LRs, ap_lists). Busy guests
 // without timer ticks matter here: such a vCPU exits only when KVM makes it, so a kick lost in
 // the gap between the vGIC flush and the entry left an LPI pending for good (found this way).
-const BUSY_NO_TICK = { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, ipisPerSec: 20_000, timerHz: 0, ioDepth: 4 };
+const BUSY_NO_TICK = { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, serialRxPerSec: 20_000, ipisPerSec: 20_000, timerHz: 0, ioDepth: 4 };
 const WORKLOAD_NS = 1_000_000;
 const DRAIN_NS = 1_500_000;
 
@@ -27,6 +27,7 @@ function drained(preset: string, vary: Record<string, string>, workload: Record<
     m.startWorkload(WORKLOAD_NS);
     ctx.scheduler.runUntil(WORKLOAD_NS + DRAIN_NS);
     for (const l of m.irqs.pendingSince(WORKLOAD_NS)) problems.push(`${l.name} raised at ${l.since} never taken`);
+    for (const s of m.serials) if (s.uart.unread > 0) problems.push(`${s.uart.name}: ${s.uart.unread} received characters never read`);
     for (const v of m.vm.vcpus) {
       const listed = v.vgicCpu.apList.filter((i) => i.active || (i.pending && i.enabled));
       if (listed.length > 0) problems.push(`vCPU ${v.vcpuId} ap_list still holds ${listed.map((i) => i.intid).join(',')}`);
@@ -39,6 +40,7 @@ function drained(preset: string, vary: Record<string, string>, workload: Record<
     m.startWorkload(WORKLOAD_NS);
     ctx.scheduler.runUntil(WORKLOAD_NS + DRAIN_NS);
     for (const l of m.irqs.pendingSince(WORKLOAD_NS)) problems.push(`${l.name} raised at ${l.since} never taken`);
+    for (const s of m.serials) if (s.unread > 0) problems.push(`${s.name}: ${s.unread} received characters never read`);
     if (t.irqchip.kind === 'kvm-x86') {
       for (const v of m.vm.vcpus()) {
         const regs = v.lapic.getState();

@@ -12,7 +12,7 @@ import { applyVary } from '../src/vary.js';
 // one matters: with timer ticks and IPIs an idle vCPU is woken by something else soon enough
 // to hide a lost wake-up.
 const WORKLOADS: Array<Record<string, number> | undefined> = [
-  { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, ipisPerSec: 20_000, timerHz: 4000, ioDepth: 4 },
+  { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, serialRxPerSec: 20_000, ipisPerSec: 20_000, timerHz: 4000, ioDepth: 4 },
   undefined,
 ];
 

@@ -45,3 +45,91 @@ describe('16550 UART (QEMU serial.c semantics)', () => {
     expect(s.ioRead(0x3f8 + UART.IIR)).toBe(0xc1);
   });
 });
+
+/** The receive side held to QEMU's serial_receive1 / fifo_timeout_int / serial_can_receive. */
+describe('16550 UART receive (QEMU serial.c semantics)', () => {
+  function rxUart() {
+    const timers: Array<{ at: number; fn: () => void; live: boolean }> = [];
+    let now = 0;
+    let level = false;
+    const s = new Serial16550('ttyS0', 0x3f8, { raise: () => void (level = true), lower: () => void (level = false) }, undefined, {
+      after: (ns, fn) => {
+        const t = { at: now + ns, fn, live: true };
+        timers.push(t);
+        return () => void (t.live = false);
+      },
+    });
+    const advance = (ns: number) => {
+      now += ns;
+      for (const t of timers.filter((x) => x.live && x.at <= now)) {
+        t.live = false;
+        t.fn();
+      }
+    };
+    // 115200 8N1 (divisor 1): a character is 10 bits = 86,800 ns
+    s.ioWrite(0x3f8 + UART.LCR, 0x83);
+    s.ioWrite(0x3f8 + UART.THR, 1);
+    s.ioWrite(0x3f8 + UART.IER, 0);
+    s.ioWrite(0x3f8 + UART.LCR, 0x03);
+    return { s, advance, level: () => level, timers };
+  }
+
+  it('without FIFOs a byte raises RDI at once; reading RBR clears LSR.DR and the line', () => {
+    const { s, level } = rxUart();
+    s.ioWrite(0x3f8 + UART.IER, UART.IER_RDI);
+    s.receive([0x61]);
+    expect(level()).toBe(true);
+    expect(s.ioRead(0x3f8 + UART.IIR)).toBe(UART.IIR_RDI);
+    expect(s.ioRead(0x3f8 + UART.LSR) & UART.LSR_DR).toBe(UART.LSR_DR);
+    expect(s.ioRead(0x3f8 + UART.RBR)).toBe(0x61);
+    expect(level()).toBe(false);
+    expect(s.ioRead(0x3f8 + UART.LSR) & UART.LSR_DR).toBe(0);
+  });
+
+  it('with FIFOs (trigger 8) a lone byte waits for the character timeout: CTI four character times later', () => {
+    const { s, advance, level } = rxUart();
+    s.ioWrite(0x3f8 + UART.FCR, 0x81);
+    s.ioWrite(0x3f8 + UART.IER, UART.IER_RDI);
+    s.receive([0x61]);
+    expect(level()).toBe(false);
+    advance(4 * 86_800 - 1);
+    expect(level()).toBe(false);
+    advance(1);
+    expect(level()).toBe(true);
+    expect(s.ioRead(0x3f8 + UART.IIR) & 0x0f).toBe(UART.IIR_CTI);
+    expect(s.ioRead(0x3f8 + UART.RBR)).toBe(0x61);
+    expect(level()).toBe(false);
+  });
+
+  it('with FIFOs, reaching the trigger level raises RDI at once; the chardev offers up to the level, then one at a time', () => {
+    const { s, level } = rxUart();
+    s.ioWrite(0x3f8 + UART.FCR, 0x81);
+    s.ioWrite(0x3f8 + UART.IER, UART.IER_RDI);
+    const bytes = Array.from({ length: 20 }, (_, i) => i);
+    s.receive(bytes);
+    expect(level()).toBe(true);
+    expect(s.ioRead(0x3f8 + UART.IIR) & 0x0f).toBe(UART.IIR_RDI);
+    expect(s.unread).toBe(20); // 8 in the FIFO, 12 held by the chardev
+    const got: number[] = [];
+    while (s.ioRead(0x3f8 + UART.LSR) & UART.LSR_DR) got.push(s.ioRead(0x3f8 + UART.RBR));
+    expect(got).toEqual(bytes);
+    expect(level()).toBe(false);
+  });
+
+  it('an RBR read that leaves data re-arms the timeout; the timer finding the FIFO empty raises nothing', () => {
+    const { s, advance, level } = rxUart();
+    s.ioWrite(0x3f8 + UART.FCR, 0x81);
+    s.ioWrite(0x3f8 + UART.IER, UART.IER_RDI);
+    s.receive([1, 2]);
+    advance(300_000);
+    expect(s.ioRead(0x3f8 + UART.RBR)).toBe(1); // re-armed from here
+    advance(100_000);
+    expect(level()).toBe(false); // the first arming would have fired by now
+    advance(4 * 86_800);
+    expect(level()).toBe(true);
+    expect(s.ioRead(0x3f8 + UART.RBR)).toBe(2);
+    expect(level()).toBe(false);
+    advance(1_000_000);
+    expect(level()).toBe(false);
+  });
+});

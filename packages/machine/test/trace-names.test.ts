@@ -19,7 +19,7 @@ const FUNCTION_NAME = /^(hw:)?[A-Za-z_][A-Za-z0-9_]*$/;
 describe('trace names are functions (or hw: steps)', () => {
   it.each(['x86-q35', 'x86-q35-noapicv', 'arm-virt-gicv3', 'arm-virt-gicv4'])('%s: every fn and caller is an identifier — no device labels like "ttyS0-irq4"', (preset) => {
     const trace = run(preset, (d) => {
-      d.workload = { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, ipisPerSec: 20_000 };
+      d.workload = { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, serialRxPerSec: 20_000, ipisPerSec: 20_000 };
     });
     const bad = new Set<string>();
     for (const e of trace) {
@@ -43,7 +43,7 @@ describe('trace names are functions (or hw: steps)', () => {
     };
     for (const preset of ['x86-q35', 'x86-q35-noapicv', 'x86-q35-avic', 'x86-q35-userspace-irqchip', 'arm-virt-gicv3', 'arm-virt-gicv4', 'arm-virt-gicv4.1']) {
       run(preset, (d) => {
-        d.workload = { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, ipisPerSec: 20_000, timerHz: 10_000, ioDepth: 4 };
+        d.workload = { rxPacketsPerSec: 200_000, txPacketsPerSec: 100_000, vfioInterruptsPerSec: 100_000, serialPerSec: 20_000, serialRxPerSec: 20_000, ipisPerSec: 20_000, timerHz: 10_000, ioDepth: 4 };
       }).forEach(note);
     }
     for (const f of FLOWS) for (const v of Object.keys(f.spec.variants)) f.run(v).trace.forEach(note);

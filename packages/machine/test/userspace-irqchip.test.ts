@@ -96,7 +96,16 @@ describe('x86 machine on QEMU\'s userspace irqchip (kernel-irqchip=off)', () => 
   it('IPIs: each ICR write exits to QEMU (KVM_EXIT_MMIO) and apic_deliver sets the target\'s IRR', () => {
     const ipis = count(trace, 'apic_deliver');
     expect(ipis).toBeGreaterThan(10);
-    expect(count(trace, 'sysvec_call_function_single')).toBe(ipis);
+    // An IPI that finds its vector still pending in the target's IRR merges with it
+    // (apic_set_irq reports it coalesced): one handler run for both.
+    let merged = 0;
+    trace.forEach((e, i) => {
+      if (e.fn !== 'apic_deliver') return;
+      const set = trace.slice(i + 1).find((x) => x.fn === 'apic_set_irq');
+      expect(set?.args['vector']).toBe(e.args['vector']);
+      if (set?.args['coalesced'] === true) merged++;
+    });
+    expect(count(trace, 'sysvec_call_function_single')).toBe(ipis - merged);
   });
 
   it('virtio-blk: every request submitted completes', () => {

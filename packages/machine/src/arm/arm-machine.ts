@@ -4,7 +4,8 @@ import { ArmHost, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, KvmArchTimer, VTIMER_PPI
 import { IrqBypassManager } from '@virq/irqbypass';
 import { PciBus, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
-import { Serial16550 } from '../devices/serial-16550.js';
+import { PL011, Pl011 } from '../devices/pl011.js';
+import { GuestPl011 } from '../guest/guest-pl011.js';
 import { ArmGuestCpu } from '../guest/arm-guest-cpu.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
@@ -18,8 +19,9 @@ import { poissonArrivals } from '../workload.js';
 import { MachineErrorCode, machineError } from '../errors.js';
 
 const MMIO_BASE = 0x1000_0000;
-/** The virt board's PL011 at SPI 1 (our 16550 stands in for it on an SPI, same IRQ number). */
+/** The virt board's PL011 (VIRT_UART: 0x1000 bytes at 0x0900_0000, level-high on SPI 1). */
 const SERIAL_BASE = 0x0900_0000;
+const SERIAL_SPI = 1;
 /** QEMU virt's PCIe host (GPEX): INTA–INTD on SPIs 3–6 (VIRT_PCIE), swizzled by slot. */
 const GPEX_FIRST_SPI = 3;
 
@@ -58,7 +60,7 @@ export class ArmMachine implements ComposedMachine {
   readonly vfios: ArmVfioFunction[] = [];
   /** The next vITS DeviceID for an assigned function's vector (above PCI bus 0). */
   private nextGuestDevid = 0x100;
-  readonly serials: Array<{ uart: Serial16550; spi: number }> = [];
+  readonly serials: Array<{ uart: Pl011; driver: GuestPl011; spi: number }> = [];
   readonly blks: Array<{ config: VirtioBlkConfig; driver: GuestVirtioBlk; vcpu: number }> = [];
   readonly notes: string[] = [];
   private nextDev = 1;
@@ -89,11 +91,10 @@ export class ArmMachine implements ComposedMachine {
     this.routes = new KvmRoutingTable(this.vmApi, 32);
     this.manager = new IrqBypassManager(ctx);
     this.vm.userspaceMmio = (_vcpu, a) => {
-      const s = this.serials.find((x) => a.addr >= SERIAL_BASE && a.addr < SERIAL_BASE + 8 && x.uart.claims(a.addr - SERIAL_BASE + x.uart.base));
-      if (s !== undefined) {
-        const port = s.uart.base + (a.addr - SERIAL_BASE);
-        if (a.write) s.uart.ioWrite(port, Number(a.value & 0xffn));
-        else a.done?.(BigInt(s.uart.ioRead(port)));
+      const uart = this.serials[0]?.uart;
+      if (uart !== undefined && a.addr >= SERIAL_BASE && a.addr < SERIAL_BASE + PL011.SIZE) {
+        if (a.write) uart.mmioWrite(a.addr - SERIAL_BASE, Number(a.value & 0xffffffffn));
+        else a.done?.(BigInt(uart.mmioRead(a.addr - SERIAL_BASE)));
         return;
       }
       if (a.write) this.bus.mmioWrite(a.addr, a.len, Number(a.value & 0xffffffffn));
@@ -143,7 +144,7 @@ export class ArmMachine implements ComposedMachine {
           this.addVfio(d, vfioIndex++);
           break;
         case 'serial':
-          this.addSerial(d.name, d.irq);
+          this.addSerial(d.name);
           break;
         case 'virtio-blk':
           this.addBlk(d, virtioIndex++ % this.topology.vcpus.length);
@@ -230,34 +231,59 @@ export class ArmMachine implements ComposedMachine {
   }
 
 
-  private addSerial(name: string, irq: number): void {
-    const spi = irq;
+  /**
+   * The virt board's one non-secure UART: a PL011 at 0x0900_0000 on SPI 1 whatever the
+   * topology's `irq` says (that is the ISA IRQ an x86 machine puts the port on), driven by the
+   * guest's amba-pl011 driver. Its registers are QEMU's: each access is a data abort that
+   * leaves the kernel (KVM_EXIT_MMIO).
+   */
+  private addSerial(name: string): void {
+    if (this.serials.length > 0) {
+      this.notes.push(`${name}: the virt board has one PL011 (VIRT_UART); this serial port is not part of the run`);
+      return;
+    }
+    const spi = SERIAL_SPI;
     const sched = this.ctx.scheduler;
     const vcpu = 0;
     const intid = 32 + spi;
-    const uart = new Serial16550(name, 0x3f8, {
+    const uart = new Pl011(name, {
       raise: () => {
-        // The line's handler runs where the SPI targets (a PCI function may have bound it first).
         this.irqs.raised(this.spiLine(spi).vcpu, intid, sched.now);
         this.setSpiLevel(spi, `uart:${name}`, true);
       },
       lower: () => this.setSpiLevel(spi, `uart:${name}`, false),
     }, this.ctx.trace.channel('serial'));
-    this.bindSpi(spi, vcpu, `${name}-spi${spi}`, () => {
-      // The handler reads the interrupt status before its EOI, which drops the level line.
-      // arm-gic runs a guest handler as one slice and takes the data abort of an access it
-      // makes after that slice, so the read's effect is applied here and its exit (the
-      // trapped access to QEMU's UART) follows the handler.
-      uart.ioRead(0x3f8 + 2);
-      // serial8250_default_handle_irq's IIR read (applied above: its exit does not reach the
-      // UART a second time), then serial8250_handle_irq's LSR read.
-      this.vm.vcpus[vcpu]!.guestMmio({ addr: SERIAL_BASE + 2, len: 1, write: false, value: 0n, applied: true });
-      this.vm.vcpus[vcpu]!.guestMmio({ addr: SERIAL_BASE + 5, len: 1, write: false, value: 0n });
-    });
-    uart.ioWrite(0x3f8 + 3, 0x03);
-    uart.ioWrite(0x3f8 + 1, 0x02);
-    uart.ioRead(0x3f8 + 2);
-    this.serials.push({ uart, spi });
+    // The probe and pl011_startup run before the run loop owns the guest (no exits counted);
+    // from then on the driver's accesses are data aborts on the vCPU running it. arm-gic runs a
+    // guest handler as one slice and takes the aborts after it: a read the code needs is applied
+    // at once and only its exit follows; a write reaches QEMU when its exit is handled.
+    const cpu = this.vm.vcpus[vcpu]!;
+    let booted = false;
+    const driver = new GuestPl011({
+      read: (o) => {
+        if (!booted) return uart.mmioRead(o);
+        // QEMU's pl011_read runs on the vCPU thread (behind the exit), not in the guest.
+        const a = cpu.actor;
+        const outer = a.traceAs;
+        a.traceAs = undefined;
+        let v: number;
+        try {
+          v = uart.mmioRead(o);
+        } finally {
+          a.traceAs = outer;
+        }
+        cpu.guestMmio({ addr: SERIAL_BASE + o, len: 4, write: false, value: 0n, applied: true });
+        return v;
+      },
+      write: (o, v) => {
+        if (booted) cpu.guestMmio({ addr: SERIAL_BASE + o, len: 4, write: true, value: BigInt(v >>> 0) });
+        else uart.mmioWrite(o, v);
+      },
+    }, this.ctx.trace.channel('guest'));
+    driver.startup();
+    booted = true;
+    this.bindSpi(spi, vcpu, `${name}-spi${spi}`, () => void driver.interrupt());
+    this.serials.push({ uart, driver, spi });
   }
 
   private addVfio(cfg: VfioConfig, index: number): void {
@@ -487,7 +513,14 @@ export class ArmMachine implements ComposedMachine {
     }
     if (this.serials.length > 0 && w.serialPerSec > 0) {
       const cpu = this.cpus[0]!;
-      poissonArrivals(s, 1e9 / w.serialPerSec, durationNs, (t, step) => cpu.at(t, step), () => this.vm.vcpus[0]!.guestMmio({ addr: SERIAL_BASE, len: 1, write: true, value: 0x41n }));
+      const driver = this.serials[0]!.driver;
+      // A tty write of one character: pl011_start_tx's FR read and DR write, then pl011_stop_tx's IMSC write.
+      poissonArrivals(s, 1e9 / w.serialPerSec, durationNs, (t, step) => cpu.at(t, step), () => driver.write([0x41]));
+    }
+    if (this.serials.length > 0 && w.serialRxPerSec > 0) {
+      const uart = this.serials[0]!.uart;
+      // Console input: the chardev's fd handler in QEMU's main loop hands each character to the UART.
+      poissonArrivals(s, 1e9 / w.serialRxPerSec, durationNs, (t, step) => s.at(t, this.mainLoop, step), () => uart.receive([0x61]));
     }
   }
 

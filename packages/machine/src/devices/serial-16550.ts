@@ -10,16 +10,40 @@ export const UART = {
   LCR: 3,
   MCR: 4,
   LSR: 5,
+  MSR: 6,
+  IER_RDI: 0x01,
   IER_THRI: 0x02,
+  IER_RLSI: 0x04,
   IIR_NO_INT: 0x01,
   IIR_THRI: 0x02,
+  IIR_RDI: 0x04,
+  /** Character timeout: the FIFO holds data nobody read for four character times. */
+  IIR_CTI: 0x0c,
   /** IIR bits 7:6, both set while the FIFOs are enabled (FCR bit 0). */
   IIR_FE: 0xc0,
   FCR_FE: 0x01,
+  FCR_RFR: 0x02,
+  FCR_XFR: 0x04,
+  LSR_DR: 0x01,
+  LSR_OE: 0x02,
+  LSR_BI: 0x10,
   LSR_THRE: 0x20,
   LSR_TEMT: 0x40,
   MCR_OUT2: 0x08,
 } as const;
+
+/** QEMU's virtual-clock timer for the receive FIFO's character timeout (fifo_timeout_timer). */
+export interface SerialTimer {
+  /** Arms (or re-arms) the timer to call `fn` in `delayNs`; returns a cancel function. */
+  after(delayNs: number, fn: () => void): () => void;
+}
+
+/** UART_FIFO_LENGTH */
+const FIFO_LENGTH = 16;
+/** isa-serial's baudbase */
+const BAUDBASE = 115200;
+/** FCR bits 7:6 → receive trigger level (recv_fifo_itl). */
+const FIFO_ITL = [1, 4, 8, 14] as const;
 
 /** The IRQ output the UART drives (QEMU's qemu_irq: raise/lower). */
 export interface SerialIrq {
@@ -38,6 +62,14 @@ export interface SerialIrq {
  * - reading IIR while THRI is the reported source clears it (`serial_ioport_read` →
  *   `serial_update_irq` → the line drops);
  * - IIR bits 7:6 read as set only while FCR enabled the FIFOs.
+ * Receive (serial_receive1, from the chardev): without FIFOs the byte goes to RBR; with them
+ * into the 16-byte FIFO, and the character-timeout timer is armed for four character times
+ * (serial_update_parameters' char_transmit_time from the divisor and LCR); LSR.DR is set.
+ * serial_update_irq's priority: line status, character timeout, received data (at the FIFO's
+ * trigger level, or any byte without FIFOs), THR empty. An RBR read pops, re-arms the timer
+ * while data is left and clears the timeout; LSR/IIR reads are as QEMU's. The chardev offers
+ * bytes only while serial_can_receive allows (up to the trigger level, then one at a time) and
+ * again after each RBR read: nothing sent to the guest is dropped.
  */
 export class Serial16550 {
   private ier = 0;
@@ -45,6 +77,19 @@ export class Serial16550 {
   private mcr = 0;
   private thrIpending = false;
   private fifoEnabled = false;
+  private lsrDr = false;
+  private lsrErr = 0;
+  private rbr = 0;
+  private readonly recvFifo: number[] = [];
+  private itl = 1;
+  private timeoutIpending = false;
+  private cancelTimeout: (() => void) | undefined;
+  private divider = 12;
+  private charTransmitNs = (1e9 / 9600) * 10;
+  /** Bytes the chardev holds until serial_can_receive allows them. */
+  private readonly pending: number[] = [];
+  /** Bytes the guest read from RBR. */
+  readonly received: number[] = [];
   /** Bytes transmitted. */
   readonly transmitted: number[] = [];
   level = false;
@@ -54,7 +99,13 @@ export class Serial16550 {
     readonly base: number,
     private readonly irq: SerialIrq,
     private readonly trace: TraceChannel | undefined,
+    private readonly timer?: SerialTimer,
   ) {}
+
+  /** Bytes received and not yet read by the guest. */
+  get unread(): number {
+    return (this.fifoEnabled ? this.recvFifo.length : this.lsrDr ? 1 : 0) + this.pending.length;
+  }
 
   claims(port: number): boolean {
     return port >= this.base && port < this.base + 8;
@@ -65,7 +116,11 @@ export class Serial16550 {
     if (this.trace?.on) this.trace.emit('serial.write', 'serial_ioport_write', 'memory_region_write_accessor', { addr: off, val: value & 0xff });
     switch (off) {
       case UART.THR:
-        if (this.lcr & 0x80) return; // DLAB: divisor latch
+        if (this.lcr & 0x80) {
+          this.divider = (this.divider & 0xff00) | (value & 0xff); // DLAB: divisor latch low
+          this.updateParameters();
+          return;
+        }
         this.thrIpending = false;
         this.update('serial_ioport_write');
         // serial_xmit: the byte leaves at once and THR is empty again.
@@ -74,7 +129,11 @@ export class Serial16550 {
         this.update('serial_xmit');
         return;
       case UART.IER: {
-        if (this.lcr & 0x80) return;
+        if (this.lcr & 0x80) {
+          this.divider = (this.divider & 0xff) | ((value & 0xff) << 8);
+          this.updateParameters();
+          return;
+        }
         const changed = (this.ier ^ value) & 0x0f;
         this.ier = value & 0x0f;
         // QEMU: turning THRI on with LSR.THRE set raises it even if an IIR read had cleared it.
@@ -82,11 +141,27 @@ export class Serial16550 {
         if (changed) this.update('serial_ioport_write');
         return;
       }
-      case UART.FCR:
-        this.fifoEnabled = (value & UART.FCR_FE) !== 0;
+      case UART.FCR: {
+        // Switching the FIFOs on or off flushes both.
+        let v = value & 0xff;
+        if ((v ^ (this.fifoEnabled ? UART.FCR_FE : 0)) & UART.FCR_FE) v |= UART.FCR_RFR | UART.FCR_XFR;
+        if (v & UART.FCR_RFR) {
+          this.lsrDr = false;
+          this.cancelTimeout?.();
+          this.cancelTimeout = undefined;
+          this.timeoutIpending = false;
+          this.recvFifo.length = 0;
+        }
+        if (v & UART.FCR_XFR) this.thrIpending = true;
+        this.fifoEnabled = (v & UART.FCR_FE) !== 0;
+        this.itl = FIFO_ITL[(v >> 6) & 3]!;
+        this.update('serial_ioport_write');
+        this.acceptInput();
         return;
+      }
       case UART.LCR:
         this.lcr = value & 0xff;
+        this.updateParameters();
         return;
       case UART.MCR:
         this.mcr = value & 0x1f;
@@ -99,6 +174,24 @@ export class Serial16550 {
   ioRead(port: number): number {
     const off = port - this.base;
     switch (off) {
+      case UART.RBR: {
+        if (this.lcr & 0x80) return this.divider & 0xff;
+        let c: number;
+        if (this.fifoEnabled) {
+          c = this.recvFifo.length > 0 ? this.recvFifo.shift()! : 0;
+          if (this.recvFifo.length === 0) this.lsrDr = false;
+          else this.armTimeout();
+          this.timeoutIpending = false;
+        } else {
+          c = this.rbr;
+          this.lsrDr = false;
+        }
+        this.lsrErr &= ~UART.LSR_BI;
+        this.received.push(c);
+        this.update('serial_ioport_read');
+        this.acceptInput();
+        return c;
+      }
       case UART.IIR: {
         const iir = this.iir();
         if (iir === UART.IIR_THRI) {
@@ -108,24 +201,96 @@ export class Serial16550 {
         return iir | (this.fifoEnabled ? UART.IIR_FE : 0);
       }
       case UART.IER:
-        return this.ier;
+        return this.lcr & 0x80 ? (this.divider >> 8) & 0xff : this.ier;
       case UART.LCR:
         return this.lcr;
       case UART.MCR:
         return this.mcr;
-      case UART.LSR:
-        return UART.LSR_THRE | UART.LSR_TEMT;
+      case UART.LSR: {
+        const lsr = UART.LSR_THRE | UART.LSR_TEMT | (this.lsrDr ? UART.LSR_DR : 0) | this.lsrErr;
+        // Reading LSR clears break and overrun.
+        if (this.lsrErr & (UART.LSR_BI | UART.LSR_OE)) {
+          this.lsrErr = 0;
+          this.update('serial_ioport_read');
+        }
+        return lsr;
+      }
+      case UART.MSR:
+        return 0xb0; // DCD | DSR | CTS, no deltas: no modem status interrupt
       default:
         return 0;
     }
   }
 
+  /** serial_update_irq's choice of source, highest priority first. */
   private iir(): number {
-    return this.ier & UART.IER_THRI && this.thrIpending ? UART.IIR_THRI : UART.IIR_NO_INT;
+    if (this.ier & UART.IER_RLSI && this.lsrErr & (UART.LSR_OE | UART.LSR_BI)) return 0x06;
+    if (this.ier & UART.IER_RDI && this.timeoutIpending) return UART.IIR_CTI;
+    if (this.ier & UART.IER_RDI && this.lsrDr && (!this.fifoEnabled || this.recvFifo.length >= this.itl)) return UART.IIR_RDI;
+    if (this.ier & UART.IER_THRI && this.thrIpending) return UART.IIR_THRI;
+    return UART.IIR_NO_INT;
+  }
+
+  /** Bytes from the host side (the chardev's fd handler → serial_receive1, as many as serial_can_receive allows). */
+  receive(bytes: readonly number[]): void {
+    for (const b of bytes) this.pending.push(b & 0xff);
+    this.acceptInput();
+  }
+
+  /** serial_can_receive: with FIFOs up to the trigger level, then one at a time; without, while RBR is empty. */
+  private canReceive(): number {
+    if (!this.fifoEnabled) return this.lsrDr ? 0 : 1;
+    const n = this.recvFifo.length;
+    if (n >= FIFO_LENGTH) return 0;
+    return n <= this.itl ? this.itl - n : 1;
+  }
+
+  private acceptInput(): void {
+    while (this.pending.length > 0) {
+      const room = this.canReceive();
+      if (room === 0) return;
+      this.receive1(this.pending.splice(0, room));
+    }
+  }
+
+  /** serial_receive1 */
+  private receive1(buf: number[]): void {
+    if (this.trace?.on) this.trace.emit('serial.receive', 'serial_receive1', 'qemu_chr_be_write_impl', { size: buf.length, value: buf[0]! });
+    if (this.fifoEnabled) {
+      for (const b of buf) this.recvFifo.push(b);
+      this.lsrDr = true;
+      this.armTimeout();
+    } else {
+      if (this.lsrDr) this.lsrErr |= UART.LSR_OE;
+      this.rbr = buf[0]!;
+      this.lsrDr = true;
+    }
+    this.update('serial_receive1');
+  }
+
+  /** fifo_timeout_timer, four character times from now. */
+  private armTimeout(): void {
+    if (this.timer === undefined) return;
+    this.cancelTimeout?.();
+    this.cancelTimeout = this.timer.after(this.charTransmitNs * 4, () => {
+      this.cancelTimeout = undefined;
+      // fifo_timeout_int
+      if (this.recvFifo.length > 0) {
+        this.timeoutIpending = true;
+        this.update('fifo_timeout_int');
+      }
+    });
+  }
+
+  /** serial_update_parameters: the character time from the divisor and LCR's frame. */
+  private updateParameters(): void {
+    if (this.divider === 0 || this.divider > BAUDBASE) return;
+    const frame = 1 + (this.lcr & 0x08 ? 1 : 0) + ((this.lcr & 0x03) + 5) + (this.lcr & 0x04 ? 2 : 1);
+    this.charTransmitNs = Math.floor(1e9 / Math.floor(BAUDBASE / this.divider)) * frame;
   }
 
   /** serial_update_irq, called from `caller`. */
-  private update(caller: 'serial_ioport_write' | 'serial_ioport_read' | 'serial_xmit'): void {
+  private update(caller: 'serial_ioport_write' | 'serial_ioport_read' | 'serial_xmit' | 'serial_receive1' | 'fifo_timeout_int'): void {
     if (this.trace?.on) this.trace.emit('serial.update', 'serial_update_irq', caller, { iir: this.iir() });
     const want = this.iir() !== UART.IIR_NO_INT;
     if (want === this.level) return;

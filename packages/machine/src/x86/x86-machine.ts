@@ -5,6 +5,7 @@ import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, KVM_MIN_TIMER_PERIOD_US,
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
 import { Serial16550 } from '../devices/serial-16550.js';
+import { GuestSerial8250 } from '../guest/guest-serial8250.js';
 import { MachineErrorCode, machineError } from '../errors.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
@@ -71,6 +72,7 @@ export class X86Machine implements ComposedMachine {
   readonly nets: X86NetDevice[] = [];
   readonly vfios: X86VfioDevice[] = [];
   readonly serials: Serial16550[] = [];
+  readonly serialDrivers: GuestSerial8250[] = [];
   /** Legacy timers present: QEMU's i8254 PIT, and the HPET whose legacy routing it passes through. */
   private readonly timers = new Set<'pit' | 'hpet'>();
   /** The pit device is KVM's (KVM_CREATE_PIT2) rather than QEMU's i8254. */
@@ -346,27 +348,56 @@ export class X86Machine implements ComposedMachine {
     const port = SERIAL_PORTS[index % SERIAL_PORTS.length]!;
     const line = this.gsi.gsi[irq]!;
     const vcpu = 0;
-    const vector = this.irqs.allocate(vcpu, `${name}-irq${irq}`, () => {
-      // serial8250_default_handle_irq reads IIR (then calls serial8250_handle_irq with it): an
-      // IO_INSTRUCTION exit to QEMU, which clears THRI and lowers the line
-      // (serial_ioport_read → serial_update_irq → qemu_irq_lower).
-      this.cpus[vcpu]!.capture?.push({ op: 'pio-read', port: port + 2, len: 1, fn: 'serial8250_default_handle_irq' });
+    const thread = this.vcpu(vcpu).actor;
+    // The 8250 driver's interrupt path: each register read is answered by QEMU's UART at once
+    // (its code runs on the vCPU thread, behind the exit) and its IO_INSTRUCTION exit follows in
+    // program order (the first one before the handler's work).
+    const driver = new GuestSerial8250({
+      read: (off, fn) => {
+        const outer = thread.traceAs;
+        thread.traceAs = undefined;
+        let v: number;
+        try {
+          v = s.ioRead(port + off);
+        } finally {
+          thread.traceAs = outer;
+        }
+        this.cpus[vcpu]!.capture?.push({ op: 'pio-read', port: port + off, len: 1, fn, applied: true });
+        return v;
+      },
     });
+    const vector = this.irqs.allocate(vcpu, `${name}-irq${irq}`, () => void driver.interrupt());
     const irqs = this.irqs;
     const sched = this.ctx.scheduler;
+    const mainLoop = this.mainLoop;
     const s = new Serial16550(name, port, {
       raise: (caller) => {
         irqs.raised(vcpu, vector, sched.now);
         line.raise(caller);
       },
       lower: (caller) => line.lower(caller),
-    }, this.ctx.trace.channel('serial'));
+    }, this.ctx.trace.channel('serial'), {
+      // fifo_timeout_timer: a QEMU_CLOCK_VIRTUAL timer, run by the main loop.
+      after: (ns, fn) => {
+        const ev = sched.after(ns, mainLoop, fn);
+        return () => void sched.cancel(ev);
+      },
+    });
     this.serials.push(s);
+    this.serialDrivers.push(driver);
     this.programIoapic(irq, vector, this.vcpu(vcpu).apicId, false);
+    // serial8250_do_startup / set_termios at 115200 8N1: divisor 1, FIFOs on (receive trigger
+    // 8, as for a 16550A), receive and line-status interrupts on; THRI as the transmit path
+    // keeps it. The probe's IIR read acknowledges the THRI that enabling it raises.
+    s.ioWrite(port + 3, 0x83); // LCR: DLAB
+    s.ioWrite(port + 0, 0x01); // DLL
+    s.ioWrite(port + 1, 0x00); // DLM
     s.ioWrite(port + 3, 0x03); // LCR 8N1
-    s.ioWrite(port + 1, 0x02); // IER: THRI, as the 8250 driver enables on transmit
-    s.ioRead(port + 2); // the probe's IIR read acknowledges the initial THRI
+    s.ioWrite(port + 2, 0x81); // FCR: FIFOs on, trigger 8
+    s.ioWrite(port + 1, 0x07); // IER: RDI | THRI | RLSI
+    s.ioRead(port + 2);
   }
+
 
   private addVfio(cfg: VfioConfig, index: number): void {
     const host = this.bypass!;
@@ -526,6 +557,11 @@ export class X86Machine implements ComposedMachine {
       const cpu = this.cpus[0]!;
       // 8250 transmit: the byte goes to THR (an IO_INSTRUCTION exit to QEMU).
       poissonArrivals(s, 1e9 / w.serialPerSec, durationNs, (t, step) => cpu.at(t, step), () => cpu.capture?.push({ op: 'pio-write', port: serial.base, len: 1, value: 0x41, fn: 'serial8250_tx_chars' }));
+    }
+    for (const serial of this.serials) {
+      if (w.serialRxPerSec <= 0) continue;
+      // Console input: the chardev's fd handler in QEMU's main loop hands the character to the UART.
+      poissonArrivals(s, 1e9 / w.serialRxPerSec, durationNs, (t, step) => s.at(t, this.mainLoop, step), () => serial.receive([0x61]));
     }
   }
 
