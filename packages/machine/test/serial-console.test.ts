@@ -77,4 +77,25 @@ describe('x86 serial console: the 16550 on IRQ 4 with its FIFOs on', () => {
     expect(count(trace, 'serial8250_modem_status')).toBe(count(trace, 'serial8250_handle_irq'));
     expect(x86.irqs.pendingSince(WORKLOAD_NS)).toEqual([]);
   });
+
+  it('tty output: serial8250_start_tx turns THRI on (QEMU raises it at once), the THRI interrupt writes THR and __stop_tx turns THRI off; serial_xmit\'s new THRI edge brings a second interrupt that finds nothing', () => {
+    const { m, trace } = run('x86-q35', { serialPerSec: 5_000, serialRxPerSec: 0 });
+    const x86 = m as X86Machine;
+    const chars = x86.serials[0]!.transmitted.length;
+    expect(chars).toBeGreaterThan(3);
+    expect(x86.serialDrivers[0]!.pendingTx).toBe(0);
+    const starts = count(trace, 'serial8250_start_tx');
+    const stops = count(trace, '__stop_tx');
+    expect(starts).toBeGreaterThan(0);
+    expect(stops).toBe(starts); // every burst ends with THRI off
+    expect(count(trace, 'serial8250_tx_chars')).toBe(chars);
+    const handlerRuns = count(trace, 'serial8250_default_handle_irq');
+    expect(handlerRuns).toBe(count(trace, 'serial8250_handle_irq') + x86.serialDrivers[0]!.idle);
+    expect(x86.serialDrivers[0]!.idle).toBe(starts); // one empty-handed run per burst
+    // QEMU: the IER write raises (serial_ioport_write), the THR write's serial_xmit raises again.
+    const raises = trace.filter((e) => e.fn === 'serial_update_irq' && e.args['iir'] === 2).map((e) => e.caller);
+    expect(raises.filter((c) => c === 'serial_xmit').length).toBe(chars);
+    expect(x86.irqs.pendingSince(WORKLOAD_NS)).toEqual([]);
+  });
 });
+

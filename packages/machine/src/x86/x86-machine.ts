@@ -21,6 +21,8 @@ import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-wo
 
 const MMIO_BASE = 0xfe00_0000;
 const PIO_BASE = 0xc000;
+/** IER after serial8250_do_startup: received data and line status (UART_IER_RDI | UART_IER_RLSI). */
+const IER_AFTER_STARTUP = 0x05;
 const SERIAL_PORTS = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
 
 
@@ -365,7 +367,8 @@ export class X86Machine implements ComposedMachine {
         this.cpus[vcpu]!.capture?.push({ op: 'pio-read', port: port + off, len: 1, fn, applied: true });
         return v;
       },
-    });
+      write: (off, value, fn) => this.cpus[vcpu]!.capture?.push({ op: 'pio-write', port: port + off, len: 1, value, fn }),
+    }, IER_AFTER_STARTUP);
     const vector = this.irqs.allocate(vcpu, `${name}-irq${irq}`, () => void driver.interrupt());
     const irqs = this.irqs;
     const sched = this.ctx.scheduler;
@@ -387,15 +390,13 @@ export class X86Machine implements ComposedMachine {
     this.serialDrivers.push(driver);
     this.programIoapic(irq, vector, this.vcpu(vcpu).apicId, false);
     // serial8250_do_startup / set_termios at 115200 8N1: divisor 1, FIFOs on (receive trigger
-    // 8, as for a 16550A), receive and line-status interrupts on; THRI as the transmit path
-    // keeps it. The probe's IIR read acknowledges the THRI that enabling it raises.
+    // 8, as for a 16550A), receive and line-status interrupts on; THRI waits for a transmit.
     s.ioWrite(port + 3, 0x83); // LCR: DLAB
     s.ioWrite(port + 0, 0x01); // DLL
     s.ioWrite(port + 1, 0x00); // DLM
     s.ioWrite(port + 3, 0x03); // LCR 8N1
     s.ioWrite(port + 2, 0x81); // FCR: FIFOs on, trigger 8
-    s.ioWrite(port + 1, 0x07); // IER: RDI | THRI | RLSI
-    s.ioRead(port + 2);
+    s.ioWrite(port + 1, IER_AFTER_STARTUP);
   }
 
 
@@ -555,8 +556,9 @@ export class X86Machine implements ComposedMachine {
     for (const serial of this.serials) {
       if (w.serialPerSec <= 0) continue;
       const cpu = this.cpus[0]!;
-      // 8250 transmit: the byte goes to THR (an IO_INSTRUCTION exit to QEMU).
-      poissonArrivals(s, 1e9 / w.serialPerSec, durationNs, (t, step) => cpu.at(t, step), () => cpu.capture?.push({ op: 'pio-write', port: serial.base, len: 1, value: 0x41, fn: 'serial8250_tx_chars' }));
+      // A tty write of one character: serial8250_start_tx turns THRI on; the THRI interrupt writes THR.
+      const driver = this.serialDrivers[this.serials.indexOf(serial)]!;
+      poissonArrivals(s, 1e9 / w.serialPerSec, durationNs, (t, step) => cpu.at(t, step), () => driver.write([0x41]));
     }
     for (const serial of this.serials) {
       if (w.serialRxPerSec <= 0) continue;
