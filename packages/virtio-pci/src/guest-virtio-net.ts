@@ -31,6 +31,9 @@ interface RxBuf {
   len: number;
 }
 
+/** NAPI_POLL_WEIGHT: virtnet_poll's budget. */
+const NAPI_POLL_WEIGHT = 64;
+
 /**
  * Linux drivers/net/virtio_net.c as a model: probe (rx/tx pairs + ctrl vq without a
  * callback), receive refill, start_xmit, NAPI-style receive on the rx callback, and
@@ -119,22 +122,31 @@ export class GuestVirtioNet {
     return added;
   }
 
-  /** skb_recv_done → NAPI poll: virtnet_receive, refill, re-enable callbacks. */
+  /**
+   * skb_recv_done → NAPI poll (virtnet_poll): virtnet_receive up to the budget; a full budget
+   * keeps the poll scheduled, otherwise virtqueue_napi_complete re-enables callbacks and polls
+   * once more for what raced in.
+   */
   private skbRecvDone(pair: number): void {
     const vq = this.rx[pair]!;
     vq.disableCb();
     for (;;) {
-      this.virtnetReceive(pair);
+      if (this.virtnetReceive(pair) >= NAPI_POLL_WEIGHT) continue;
       const opaque = vq.enableCbPrepare();
       if (!vq.poll(opaque)) break;
       vq.disableCb();
     }
   }
 
-  private virtnetReceive(pair: number): void {
+  /**
+   * virtnet_receive: at most `budget` packets, then try_fill_recv only once more than
+   * min(budget, ring size) / 2 descriptors are free — refills come in batches, each with its
+   * kick_prepare, not one per packet. Returns the packets received.
+   */
+  private virtnetReceive(pair: number): number {
     const vq = this.rx[pair]!;
-    let reposts = 0;
-    for (;;) {
+    let packets = 0;
+    while (packets < NAPI_POLL_WEIGHT) {
       const first = vq.getBuf() as RxBuf | undefined;
       if (first === undefined) break;
       const len = vq.lastLen;
@@ -149,24 +161,19 @@ export class GuestVirtioNet {
           if (b === undefined) break;
           parts.push(mem.readBytes(b.gpa, vq.lastLen));
           this.rxPool.push(b.gpa);
-          reposts++;
         }
         frame = concat(parts);
       } else {
         frame = mem.readBytes(first.gpa + this.hdrLen, len - this.hdrLen);
       }
       this.rxPool.push(first.gpa);
-      reposts++;
+      packets++;
       this.rxPackets++;
       if (this.pci.trace.on) this.pci.trace.emit('guest.rx', 'receive_buf', 'virtnet_receive', { queue: 2 * pair, len: frame.length });
       this.onReceive?.(frame, pair);
     }
-    if (reposts > 0) this.refillReuse(pair);
-  }
-
-  /** Refill with fresh buffers (the model does not recycle pages). */
-  private refillReuse(pair: number): void {
-    this.tryFillRecv(pair);
+    if (vq.numFree > Math.min(NAPI_POLL_WEIGHT, vq.size) / 2) this.tryFillRecv(pair);
+    return packets;
   }
 
   /** skb_xmit_done: wake the queue; buffers are reclaimed by free_old_xmit_skbs. */
