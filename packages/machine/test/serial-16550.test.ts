@@ -66,7 +66,7 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
         t.fn();
       }
     };
-    // 115200 8N1 (divisor 1): a character is 10 bits = 86,800 ns
+    // 115200 8N1 (divisor 1): a character is 10 bits, 86,805 ns in QEMU's float arithmetic
     s.ioWrite(0x3f8 + UART.LCR, 0x83);
     s.ioWrite(0x3f8 + UART.THR, 1);
     s.ioWrite(0x3f8 + UART.IER, 0);
@@ -86,13 +86,24 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
     expect(s.ioRead(0x3f8 + UART.LSR) & UART.LSR_DR).toBe(0);
   });
 
+  it('char_transmit_time as serial_update_parameters computes it: float speed, truncated ns (9600 at reset, a zero divisor ~3500 baud)', () => {
+    const { s } = rxUart();
+    expect(s.charTimeNs).toBe(86_805);
+    const r = new Serial16550('ttyS1', 0x2f8, { raise: () => undefined, lower: () => undefined }, undefined);
+    expect(r.charTimeNs).toBe(1_041_666); // reset: 9600 8N1
+    r.ioWrite(0x2f8 + UART.LCR, 0x83);
+    r.ioWrite(0x2f8 + UART.THR, 0);
+    r.ioWrite(0x2f8 + UART.IER, 0);
+    expect(r.charTimeNs).toBe(2_857_142); // divisor 0 (DLL and DLM written 0), 8N1: 3500 baud
+  });
+
   it('with FIFOs (trigger 8) a lone byte waits for the character timeout: CTI four character times later', () => {
     const { s, advance, level } = rxUart();
     s.ioWrite(0x3f8 + UART.FCR, 0x81);
     s.ioWrite(0x3f8 + UART.IER, UART.IER_RDI);
     s.receive([0x61]);
     expect(level()).toBe(false);
-    advance(4 * 86_800 - 1);
+    advance(4 * 86_805 - 1);
     expect(level()).toBe(false);
     advance(1);
     expect(level()).toBe(true);
@@ -102,7 +113,7 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
   });
 
   it('with FIFOs, reaching the trigger level raises RDI at once; the chardev offers up to the level, then one at a time', () => {
-    const { s, level } = rxUart();
+    const { s, level, advance } = rxUart();
     s.ioWrite(0x3f8 + UART.FCR, 0x81);
     s.ioWrite(0x3f8 + UART.IER, UART.IER_RDI);
     const bytes = Array.from({ length: 20 }, (_, i) => i);
@@ -111,7 +122,12 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
     expect(s.ioRead(0x3f8 + UART.IIR) & 0x0f).toBe(UART.IIR_RDI);
     expect(s.unread).toBe(20); // 8 in the FIFO, 12 held by the chardev
     const got: number[] = [];
-    while (s.ioRead(0x3f8 + UART.LSR) & UART.LSR_DR) got.push(s.ioRead(0x3f8 + UART.RBR));
+    // The chardev offers more on the main loop's next iteration after an RBR read.
+    for (;;) {
+      advance(0);
+      if (!(s.ioRead(0x3f8 + UART.LSR) & UART.LSR_DR)) break;
+      got.push(s.ioRead(0x3f8 + UART.RBR));
+    }
     expect(got).toEqual(bytes);
     expect(level()).toBe(false);
   });
@@ -125,7 +141,7 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
     expect(s.ioRead(0x3f8 + UART.RBR)).toBe(1); // re-armed from here
     advance(100_000);
     expect(level()).toBe(false); // the first arming would have fired by now
-    advance(4 * 86_800);
+    advance(4 * 86_805);
     expect(level()).toBe(true);
     expect(s.ioRead(0x3f8 + UART.RBR)).toBe(2);
     expect(level()).toBe(false);

@@ -246,13 +246,26 @@ export class ArmMachine implements ComposedMachine {
     const sched = this.ctx.scheduler;
     const vcpu = 0;
     const intid = 32 + spi;
-    const uart = new Pl011(name, {
-      raise: () => {
-        this.irqs.raised(this.spiLine(spi).vcpu, intid, sched.now);
-        this.setSpiLevel(spi, `uart:${name}`, true);
+    // The UART has SPI 1 to itself: each pl011_update is a qemu_set_irq on the GIC's input →
+    // kvm_arm_gicv3_set_irq → kvm_arm_gic_set_irq → KVM_IRQ_LINE, level or not changed.
+    const t = this.ctx.trace.channel('qemu');
+    let high = false;
+    const setIrq = (level: boolean): void => {
+      if (t.on) {
+        t.emit('qemu.irq', 'qemu_set_irq', 'pl011_update', { spi, level: level ? 1 : 0 });
+        t.emit('qemu.kvm_set_irq', 'kvm_set_irq', 'kvm_arm_gic_set_irq', { irq: intid, level: level ? 1 : 0, ioctl: 'KVM_IRQ_LINE' });
+      }
+      sched.current?.charge(this.ctx.costs.ns.syscall);
+      if (level && !high) this.irqs.raised(this.spiLine(spi).vcpu, intid, sched.now);
+      high = level;
+      this.vm.irqfd.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, intid), level);
+    };
+    const uart = new Pl011(name, { raise: () => setIrq(true), lower: () => setIrq(false) }, this.ctx.trace.channel('serial'), {
+      after: (ns, fn) => {
+        const ev = sched.after(ns, this.mainLoop, fn);
+        return () => void sched.cancel(ev);
       },
-      lower: () => this.setSpiLevel(spi, `uart:${name}`, false),
-    }, this.ctx.trace.channel('serial'));
+    });
     // The probe and pl011_startup run before the run loop owns the guest (no exits counted);
     // from then on the driver's accesses are data aborts on the vCPU running it. arm-gic runs a
     // guest handler as one slice and takes the aborts after it: a read the code needs is applied
@@ -272,11 +285,12 @@ export class ArmMachine implements ComposedMachine {
         } finally {
           a.traceAs = outer;
         }
-        cpu.guestMmio({ addr: SERIAL_BASE + o, len: 4, write: false, value: 0n, applied: true });
+        // amba-pl011 accesses the ARM PL011 with readw/writew (vendor_arm: no 32-bit access).
+        cpu.guestMmio({ addr: SERIAL_BASE + o, len: 2, write: false, value: 0n, applied: true });
         return v;
       },
       write: (o, v) => {
-        if (booted) cpu.guestMmio({ addr: SERIAL_BASE + o, len: 4, write: true, value: BigInt(v >>> 0) });
+        if (booted) cpu.guestMmio({ addr: SERIAL_BASE + o, len: 2, write: true, value: BigInt(v & 0xffff) });
         else uart.mmioWrite(o, v);
       },
     }, this.ctx.trace.channel('guest'));

@@ -1,5 +1,5 @@
 import type { TraceChannel } from '@virq/core';
-import type { SerialIrq } from './serial-16550.js';
+import type { SerialIrq, SerialTimer } from './serial-16550.js';
 
 /** PL011 register offsets (bytes) and bits (ARM PrimeCell UART r1p5, as QEMU's hw/char/pl011.c implements it). */
 export const PL011 = {
@@ -45,14 +45,18 @@ const REG_NAMES: Readonly<Record<number, string>> = {
  * - a DR write sends the byte at once (the chardev write is synchronous) and sets INT_TX
  *   unconditionally; TXFF never sets, so FR reads TXFE|RXFE (0x90) when idle; INT_TX is only
  *   cleared by an ICR write;
- * - received bytes go into a 16-entry FIFO (1 entry while LCR_H.FEN is clear); the read trigger
- *   is always 1 (QEMU's IFLS-based trigger is compiled out), so INT_RX rises with the first byte
- *   and falls when a DR read empties the FIFO; RT and the error interrupts are never raised;
+ * - received bytes go into a 16-entry ring (read_pos wraps at 16); RXFF sets when it holds 16,
+ *   or any byte while LCR_H.FEN is clear; the read trigger is always 1 (QEMU's IFLS-based
+ *   trigger is compiled out), so INT_RX rises with the first byte (pl011_put_fifo calls
+ *   pl011_update only then) and falls when a DR read empties the FIFO; RT and the error
+ *   interrupts are never raised;
+ * - toggling LCR_H.FEN zeroes read_count and read_pos and nothing else: FR keeps its flags
+ *   (7.2 behaviour — a DR read after dropping data returns a stale byte);
  * - IMSC writes change the mask, ICR writes clear raw bits, RIS/MIS read raw/masked status;
- * - every change of state calls `pl011_update`, which sets the combined output to
- *   `(int_level & int_enabled) != 0` — the only output the virt board wires (to SPI 1).
- * A byte the FIFO cannot take waits in the chardev (`pl011_can_receive` is 0) and is delivered
- * when a DR read makes room (`qemu_chr_fe_accept_input`): nothing sent to the guest is dropped.
+ * - `pl011_update` sets the combined output to `(int_level & int_enabled) != 0` on every call
+ *   (one KVM_IRQ_LINE each time under KVM) — the only output the virt board wires (SPI 1).
+ * The chardev offers one byte per main-loop iteration while `pl011_can_receive` allows (a free
+ * slot), and again after `qemu_chr_fe_accept_input` (a DR read): nothing sent is dropped.
  */
 export class Pl011 {
   private flags: number = PL011.FR_TXFE | PL011.FR_RXFE;
@@ -79,10 +83,14 @@ export class Pl011 {
   /** The combined interrupt output as last driven. */
   level = false;
 
+  private acceptScheduled = false;
+
   constructor(
     readonly name: string,
     private readonly irq: SerialIrq,
     private readonly trace: TraceChannel | undefined,
+    /** QEMU's main loop (with none, the chardev offers everything that fits at once). */
+    private readonly mainLoop?: SerialTimer,
   ) {}
 
   /** Bytes received and not yet read by the guest (in the FIFO or held by the chardev). */
@@ -99,6 +107,11 @@ export class Pl011 {
     return this.lcr & PL011.LCR_H_FEN ? 16 : 1;
   }
 
+  /** pl011_can_receive */
+  private canReceive(): boolean {
+    return this.readCount < this.fifoDepth();
+  }
+
   /** pl011_read, through memory_region_read_accessor. */
   mmioRead(offset: number): number {
     let v: number;
@@ -108,7 +121,7 @@ export class Pl011 {
         const c = this.fifo[this.readPos]!;
         if (this.readCount > 0) {
           this.readCount--;
-          this.readPos = (this.readPos + 1) & (this.fifoDepth() - 1);
+          if (++this.readPos === 16) this.readPos = 0;
           this.received.push(c & 0xff);
         }
         if (this.readCount === 0) this.flags |= PL011.FR_RXFE;
@@ -116,7 +129,8 @@ export class Pl011 {
         this.rsr = c >> 8;
         this.emitRead(offset, c);
         this.update('pl011_read');
-        this.acceptInput();
+        // qemu_chr_fe_accept_input: the chardev offers more on the main loop's next iteration.
+        this.scheduleAccept();
         return c;
       }
       case PL011.RSR:
@@ -187,14 +201,13 @@ export class Pl011 {
         this.fbrd = value;
         return;
       case PL011.LCR_H:
-        // Switching the FIFOs on or off empties them (pl011_reset_fifo).
+        // Switching the FIFOs on or off forgets what they held (flags untouched, as in 7.2).
         if ((this.lcr ^ value) & PL011.LCR_H_FEN) {
           this.readCount = 0;
           this.readPos = 0;
-          this.flags = (this.flags & ~PL011.FR_RXFF) | PL011.FR_RXFE | PL011.FR_TXFE;
         }
         this.lcr = value;
-        this.acceptInput();
+        this.scheduleAccept();
         return;
       case PL011.CR:
         this.cr = value;
@@ -218,41 +231,60 @@ export class Pl011 {
     }
   }
 
-  /** Bytes from the host side (the chardev's qemu_chr_be_write → pl011_receive, one byte per call). */
+  /**
+   * Bytes from the host side, called on the main loop (the chardev's fd handler): one byte now
+   * if the FIFO has a slot (qemu_chr_be_write → pl011_receive), the rest one per later
+   * main-loop iteration.
+   */
   receive(bytes: readonly number[]): void {
     for (const b of bytes) this.pending.push(b & 0xff);
-    this.acceptInput();
+    this.acceptOne();
   }
 
-  /** The chardev offers held bytes while pl011_can_receive says there is room. */
-  private acceptInput(): void {
-    while (this.pending.length > 0 && this.readCount < this.fifoDepth()) {
-      const c = this.pending.shift()!;
-      if (this.trace?.on) this.trace.emit('serial.receive', 'pl011_receive', 'qemu_chr_be_write_impl', { value: c });
-      this.putFifo(c);
+  /** One main-loop dispatch of the chardev: a byte if pl011_can_receive allows, then the next iteration. */
+  private acceptOne(): void {
+    if (this.pending.length === 0 || !this.canReceive()) return;
+    const c = this.pending.shift()!;
+    if (this.trace?.on) this.trace.emit('serial.receive', 'pl011_receive', 'qemu_chr_be_write_impl', { value: c });
+    this.putFifo(c);
+    if (this.mainLoop === undefined) this.acceptOne();
+    else this.scheduleAccept();
+  }
+
+  private scheduleAccept(): void {
+    if (this.pending.length === 0) return;
+    if (this.mainLoop === undefined) {
+      this.acceptOne();
+      return;
     }
+    if (this.acceptScheduled) return;
+    this.acceptScheduled = true;
+    this.mainLoop.after(0, () => {
+      this.acceptScheduled = false;
+      this.acceptOne();
+    });
   }
 
-  /** pl011_put_fifo: store, update FR, raise INT_RX at the read trigger. */
+  /** pl011_put_fifo: store, update FR, raise INT_RX at the read trigger (the only pl011_update here). */
   private putFifo(c: number): void {
-    const depth = this.fifoDepth();
-    const slot = (this.readPos + this.readCount) & (depth - 1);
+    let slot = this.readPos + this.readCount;
+    if (slot >= 16) slot -= 16;
     this.fifo[slot] = c;
     this.readCount++;
     this.flags &= ~PL011.FR_RXFE;
-    if (this.readCount === depth) this.flags |= PL011.FR_RXFF;
-    if (this.readCount === this.readTrigger) this.intLevel |= PL011.INT_RX;
     if (this.trace?.on) this.trace.emit('serial.fifo', 'pl011_put_fifo', 'pl011_receive', { value: c, readCount: this.readCount });
-    this.update('pl011_put_fifo');
+    if (!(this.lcr & PL011.LCR_H_FEN) || this.readCount === 16) this.flags |= PL011.FR_RXFF;
+    if (this.readCount === this.readTrigger) {
+      this.intLevel |= PL011.INT_RX;
+      this.update('pl011_put_fifo');
+    }
   }
 
-  /** pl011_update: drive the combined output from the enabled raw status (QEMU sets it on every call). */
+  /** pl011_update: drive the combined output from the enabled raw status, on every call. */
   private update(caller: 'pl011_read' | 'pl011_write' | 'pl011_put_fifo'): void {
-    const want = (this.intLevel & this.intEnabled & INTR_MASK) !== 0;
-    if (this.trace?.on) this.trace.emit('serial.update', 'pl011_update', caller, { level: want ? 1 : 0, ris: this.intLevel, imsc: this.intEnabled });
-    if (want === this.level) return;
-    this.level = want;
-    if (want) this.irq.raise('pl011_update');
+    this.level = (this.intLevel & this.intEnabled & INTR_MASK) !== 0;
+    if (this.trace?.on) this.trace.emit('serial.update', 'pl011_update', caller, { level: this.level ? 1 : 0, ris: this.intLevel, imsc: this.intEnabled });
+    if (this.level) this.irq.raise('pl011_update');
     else this.irq.lower('pl011_update');
   }
 

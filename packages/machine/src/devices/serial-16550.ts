@@ -11,6 +11,7 @@ export const UART = {
   MCR: 4,
   LSR: 5,
   MSR: 6,
+  SCR: 7,
   IER_RDI: 0x01,
   IER_THRI: 0x02,
   IER_RLSI: 0x04,
@@ -32,9 +33,13 @@ export const UART = {
   MCR_OUT2: 0x08,
 } as const;
 
-/** QEMU's virtual-clock timer for the receive FIFO's character timeout (fifo_timeout_timer). */
+/**
+ * QEMU's main loop as a UART sees it: virtual-clock timers (the 16550's fifo_timeout_timer) and
+ * later iterations (a chardev re-offers input on the next iteration after
+ * qemu_chr_fe_accept_input, not inside the guest's register access).
+ */
 export interface SerialTimer {
-  /** Arms (or re-arms) the timer to call `fn` in `delayNs`; returns a cancel function. */
+  /** Calls `fn` on the main loop in `delayNs` (0: its next iteration); returns a cancel function. */
   after(delayNs: number, fn: () => void): () => void;
 }
 
@@ -64,17 +69,20 @@ export interface SerialIrq {
  * - IIR bits 7:6 read as set only while FCR enabled the FIFOs.
  * Receive (serial_receive1, from the chardev): without FIFOs the byte goes to RBR; with them
  * into the 16-byte FIFO, and the character-timeout timer is armed for four character times
- * (serial_update_parameters' char_transmit_time from the divisor and LCR); LSR.DR is set.
- * serial_update_irq's priority: line status, character timeout, received data (at the FIFO's
- * trigger level, or any byte without FIFOs), THR empty. An RBR read pops, re-arms the timer
- * while data is left and clears the timeout; LSR/IIR reads are as QEMU's. The chardev offers
- * bytes only while serial_can_receive allows (up to the trigger level, then one at a time) and
- * again after each RBR read: nothing sent to the guest is dropped.
+ * (serial_update_parameters' char_transmit_time: a float speed, baudbase / divisor); LSR.DR is
+ * set. serial_update_irq's priority: line status, character timeout, received data (at the
+ * FIFO's trigger level, or any byte without FIFOs), THR empty — and, as QEMU's, it drives the
+ * line on every call (qemu_irq_raise / qemu_irq_lower each time: each one a KVM_IRQ_LINE with
+ * the in-kernel irqchip). An RBR read pops, re-arms the timer while data is left and clears the
+ * timeout. The chardev offers bytes only while serial_can_receive allows (up to the trigger
+ * level, then one at a time), and again on the main loop's next iteration after an RBR read
+ * (with no main loop given, at once): nothing sent to the guest is dropped.
  */
 export class Serial16550 {
   private ier = 0;
   private lcr = 0;
-  private mcr = 0;
+  private mcr: number = UART.MCR_OUT2;
+  private scr = 0;
   private thrIpending = false;
   private fifoEnabled = false;
   private lsrDr = false;
@@ -85,13 +93,15 @@ export class Serial16550 {
   private timeoutIpending = false;
   private cancelTimeout: (() => void) | undefined;
   private divider = 12;
-  private charTransmitNs = (1e9 / 9600) * 10;
+  private charTransmitNs = Math.trunc(Math.fround(Math.fround(1e9 / 9600) * 10));
+  private acceptScheduled = false;
   /** Bytes the chardev holds until serial_can_receive allows them. */
   private readonly pending: number[] = [];
   /** Bytes the guest read from RBR. */
   readonly received: number[] = [];
   /** Bytes transmitted. */
   readonly transmitted: number[] = [];
+  /** The line as last driven. */
   level = false;
 
   constructor(
@@ -123,10 +133,11 @@ export class Serial16550 {
         }
         this.thrIpending = false;
         this.update('serial_ioport_write');
-        // serial_xmit: the byte leaves at once and THR is empty again.
-        this.transmitted.push(value & 0xff);
+        // serial_xmit: THR is empty again (THRI pending, serial_update_irq), then the byte goes
+        // to the chardev.
         this.thrIpending = true;
         this.update('serial_xmit');
+        this.transmitted.push(value & 0xff);
         return;
       case UART.IER: {
         if (this.lcr & 0x80) {
@@ -147,6 +158,7 @@ export class Serial16550 {
         if ((v ^ (this.fifoEnabled ? UART.FCR_FE : 0)) & UART.FCR_FE) v |= UART.FCR_RFR | UART.FCR_XFR;
         if (v & UART.FCR_RFR) {
           this.lsrDr = false;
+          this.lsrErr &= ~UART.LSR_BI;
           this.cancelTimeout?.();
           this.cancelTimeout = undefined;
           this.timeoutIpending = false;
@@ -156,7 +168,7 @@ export class Serial16550 {
         this.fifoEnabled = (v & UART.FCR_FE) !== 0;
         this.itl = FIFO_ITL[(v >> 6) & 3]!;
         this.update('serial_ioport_write');
-        this.acceptInput();
+        this.scheduleAccept();
         return;
       }
       case UART.LCR:
@@ -165,6 +177,9 @@ export class Serial16550 {
         return;
       case UART.MCR:
         this.mcr = value & 0x1f;
+        return;
+      case UART.SCR:
+        this.scr = value & 0xff;
         return;
       default:
         return;
@@ -178,18 +193,23 @@ export class Serial16550 {
         if (this.lcr & 0x80) return this.divider & 0xff;
         let c: number;
         if (this.fifoEnabled) {
-          c = this.recvFifo.length > 0 ? this.recvFifo.shift()! : 0;
-          if (this.recvFifo.length === 0) this.lsrDr = false;
-          else this.armTimeout();
+          const had = this.recvFifo.length > 0;
+          c = had ? this.recvFifo.shift()! : 0;
+          if (had) this.received.push(c);
+          if (this.recvFifo.length === 0) {
+            this.lsrDr = false;
+            this.lsrErr &= ~UART.LSR_BI;
+          } else this.armTimeout();
           this.timeoutIpending = false;
         } else {
           c = this.rbr;
+          if (this.lsrDr) this.received.push(c);
           this.lsrDr = false;
+          this.lsrErr &= ~UART.LSR_BI;
         }
-        this.lsrErr &= ~UART.LSR_BI;
-        this.received.push(c);
         this.update('serial_ioport_read');
-        this.acceptInput();
+        // qemu_chr_fe_accept_input: the chardev offers more on the main loop's next iteration.
+        this.scheduleAccept();
         return c;
       }
       case UART.IIR: {
@@ -217,6 +237,8 @@ export class Serial16550 {
       }
       case UART.MSR:
         return 0xb0; // DCD | DSR | CTS, no deltas: no modem status interrupt
+      case UART.SCR:
+        return this.scr;
       default:
         return 0;
     }
@@ -253,6 +275,20 @@ export class Serial16550 {
     }
   }
 
+  private scheduleAccept(): void {
+    if (this.pending.length === 0) return;
+    if (this.timer === undefined) {
+      this.acceptInput();
+      return;
+    }
+    if (this.acceptScheduled) return;
+    this.acceptScheduled = true;
+    this.timer.after(0, () => {
+      this.acceptScheduled = false;
+      this.acceptInput();
+    });
+  }
+
   /** serial_receive1 */
   private receive1(buf: number[]): void {
     if (this.trace?.on) this.trace.emit('serial.receive', 'serial_receive1', 'qemu_chr_be_write_impl', { size: buf.length, value: buf[0]! });
@@ -282,20 +318,27 @@ export class Serial16550 {
     });
   }
 
-  /** serial_update_parameters: the character time from the divisor and LCR's frame. */
+  /**
+   * serial_update_parameters: the character time from the divisor and LCR's frame, in QEMU's
+   * float arithmetic (a zero divisor gives about 3500 baud), truncated to whole nanoseconds.
+   */
   private updateParameters(): void {
-    if (this.divider === 0 || this.divider > BAUDBASE) return;
     const frame = 1 + (this.lcr & 0x08 ? 1 : 0) + ((this.lcr & 0x03) + 5) + (this.lcr & 0x04 ? 2 : 1);
-    this.charTransmitNs = Math.floor(1e9 / Math.floor(BAUDBASE / this.divider)) * frame;
+    const speed = this.divider === 0 ? 3500 : Math.fround(BAUDBASE / this.divider);
+    this.charTransmitNs = Math.trunc(Math.fround(Math.fround(1e9 / speed) * frame));
   }
 
-  /** serial_update_irq, called from `caller`. */
+  /** The time one character takes on the line (char_transmit_time), in ns. */
+  get charTimeNs(): number {
+    return this.charTransmitNs;
+  }
+
+  /** serial_update_irq, called from `caller`: recomputes IIR and drives the line, every time. */
   private update(caller: 'serial_ioport_write' | 'serial_ioport_read' | 'serial_xmit' | 'serial_receive1' | 'fifo_timeout_int'): void {
-    if (this.trace?.on) this.trace.emit('serial.update', 'serial_update_irq', caller, { iir: this.iir() });
-    const want = this.iir() !== UART.IIR_NO_INT;
-    if (want === this.level) return;
-    this.level = want;
-    if (want) this.irq.raise('serial_update_irq');
+    const iir = this.iir();
+    if (this.trace?.on) this.trace.emit('serial.update', 'serial_update_irq', caller, { iir });
+    this.level = iir !== UART.IIR_NO_INT;
+    if (this.level) this.irq.raise('serial_update_irq');
     else this.irq.lower('serial_update_irq');
   }
 }

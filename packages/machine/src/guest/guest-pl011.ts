@@ -14,6 +14,13 @@ const IMSC_RTIM = 1 << 6;
 const INT_MODEM = 0xf; // RIMIS | CTSMIS | DCDMIS | DSRMIS
 /** OE | BE | PE | FE | RT | RX: what pl011_hwinit clears. */
 const ICR_STARTUP = (1 << 10) | (1 << 9) | (1 << 8) | (1 << 7) | (1 << 6) | (1 << 4);
+const CR_UARTEN = 1 << 0;
+const CR_TXE = 1 << 8;
+const CR_RXE = 1 << 9;
+const CR_DTR = 1 << 10;
+const CR_RTS = 1 << 11;
+/** The virt board's fixed "clk24mhz" apb/uart clock. */
+const UARTCLK_HZ = 24_000_000;
 /** AMBA_ISR_PASS_LIMIT */
 const PASS_LIMIT = 256;
 /** pl011_fifo_to_tty takes at most this many characters per call. */
@@ -53,7 +60,7 @@ export class GuestPl011 {
     if (this.trace?.on) this.trace.emit('guest.serial', fn, caller, args);
   }
 
-  /** pl011_startup → pl011_hwinit, pl011_allocate_irq, pl011_enable_interrupts; then set_termios's LCR_H. */
+  /** pl011_startup → pl011_hwinit, pl011_allocate_irq, pl011_enable_interrupts; then pl011_set_termios at 115200 8N1. */
   startup(): void {
     const r = this.regs;
     r.write(PL011.ICR, ICR_STARTUP);
@@ -61,7 +68,8 @@ export class GuestPl011 {
     r.write(PL011.IMSC, IMSC_RTIM | IMSC_RXIM);
     r.write(PL011.IMSC, this.im);
     r.write(PL011.IFLS, 0x12); // RX 4/8, TX 4/8
-    r.write(PL011.CR, 0x301); // UARTEN | TXE | RXE
+    // Keep RTS/DTR, enable the UART, transmitter and receiver.
+    r.write(PL011.CR, (r.read(PL011.CR) & (CR_RTS | CR_DTR)) | CR_UARTEN | CR_TXE | CR_RXE);
     r.read(PL011.FR);
     // pl011_enable_interrupts: clear RX/RT, drain what is already there, then unmask them.
     r.write(PL011.ICR, IMSC_RTIM | IMSC_RXIM);
@@ -71,7 +79,15 @@ export class GuestPl011 {
     }
     this.im = IMSC_RTIM | IMSC_RXIM;
     r.write(PL011.IMSC, this.im);
-    r.write(PL011.LCR_H, 0x70); // 8 bits, FIFOs on (pl011_set_termios)
+    // pl011_set_termios: the divisor for 115200 from the 24 MHz UARTCLK QEMU's virt gives it
+    // (quot = 4 × 24e6 / 115200, rounded: 833 → FBRD 1, IBRD 13), then the frame, 8 bits with
+    // FIFOs, then CR back as it was.
+    const cr = r.read(PL011.CR);
+    const quot = Math.round((4 * UARTCLK_HZ) / 115200);
+    r.write(PL011.FBRD, quot & 0x3f);
+    r.write(PL011.IBRD, quot >> 6);
+    r.write(PL011.LCR_H, 0x70);
+    r.write(PL011.CR, cr);
   }
 
   /** A write to the tty: the characters join the transmit buffer and __uart_start starts transmission. */

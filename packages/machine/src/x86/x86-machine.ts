@@ -373,12 +373,19 @@ export class X86Machine implements ComposedMachine {
     const irqs = this.irqs;
     const sched = this.ctx.scheduler;
     const mainLoop = this.mainLoop;
+    // serial_update_irq drives the line on every call (qemu_irq_raise / qemu_irq_lower → a
+    // KVM_IRQ_LINE each time); a device event starts a latency only when the line rises.
+    let high = false;
     const s = new Serial16550(name, port, {
       raise: (caller) => {
-        irqs.raised(vcpu, vector, sched.now);
+        if (!high) irqs.raised(vcpu, vector, sched.now);
+        high = true;
         line.raise(caller);
       },
-      lower: (caller) => line.lower(caller),
+      lower: (caller) => {
+        high = false;
+        line.lower(caller);
+      },
     }, this.ctx.trace.channel('serial'), {
       // fifo_timeout_timer: a QEMU_CLOCK_VIRTUAL timer, run by the main loop.
       after: (ns, fn) => {
