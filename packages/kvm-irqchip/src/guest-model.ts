@@ -14,7 +14,12 @@ export type GuestOp =
    * which does not reach the device a second time.
    */
   | { readonly op: 'mmio-read'; readonly addr: number; readonly len: number; readonly done?: (value: number) => void; readonly fn?: string; readonly applied?: boolean }
-  | { readonly op: 'pio-write'; readonly port: number; readonly len: number; readonly value: number; readonly fn?: string }
+  /**
+   * A port write. `applied`: guest code already made the write to a device QEMU emulates (in
+   * program order with its reads, which it answers at once); the op is the access's VM exit,
+   * which does not reach the device a second time.
+   */
+  | { readonly op: 'pio-write'; readonly port: number; readonly len: number; readonly value: number; readonly fn?: string; readonly applied?: boolean }
   | { readonly op: 'pio-read'; readonly port: number; readonly len: number; readonly done?: (value: number) => void; readonly fn?: string; readonly applied?: boolean }
   | { readonly op: 'msr-write'; readonly index: number; readonly value: bigint }
   /** The local APIC EOI (xAPIC MMIO write of 0 to 0xFEE000B0, or the x2APIC EOI MSR). */

@@ -860,7 +860,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (h.tracing && op.fn !== undefined) h.trace(op.fn, 'guest', { vcpu: this.vcpuId }, undefined, this.guestTask());
     if (op.op === 'pio-write' || op.op === 'pio-read') {
       this.vmExit('IO_INSTRUCTION', 'handle_io', { port: op.port, len: op.len }, 0, () => {
-        const r = h.guestPio(this, op.op === 'pio-write', op.port, op.len, op.op === 'pio-write' ? op.value : 0, op.op === 'pio-read' && op.applied === true);
+        const r = h.guestPio(this, op.op === 'pio-write', op.port, op.len, op.op === 'pio-write' ? op.value : 0, op.applied === true);
         if (op.op === 'pio-read') op.done?.(r.value);
         if (r.toUserspace) this.userspaceAccess('KVM_EXIT_IO');
         return undefined;

@@ -629,7 +629,8 @@ export class KvmVm implements VmInterruptApi, IrqRouting, MsiSink, IrqPinProvide
   guestPio(vcpu: KvmVcpu, write: boolean, port: number, len: number, value: number, applied = false): { value: number; toUserspace: boolean } {
     if (this.t.on) this.trace(write ? 'kvm_io_bus_write' : 'kvm_io_bus_read', 'kernel_pio', { port, len, write });
     if (write) {
-      if (this.pioBus.write(port, len, value)) return { value: 0, toUserspace: false };
+      // An applied write was made to a userspace device already: nothing in the kernel claims it.
+      if (!applied && this.pioBus.write(port, len, value)) return { value: 0, toUserspace: false };
     } else {
       const r = this.pioBus.read(port, len);
       if (r !== undefined) return { value: r, toUserspace: false };

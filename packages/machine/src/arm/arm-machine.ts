@@ -272,26 +272,30 @@ export class ArmMachine implements ComposedMachine {
     // at once and only its exit follows; a write reaches QEMU when its exit is handled.
     const cpu = this.vm.vcpus[vcpu]!;
     let booted = false;
+    // Accesses reach QEMU's PL011 in program order when the guest code makes them (its code runs
+    // on the vCPU thread, behind the data abort); each abort is taken after the handler's slice.
+    const onVcpuThread = <T>(fn: () => T): T => {
+      const a = cpu.actor;
+      const outer = a.traceAs;
+      a.traceAs = undefined;
+      try {
+        return fn();
+      } finally {
+        a.traceAs = outer;
+      }
+    };
     const driver = new GuestPl011({
       read: (o) => {
         if (!booted) return uart.mmioRead(o);
-        // QEMU's pl011_read runs on the vCPU thread (behind the exit), not in the guest.
-        const a = cpu.actor;
-        const outer = a.traceAs;
-        a.traceAs = undefined;
-        let v: number;
-        try {
-          v = uart.mmioRead(o);
-        } finally {
-          a.traceAs = outer;
-        }
+        const v = onVcpuThread(() => uart.mmioRead(o));
         // amba-pl011 accesses the ARM PL011 with readw/writew (vendor_arm: no 32-bit access).
         cpu.guestMmio({ addr: SERIAL_BASE + o, len: 2, write: false, value: 0n, applied: true });
         return v;
       },
       write: (o, v) => {
-        if (booted) cpu.guestMmio({ addr: SERIAL_BASE + o, len: 2, write: true, value: BigInt(v & 0xffff) });
-        else uart.mmioWrite(o, v);
+        if (!booted) return uart.mmioWrite(o, v);
+        onVcpuThread(() => uart.mmioWrite(o, v));
+        cpu.guestMmio({ addr: SERIAL_BASE + o, len: 2, write: true, value: BigInt(v & 0xffff), applied: true });
       },
     }, this.ctx.trace.channel('guest'));
     driver.startup();

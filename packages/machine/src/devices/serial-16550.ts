@@ -186,8 +186,15 @@ export class Serial16550 {
     }
   }
 
+  /** serial_ioport_read (traced as QEMU's serial_read trace point is: after the access, with its value). */
   ioRead(port: number): number {
     const off = port - this.base;
+    const v = this.readRegister(off);
+    if (this.trace?.on) this.trace.emit('serial.read', 'serial_ioport_read', 'memory_region_read_accessor', { addr: off, val: v });
+    return v;
+  }
+
+  private readRegister(off: number): number {
     switch (off) {
       case UART.RBR: {
         if (this.lcr & 0x80) return this.divider & 0xff;

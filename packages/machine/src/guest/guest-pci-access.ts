@@ -4,7 +4,7 @@ import type { PciAccess, PciBus } from '@virq/pci';
 /** Where captured guest register writes go: the vCPU whose guest code is running. */
 export type CapturedWrite =
   | { op: 'mmio-write'; addr: number; len: number; value: number; fn?: string }
-  | { op: 'pio-write'; port: number; len: number; value: number; fn?: string }
+  | { op: 'pio-write'; port: number; len: number; value: number; fn?: string; applied?: boolean }
   | { op: 'pio-read'; port: number; len: number; done?: (value: number) => void; fn?: string; applied?: boolean }
   | { op: 'mmio-read'; addr: number; len: number; applied: true };
 

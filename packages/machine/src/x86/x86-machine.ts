@@ -351,23 +351,29 @@ export class X86Machine implements ComposedMachine {
     const line = this.gsi.gsi[irq]!;
     const vcpu = 0;
     const thread = this.vcpu(vcpu).actor;
-    // The 8250 driver's interrupt path: each register read is answered by QEMU's UART at once
-    // (its code runs on the vCPU thread, behind the exit) and its IO_INSTRUCTION exit follows in
-    // program order (the first one before the handler's work).
+    // The 8250 driver's accesses reach QEMU's UART in program order when the guest code makes
+    // them (a read's value is needed at once; a write must come before the reads after it) —
+    // QEMU's code runs on the vCPU thread, behind the exit — and each one's IO_INSTRUCTION exit
+    // follows in program order (the first one before the handler's work).
+    const onVcpuThread = <T>(fn: () => T): T => {
+      const outer = thread.traceAs;
+      thread.traceAs = undefined;
+      try {
+        return fn();
+      } finally {
+        thread.traceAs = outer;
+      }
+    };
     const driver = new GuestSerial8250({
       read: (off, fn) => {
-        const outer = thread.traceAs;
-        thread.traceAs = undefined;
-        let v: number;
-        try {
-          v = s.ioRead(port + off);
-        } finally {
-          thread.traceAs = outer;
-        }
+        const v = onVcpuThread(() => s.ioRead(port + off));
         this.cpus[vcpu]!.capture?.push({ op: 'pio-read', port: port + off, len: 1, fn, applied: true });
         return v;
       },
-      write: (off, value, fn) => this.cpus[vcpu]!.capture?.push({ op: 'pio-write', port: port + off, len: 1, value, fn }),
+      write: (off, value, fn) => {
+        onVcpuThread(() => s.ioWrite(port + off, value));
+        this.cpus[vcpu]!.capture?.push({ op: 'pio-write', port: port + off, len: 1, value, fn, applied: true });
+      },
     }, IER_AFTER_STARTUP);
     const vector = this.irqs.allocate(vcpu, `${name}-irq${irq}`, () => void driver.interrupt());
     const irqs = this.irqs;
