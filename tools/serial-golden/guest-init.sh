@@ -1,11 +1,11 @@
 #!/bin/busybox sh
-# PID 1 of the serial-golden guest. The port stays open on fd 3 the whole time (no
+# PID 1 of the serial-golden guest (@TTY@: ttyS0 or ttyAMA0, filled in by record.sh). The port stays open on fd 3 the whole time (no
 # open/close traffic between characters); the host drives the phases by markers.
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t devtmpfs devtmpfs /dev
 B=/bin/busybox
-exec 3<>/dev/ttyS0
-$B stty -F /dev/ttyS0 115200 raw -echo
+exec 3<>/dev/@TTY@
+$B stty -F /dev/@TTY@ 115200 raw -echo
 $B sleep 1
 echo "MARK tx-begin" >&3
 $B sleep 1

@@ -127,8 +127,8 @@ export class Pl011 {
         if (this.readCount === 0) this.flags |= PL011.FR_RXFE;
         if (this.readCount === this.readTrigger - 1) this.intLevel &= ~PL011.INT_RX;
         this.rsr = c >> 8;
-        this.emitRead(offset, c);
         this.update('pl011_read');
+        this.emitRead(offset, c);
         // qemu_chr_fe_accept_input: the chardev offers more on the main loop's next iteration.
         this.scheduleAccept();
         return c;
