@@ -4,8 +4,9 @@ import { ArmHost, GuestGicDriver, KVM_ARM_IRQ_TYPE_SPI, KvmArchTimer, VTIMER_PPI
 import { IrqBypassManager } from '@virq/irqbypass';
 import { PciBus, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
-import { PL011, Pl011 } from '../devices/pl011.js';
-import { GuestPl011 } from '../guest/guest-pl011.js';
+import { PL011, type Pl011 } from '../devices/pl011.js';
+import type { GuestPl011 } from '../guest/guest-pl011.js';
+import { VIRT_UART_BASE, VIRT_UART_SPI, attachVirtPl011 } from './virt-pl011.js';
 import { ArmGuestCpu } from '../guest/arm-guest-cpu.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
@@ -19,9 +20,6 @@ import { poissonArrivals } from '../workload.js';
 import { MachineErrorCode, machineError } from '../errors.js';
 
 const MMIO_BASE = 0x1000_0000;
-/** The virt board's PL011 (VIRT_UART: 0x1000 bytes at 0x0900_0000, level-high on SPI 1). */
-const SERIAL_BASE = 0x0900_0000;
-const SERIAL_SPI = 1;
 /** QEMU virt's PCIe host (GPEX): INTA–INTD on SPIs 3–6 (VIRT_PCIE), swizzled by slot. */
 const GPEX_FIRST_SPI = 3;
 
@@ -92,9 +90,9 @@ export class ArmMachine implements ComposedMachine {
     this.manager = new IrqBypassManager(ctx);
     this.vm.userspaceMmio = (_vcpu, a) => {
       const uart = this.serials[0]?.uart;
-      if (uart !== undefined && a.addr >= SERIAL_BASE && a.addr < SERIAL_BASE + PL011.SIZE) {
-        if (a.write) uart.mmioWrite(a.addr - SERIAL_BASE, Number(a.value & 0xffffffffn));
-        else a.done?.(BigInt(uart.mmioRead(a.addr - SERIAL_BASE)));
+      if (uart !== undefined && a.addr >= VIRT_UART_BASE && a.addr < VIRT_UART_BASE + PL011.SIZE) {
+        if (a.write) uart.mmioWrite(a.addr - VIRT_UART_BASE, Number(a.value & 0xffffffffn));
+        else a.done?.(BigInt(uart.mmioRead(a.addr - VIRT_UART_BASE)));
         return;
       }
       if (a.write) this.bus.mmioWrite(a.addr, a.len, Number(a.value & 0xffffffffn));
@@ -234,72 +232,24 @@ export class ArmMachine implements ComposedMachine {
   /**
    * The virt board's one non-secure UART: a PL011 at 0x0900_0000 on SPI 1 whatever the
    * topology's `irq` says (that is the ISA IRQ an x86 machine puts the port on), driven by the
-   * guest's amba-pl011 driver. Its registers are QEMU's: each access is a data abort that
-   * leaves the kernel (KVM_EXIT_MMIO).
+   * guest's amba-pl011 driver (see virt-pl011.ts).
    */
   private addSerial(name: string): void {
     if (this.serials.length > 0) {
       this.notes.push(`${name}: the virt board has one PL011 (VIRT_UART); this serial port is not part of the run`);
       return;
     }
-    const spi = SERIAL_SPI;
-    const sched = this.ctx.scheduler;
+    const spi = VIRT_UART_SPI;
     const vcpu = 0;
-    const intid = 32 + spi;
-    // The UART has SPI 1 to itself: each pl011_update is a qemu_set_irq on the GIC's input →
-    // kvm_arm_gicv3_set_irq → kvm_arm_gic_set_irq → KVM_IRQ_LINE, level or not changed.
-    const t = this.ctx.trace.channel('qemu');
-    let high = false;
-    const setIrq = (level: boolean): void => {
-      if (t.on) {
-        t.emit('qemu.irq', 'qemu_set_irq', 'pl011_update', { spi, level: level ? 1 : 0 });
-        t.emit('qemu.kvm_set_irq', 'kvm_set_irq', 'kvm_arm_gic_set_irq', { irq: intid, level: level ? 1 : 0, ioctl: 'KVM_IRQ_LINE' });
-      }
-      sched.current?.charge(this.ctx.costs.ns.syscall);
-      if (level && !high) this.irqs.raised(this.spiLine(spi).vcpu, intid, sched.now);
-      high = level;
-      this.vm.irqfd.irqLine(armIrqLine(KVM_ARM_IRQ_TYPE_SPI, 0, intid), level);
-    };
-    const uart = new Pl011(name, { raise: () => setIrq(true), lower: () => setIrq(false) }, this.ctx.trace.channel('serial'), {
-      after: (ns, fn) => {
-        const ev = sched.after(ns, this.mainLoop, fn);
-        return () => void sched.cancel(ev);
-      },
+    const { uart, driver } = attachVirtPl011({
+      ctx: this.ctx,
+      name,
+      vm: this.vm,
+      mainLoop: this.mainLoop,
+      vcpu: this.vm.vcpus[vcpu]!,
+      // The line's handler runs where the SPI targets.
+      raised: () => this.irqs.raised(this.spiLine(spi).vcpu, 32 + spi, this.ctx.scheduler.now),
     });
-    // The probe and pl011_startup run before the run loop owns the guest (no exits counted);
-    // from then on the driver's accesses are data aborts on the vCPU running it. arm-gic runs a
-    // guest handler as one slice and takes the aborts after it: a read the code needs is applied
-    // at once and only its exit follows; a write reaches QEMU when its exit is handled.
-    const cpu = this.vm.vcpus[vcpu]!;
-    let booted = false;
-    // Accesses reach QEMU's PL011 in program order when the guest code makes them (its code runs
-    // on the vCPU thread, behind the data abort); each abort is taken after the handler's slice.
-    const onVcpuThread = <T>(fn: () => T): T => {
-      const a = cpu.actor;
-      const outer = a.traceAs;
-      a.traceAs = undefined;
-      try {
-        return fn();
-      } finally {
-        a.traceAs = outer;
-      }
-    };
-    const driver = new GuestPl011({
-      read: (o) => {
-        if (!booted) return uart.mmioRead(o);
-        const v = onVcpuThread(() => uart.mmioRead(o));
-        // amba-pl011 accesses the ARM PL011 with readw/writew (vendor_arm: no 32-bit access).
-        cpu.guestMmio({ addr: SERIAL_BASE + o, len: 2, write: false, value: 0n, applied: true });
-        return v;
-      },
-      write: (o, v) => {
-        if (!booted) return uart.mmioWrite(o, v);
-        onVcpuThread(() => uart.mmioWrite(o, v));
-        cpu.guestMmio({ addr: SERIAL_BASE + o, len: 2, write: true, value: BigInt(v & 0xffff), applied: true });
-      },
-    }, this.ctx.trace.channel('guest'));
-    driver.startup();
-    booted = true;
     this.bindSpi(spi, vcpu, `${name}-spi${spi}`, () => void driver.interrupt());
     this.serials.push({ uart, driver, spi });
   }

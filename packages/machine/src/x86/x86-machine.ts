@@ -4,8 +4,9 @@ import { QemuVfioPci, registerIrqBypass, type IrqBypassHost, type VfioPciCore } 
 import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, KVM_MIN_TIMER_PERIOD_US, KVM_PIT_FREQ, KvmPit, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, registerQemuUserspaceIrqchip, type QemuPcIrqchip, type KvmVcpu, type KvmVm, type UserspaceExit } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
-import { Serial16550 } from '../devices/serial-16550.js';
-import { GuestSerial8250 } from '../guest/guest-serial8250.js';
+import type { Serial16550 } from '../devices/serial-16550.js';
+import type { GuestSerial8250 } from '../guest/guest-serial8250.js';
+import { attachIsaSerial } from './isa-serial.js';
 import { MachineErrorCode, machineError } from '../errors.js';
 import { GuestPciAccess } from '../guest/guest-pci-access.js';
 import { GuestIrqDomain } from '../guest/irq-domain.js';
@@ -21,8 +22,6 @@ import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-wo
 
 const MMIO_BASE = 0xfe00_0000;
 const PIO_BASE = 0xc000;
-/** IER after serial8250_do_startup: received data and line status (UART_IER_RDI | UART_IER_RLSI). */
-const IER_AFTER_STARTUP = 0x05;
 const SERIAL_PORTS = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
 
 
@@ -347,71 +346,21 @@ export class X86Machine implements ComposedMachine {
   }
 
   private addSerial(name: string, irq: number, index: number): void {
-    const port = SERIAL_PORTS[index % SERIAL_PORTS.length]!;
-    const line = this.gsi.gsi[irq]!;
     const vcpu = 0;
-    const thread = this.vcpu(vcpu).actor;
-    // The 8250 driver's accesses reach QEMU's UART in program order when the guest code makes
-    // them (a read's value is needed at once; a write must come before the reads after it) —
-    // QEMU's code runs on the vCPU thread, behind the exit — and each one's IO_INSTRUCTION exit
-    // follows in program order (the first one before the handler's work).
-    const onVcpuThread = <T>(fn: () => T): T => {
-      const outer = thread.traceAs;
-      thread.traceAs = undefined;
-      try {
-        return fn();
-      } finally {
-        thread.traceAs = outer;
-      }
-    };
-    const driver = new GuestSerial8250({
-      read: (off, fn) => {
-        const v = onVcpuThread(() => s.ioRead(port + off));
-        this.cpus[vcpu]!.capture?.push({ op: 'pio-read', port: port + off, len: 1, fn, applied: true });
-        return v;
-      },
-      write: (off, value, fn) => {
-        onVcpuThread(() => s.ioWrite(port + off, value));
-        this.cpus[vcpu]!.capture?.push({ op: 'pio-write', port: port + off, len: 1, value, fn, applied: true });
-      },
-    }, IER_AFTER_STARTUP);
-    const vector = this.irqs.allocate(vcpu, `${name}-irq${irq}`, () => void driver.interrupt());
-    const irqs = this.irqs;
-    const sched = this.ctx.scheduler;
-    const mainLoop = this.mainLoop;
-    // serial_update_irq drives the line on every call (qemu_irq_raise / qemu_irq_lower → a
-    // KVM_IRQ_LINE each time); a device event starts a latency only when the line rises.
-    let high = false;
-    const s = new Serial16550(name, port, {
-      raise: (caller) => {
-        if (!high) irqs.raised(vcpu, vector, sched.now);
-        high = true;
-        line.raise(caller);
-      },
-      lower: (caller) => {
-        high = false;
-        line.lower(caller);
-      },
-    }, this.ctx.trace.channel('serial'), {
-      // fifo_timeout_timer: a QEMU_CLOCK_VIRTUAL timer, run by the main loop.
-      after: (ns, fn) => {
-        const ev = sched.after(ns, mainLoop, fn);
-        return () => void sched.cancel(ev);
-      },
+    const { uart, driver, vector } = attachIsaSerial({
+      ctx: this.ctx,
+      name,
+      port: SERIAL_PORTS[index % SERIAL_PORTS.length]!,
+      irq,
+      line: this.gsi.gsi[irq]!,
+      mainLoop: this.mainLoop,
+      irqs: this.irqs,
+      vcpu: { id: vcpu, thread: this.vcpu(vcpu).actor, capture: () => this.cpus[vcpu]!.capture },
     });
-    this.serials.push(s);
+    this.serials.push(uart);
     this.serialDrivers.push(driver);
     this.programIoapic(irq, vector, this.vcpu(vcpu).apicId, false);
-    // serial8250_do_startup / set_termios at 115200 8N1: divisor 1, FIFOs on (receive trigger
-    // 8, as for a 16550A), receive and line-status interrupts on; THRI waits for a transmit.
-    s.ioWrite(port + 3, 0x83); // LCR: DLAB
-    s.ioWrite(port + 0, 0x01); // DLL
-    s.ioWrite(port + 1, 0x00); // DLM
-    s.ioWrite(port + 3, 0x03); // LCR 8N1
-    s.ioWrite(port + 2, 0x81); // FCR: FIFOs on, trigger 8
-    s.ioWrite(port + 1, IER_AFTER_STARTUP);
   }
-
 
   private addVfio(cfg: VfioConfig, index: number): void {
     const host = this.bypass!;
