@@ -251,6 +251,11 @@ export class Serial16550 {
     }
   }
 
+  /** The interrupt source IIR would report now (no side effects; UART.IIR_NO_INT: none). */
+  get pendingSource(): number {
+    return this.iir();
+  }
+
   /** serial_update_irq's choice of source, highest priority first. */
   private iir(): number {
     if (this.ier & UART.IER_RLSI && this.lsrErr & (UART.LSR_OE | UART.LSR_BI)) return 0x06;
