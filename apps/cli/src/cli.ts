@@ -36,6 +36,11 @@ type Out = (s: string) => void;
 /** Runs the `virq` command line; returns the exit status. */
 export async function runCli(argv: readonly string[], out: Out = (s) => console.log(s), err: Out = (s) => console.error(s)): Promise<number> {
   const [command = 'help', ...rest] = argv;
+  // `virq <command> --help` (or -h): the usage, not an unknown-option error.
+  if (rest.some((a) => a === '--help' || a === '-h') && !rest.includes('--')) {
+    out(HELP);
+    return 0;
+  }
   try {
     switch (command) {
       case 'run': {

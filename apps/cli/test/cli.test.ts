@@ -64,6 +64,12 @@ describe('virq run', () => {
     expect((await cli(['run', '--bogus'])).code).toBe(2);
     expect((await cli(['frobnicate'])).code).toBe(2);
     expect((await cli(['--help'])).out).toContain('virq compare');
+    for (const c of ['run', 'compare', 'flow', 'golden', 'vhost-user-net']) {
+      const h = await cli([c, '--help']);
+      expect(h.code).toBe(0);
+      expect(h.out).toContain('Usage:');
+      expect(h.err).toBe('');
+    }
   });
 });
 
