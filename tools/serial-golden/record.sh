@@ -63,8 +63,11 @@ for e in "${EVENTS[@]}"; do TRACE+=(-trace "enable=$e"); done
   -display none -vga none -monitor none -no-reboot "${TRACE[@]}" -D "$WORK/trace.log" &
 QPID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
-timeout 600 python3 "$HERE/host-console.py" "$SOCK" > "$WORK/console.txt"
-wait "$QPID" || true
+timeout 600 python3 "$HERE/host-console.py" "$SOCK" > "$WORK/console.txt" || { kill "$QPID" 2>/dev/null; echo "serial-golden: the guest did not finish" >&2; exit 1; }
+# The guest powers off after its last marker; give it a while, then stop QEMU.
+for _ in $(seq 100); do kill -0 "$QPID" 2>/dev/null || break; sleep 0.1; done
+kill "$QPID" 2>/dev/null || true
+wait "$QPID" 2>/dev/null || true
 {
   echo "# serial-golden $ARCH: kernel $KVER, $("${QEMU[0]}" --version | head -1), recorded $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "# console markers:"; sed 's/^/#   /' "$WORK/console.txt"

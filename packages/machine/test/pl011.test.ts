@@ -156,10 +156,10 @@ describe('guest amba-pl011 driver against the PL011', () => {
     return { u, d, log, level: () => level };
   }
 
-  it('startup leaves RXIM|RTIM enabled, the UART enabled and the FIFOs on', () => {
+  it('startup leaves RXIM|RTIM enabled, the UART enabled with RTS and DTR, and the FIFOs on', () => {
     const { u } = pair();
     expect(u.mmioRead(PL011.IMSC)).toBe(0x50);
-    expect(u.mmioRead(PL011.CR)).toBe(0x301);
+    expect(u.mmioRead(PL011.CR)).toBe(0xf01);
     expect(u.mmioRead(PL011.LCR_H) & PL011.LCR_H_FEN).toBe(PL011.LCR_H_FEN);
   });
 

@@ -87,11 +87,11 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
     expect(s.ioRead(0x3f8 + UART.LSR) & UART.LSR_DR).toBe(0);
   });
 
-  it('char_transmit_time as serial_update_parameters computes it: float speed, truncated ns (9600 at reset, a zero divisor ~3500 baud)', () => {
+  it('char_transmit_time: serial_reset\'s integer 9600-baud value, then serial_update_parameters\' float arithmetic (a zero divisor ~3500 baud)', () => {
     const { s } = rxUart();
     expect(s.charTimeNs).toBe(86_805);
     const r = new Serial16550('ttyS1', 0x2f8, { raise: () => undefined, lower: () => undefined }, undefined);
-    expect(r.charTimeNs).toBe(1_041_666); // reset: 9600 8N1
+    expect(r.charTimeNs).toBe(1_041_660); // reset: serial_reset's integer (1e9 / 9600) * 10
     r.ioWrite(0x2f8 + UART.LCR, 0x83);
     r.ioWrite(0x2f8 + UART.THR, 0);
     r.ioWrite(0x2f8 + UART.IER, 0);
@@ -113,7 +113,7 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
     expect(level()).toBe(false);
   });
 
-  it('with FIFOs, reaching the trigger level raises RDI at once; the chardev offers up to the level, then one at a time', () => {
+  it('with FIFOs, reaching the trigger level raises RDI at once; the chardev offers nothing more until the guest reads', () => {
     const { s, level, advance } = rxUart();
     s.ioWrite(0x3f8 + UART.FCR, 0x81);
     s.ioWrite(0x3f8 + UART.IER, UART.IER_RDI);
@@ -161,7 +161,9 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
       fc.record({ k: fc.constant('rx' as const), bytes: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 20 }) }),
       fc.record({ k: fc.constant('drain' as const) }),
       // IER, MCR, SCR and THR writes (not FCR/LCR: flushing the FIFO or DLAB are the guest's own doing)
-      fc.record({ k: fc.constant('reg' as const), off: fc.constantFrom(UART.IER, UART.MCR, UART.SCR, UART.THR), v: fc.integer({ min: 0, max: 255 }) }),
+      // MCR below LOOP (0x10): loopback is not modelled.
+      fc.record({ k: fc.constant('reg' as const), off: fc.constantFrom(UART.IER, UART.SCR, UART.THR), v: fc.integer({ min: 0, max: 255 }) }),
+      fc.record({ k: fc.constant('reg' as const), off: fc.constant(UART.MCR), v: fc.integer({ min: 0, max: 0x0f }) }),
       fc.record({ k: fc.constant('read' as const), off: fc.constantFrom(UART.IIR, UART.LSR, UART.MSR, UART.IER) }),
       fc.record({ k: fc.constant('time' as const), ns: fc.integer({ min: 0, max: 1_000_000 }) }),
     );

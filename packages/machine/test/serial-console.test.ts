@@ -36,7 +36,13 @@ describe('arm64 serial console: the virt board\'s PL011 (SPI 1, INTID 33)', () =
     expect(arm.serials[0]!.uart.unread).toBe(0);
     expect(count(trace, 'kvm_vgic_inject_irq', (a) => a.intid === 33 && a.level === true)).toBeGreaterThan(0);
     expect(count(trace, 'kvm_vgic_inject_irq', (a) => a.intid === 36)).toBe(0); // not GPEX line 1 (SPI 4)
-    expect(count(trace, 'gic_handle_irq', (a) => a.intid === 33)).toBe(count(trace, 'pl011_int'));
+    // Every interrupt was the UART's (none found nothing to do); characters that arrive close
+    // together share one (pl011_fifo_to_tty drains the FIFO).
+    const d = arm.serials[0]!.driver;
+    expect(count(trace, 'pl011_int')).toBe(d.handled);
+    expect(d.spurious).toBe(0);
+    expect(d.handled).toBeGreaterThan(sent / 2);
+    expect(d.handled).toBeLessThanOrEqual(sent);
     expect(count(trace, 'pl011_rx_chars')).toBe(count(trace, 'pl011_int'));
     expect(arm.irqs.pendingSince(WORKLOAD_NS)).toEqual([]);
   });
@@ -92,7 +98,8 @@ describe('x86 serial console: the 16550 on IRQ 4 with its FIFOs on', () => {
     const stops = count(trace, '__stop_tx');
     expect(starts).toBeGreaterThan(0);
     expect(stops).toBe(starts); // every burst ends with THRI off
-    expect(count(trace, 'serial8250_tx_chars')).toBe(chars);
+    expect(x86.serials[0]!.transmitted.length).toBe(chars);
+    expect(x86.serialDrivers[0]!.pendingTx).toBe(0);
     const handlerRuns = count(trace, 'serial8250_default_handle_irq');
     expect(handlerRuns).toBe(count(trace, 'serial8250_handle_irq') + x86.serialDrivers[0]!.idle);
     // Empty-handed passes per burst: serial8250_interrupt's second pass in the THRI interrupt,

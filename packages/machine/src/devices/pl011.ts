@@ -252,7 +252,7 @@ export class Pl011 {
   }
 
   private scheduleAccept(): void {
-    if (this.pending.length === 0) return;
+    if (this.pending.length === 0 || !this.canReceive()) return;
     if (this.mainLoop === undefined) {
       this.acceptOne();
       return;

@@ -74,9 +74,11 @@ export interface SerialIrq {
  * FIFO's trigger level, or any byte without FIFOs), THR empty — and, as QEMU's, it drives the
  * line on every call (qemu_irq_raise / qemu_irq_lower each time: each one a KVM_IRQ_LINE with
  * the in-kernel irqchip). An RBR read pops, re-arms the timer while data is left and clears the
- * timeout. The chardev offers bytes only while serial_can_receive allows (up to the trigger
- * level, then one at a time), and again on the main loop's next iteration after an RBR read
- * (with no main loop given, at once): nothing sent to the guest is dropped.
+ * timeout. The chardev reads at most what serial_can_receive allows, one read per main-loop
+ * iteration: with FIFOs `itl - count` while the FIFO holds no more than the trigger level (so
+ * nothing once it is reached, until the guest reads), else one; without FIFOs one byte while RBR
+ * is empty. Bytes wait in the chardev meanwhile — nothing sent to the guest is dropped. (With
+ * no main loop given, the chardev delivers at once.) Loopback (MCR.LOOP) is not modelled.
  */
 export class Serial16550 {
   private ier = 0;
@@ -93,7 +95,8 @@ export class Serial16550 {
   private timeoutIpending = false;
   private cancelTimeout: (() => void) | undefined;
   private divider = 12;
-  private charTransmitNs = Math.trunc(Math.fround(Math.fround(1e9 / 9600) * 10));
+  /** serial_reset's integer (NANOSECONDS_PER_SECOND / 9600) * 10; serial_update_parameters recomputes it in float. */
+  private charTransmitNs = Math.trunc(1e9 / 9600) * 10;
   private acceptScheduled = false;
   /** Bytes the chardev holds until serial_can_receive allows them. */
   private readonly pending: number[] = [];
@@ -271,7 +274,7 @@ export class Serial16550 {
     this.acceptInput();
   }
 
-  /** serial_can_receive: with FIFOs up to the trigger level, then one at a time; without, while RBR is empty. */
+  /** serial_can_receive: with FIFOs `itl - count` up to the trigger level (0 at it), 1 above it; without, 1 while RBR is empty. */
   private canReceive(): number {
     if (!this.fifoEnabled) return this.lsrDr ? 0 : 1;
     const n = this.recvFifo.length;
@@ -279,16 +282,20 @@ export class Serial16550 {
     return n <= this.itl ? this.itl - n : 1;
   }
 
+  /** One main-loop dispatch of the chardev: one read of up to serial_can_receive bytes, then the next iteration. */
   private acceptInput(): void {
-    while (this.pending.length > 0) {
-      const room = this.canReceive();
-      if (room === 0) return;
-      this.receive1(this.pending.splice(0, room));
-    }
+    const room = this.canReceive();
+    if (this.pending.length === 0 || room === 0) return;
+    this.receive1(this.pending.splice(0, room));
+    this.scheduleAccept();
   }
 
+  /**
+   * The main loop's next iteration polls serial_can_receive again (QEMU re-polls on every
+   * iteration; an RBR read also calls qemu_chr_fe_accept_input).
+   */
   private scheduleAccept(): void {
-    if (this.pending.length === 0) return;
+    if (this.pending.length === 0 || this.canReceive() === 0) return;
     if (this.timer === undefined) {
       this.acceptInput();
       return;

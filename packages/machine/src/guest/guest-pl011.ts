@@ -60,7 +60,7 @@ export class GuestPl011 {
     if (this.trace?.on) this.trace.emit('guest.serial', fn, caller, args);
   }
 
-  /** pl011_startup → pl011_hwinit, pl011_allocate_irq, pl011_enable_interrupts; then pl011_set_termios at 115200 8N1. */
+  /** pl011_startup → pl011_hwinit, pl011_allocate_irq, pl011_enable_interrupts; pl011_set_termios at 115200 8N1; pl011_set_mctrl. */
   startup(): void {
     const r = this.regs;
     r.write(PL011.ICR, ICR_STARTUP);
@@ -88,6 +88,8 @@ export class GuestPl011 {
     r.write(PL011.IBRD, quot >> 6);
     r.write(PL011.LCR_H, 0x70);
     r.write(PL011.CR, cr);
+    // The tty's open raises DTR and RTS (uart_port_dtr_rts → pl011_set_mctrl).
+    r.write(PL011.CR, r.read(PL011.CR) | CR_RTS | CR_DTR);
   }
 
   /** A write to the tty: the characters join the transmit buffer and __uart_start starts transmission. */

@@ -9,6 +9,19 @@ import { mainLoopTimer, onVcpuThread } from '../qemu-thread.js';
 /** IER after serial8250_do_startup: received data and line status (UART_IER_RDI | UART_IER_RLSI). */
 const IER_AFTER_STARTUP = 0x05;
 
+/** (offset, value) register writes of the bring-up's tail, in order. */
+export const BRING_UP: ReadonlyArray<readonly [number, number]> = [
+  [1, IER_AFTER_STARTUP],
+  [3, 0x93],
+  [0, 0x01],
+  [1, 0x00],
+  [3, 0x13],
+  [2, 0x01],
+  [2, 0x81],
+  [4, 0x09],
+  [4, 0x0b],
+];
+
 export interface IsaSerialWiring {
   readonly ctx: SimContext;
   readonly name: string;
@@ -59,13 +72,11 @@ export function attachIsaSerial(w: IsaSerialWiring): { uart: Serial16550; driver
       w.line.lower(caller);
     },
   }, w.ctx.trace.channel('serial'), mainLoopTimer(sched, w.mainLoop));
-  // serial8250_do_startup / set_termios at 115200 8N1: divisor 1, FIFOs on (receive trigger
-  // 8, as for a 16550A), receive and line-status interrupts on; THRI waits for a transmit.
-  uart.ioWrite(port + 3, 0x83); // LCR: DLAB
-  uart.ioWrite(port + 0, 0x01); // DLL
-  uart.ioWrite(port + 1, 0x00); // DLM
-  uart.ioWrite(port + 3, 0x03); // LCR 8N1
-  uart.ioWrite(port + 2, 0x81); // FCR: FIFOs on, trigger 8
-  uart.ioWrite(port + 1, IER_AFTER_STARTUP);
+  // The tail of the port's bring-up as the recording shows it (test/golden), which leaves the
+  // UART as Linux runs it: serial8250_do_startup's IER (received data, line status; THRI waits
+  // for a transmit), serial8250_do_set_termios at 115200 8N1 (LCR with DLAB, divisor 1, LCR —
+  // EPAR set, parity off — FIFOs enabled, then FIFOs with trigger 8 as for a 16550A), then
+  // serial8250_set_mctrl: DTR|OUT2, DTR|RTS|OUT2.
+  for (const [off, v] of BRING_UP) uart.ioWrite(port + off, v);
   return { uart, driver, vector };
 }
