@@ -3,6 +3,7 @@ import { ArmMachine } from '../src/arm/arm-machine.js';
 import { presetDocument } from '../src/presets.js';
 import { parseTopology } from '../src/topology.js';
 import { X86Machine } from '../src/x86/x86-machine.js';
+import { runTopology } from '../src/scenario.js';
 
 // The serial console on both boards: the guest's tty output (serialPerSec) and console input
 // from the host (serialRxPerSec), each through the UART the board really has — a 16550 on
@@ -111,6 +112,30 @@ describe('x86 serial console: the 16550 on IRQ 4 with its FIFOs on', () => {
     const raises = trace.filter((e) => e.fn === 'serial_update_irq' && e.args['iir'] === 2).map((e) => e.caller);
     expect(raises.filter((c) => c === 'serial_xmit').length).toBe(chars);
     expect(x86.irqs.pendingSince(WORKLOAD_NS)).toEqual([]);
+  });
+});
+
+describe('the first delivery of a console-only run starts at the UART', () => {
+  const first = (preset: string) => {
+    const d = presetDocument(preset);
+    d.durationUs = 2000;
+    d.devices = (d.devices as Array<Record<string, unknown>>).filter((x) => x.kind === 'serial');
+    d.workload = { rxPacketsPerSec: 0, txPacketsPerSec: 0, vfioInterruptsPerSec: 0, ipisPerSec: 0, serialPerSec: 0, serialRxPerSec: 5000 };
+    return runTopology(parseTopology(d)).firstDelivery.map((e) => `${e.fn}<-${e.caller ?? ''}`);
+  };
+
+  it('arm64: pl011_receive → pl011_put_fifo → pl011_update → qemu_set_irq → KVM_IRQ_LINE … pl011_int … gic_eoi_irq', () => {
+    const f = first('arm-virt-gicv3');
+    expect(f.slice(0, 6)).toEqual(['pl011_receive<-qemu_chr_be_write_impl', 'pl011_put_fifo<-pl011_receive', 'pl011_update<-pl011_put_fifo', 'qemu_set_irq<-pl011_update', 'kvm_set_irq<-kvm_arm_gic_set_irq', 'kvm_vgic_inject_irq<-kvm_vm_ioctl_irq_line']);
+    expect(f).toContain('pl011_int<-__handle_irq_event_percpu');
+    expect(f.at(-1)).toMatch(/^gic_eoi_irq</);
+  });
+
+  it('x86: the character timeout (serial_update_irq <-fifo_timeout_int) … the 8250 handler … EOI', () => {
+    const f = first('x86-q35');
+    expect(f[0]).toBe('serial_update_irq<-fifo_timeout_int');
+    expect(f).toContain('serial8250_read_char<-guest');
+    expect(f.at(-1)).toMatch(/^native_apic_mem_eoi</);
   });
 });
 
