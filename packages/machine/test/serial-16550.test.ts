@@ -224,5 +224,22 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
       { numRuns: 300 },
     );
   });
+
+  it('fuzz: any port access with any value (DLAB, FIFO resets, loopback bits) never throws and keeps the line what IIR would say', () => {
+    fc.assert(
+      fc.property(fc.array(fc.record({ write: fc.boolean(), off: fc.integer({ min: 0, max: 7 }), v: fc.integer({ min: 0, max: 255 }), rx: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 3 }) }), { maxLength: 120 }), (ops) => {
+        let level = false;
+        const s = new Serial16550('p', 0x3f8, { raise: () => void (level = true), lower: () => void (level = false) }, undefined);
+        for (const o of ops) {
+          s.receive(o.rx);
+          if (o.write) s.ioWrite(0x3f8 + o.off, o.v);
+          else expect(s.ioRead(0x3f8 + o.off)).toBeGreaterThanOrEqual(0);
+          expect(level).toBe(s.pendingSource !== UART.IIR_NO_INT);
+          expect(s.charTimeNs).toBeGreaterThan(0);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
 });
 
