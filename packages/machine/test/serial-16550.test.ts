@@ -225,7 +225,7 @@ describe('16550 UART receive (QEMU serial.c semantics)', () => {
     );
   });
 
-  it('fuzz: any port access with any value (DLAB, FIFO resets, loopback bits) never throws and keeps the line what IIR would say', () => {
+  it('fuzz: arbitrary port accesses and values (DLAB, FIFO resets, loopback bits) never throw and keeps the line what IIR would say', () => {
     fc.assert(
       fc.property(fc.array(fc.record({ write: fc.boolean(), off: fc.integer({ min: 0, max: 7 }), v: fc.integer({ min: 0, max: 255 }), rx: fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 3 }) }), { maxLength: 120 }), (ops) => {
         let level = false;
