@@ -10,7 +10,7 @@ import { mainLoopTimer, onVcpuThread } from '../qemu-thread.js';
 const IER_AFTER_STARTUP = 0x05;
 
 /** (offset, value) register writes of the bring-up's tail, in order. */
-export const BRING_UP: ReadonlyArray<readonly [number, number]> = [
+const BRING_UP: ReadonlyArray<readonly [number, number]> = [
   [1, IER_AFTER_STARTUP],
   [3, 0x93],
   [0, 0x01],
