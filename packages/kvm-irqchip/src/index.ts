@@ -4,6 +4,7 @@ export type { ExitReason } from './vmx-exit-counts.js';
 export { KvmVcpu, MP_STATE, MP_STATE_NAMES, type VcpuMode, type VcpuSchedHooks, type VcpuEventsJson, type KvmUserspaceExitReason, type VcpuUserspaceLoop } from './vcpu.js';
 export { IdleGuest, type GuestModel, type GuestOp } from './guest-model.js';
 export { KvmLapic, type LapicStateJson } from './lapic.js';
+export { KvmLapicTimer, MSR_IA32_TSC_DEADLINE, type LapicTimerOwner } from './lapic-timer.js';
 export { APIC, APIC_DEFAULT_PHYS_BASE, DM, SHORTHAND } from './lapic-registers.js';
 export type { LapicIrq, DestMap } from './lapic-irq.js';
 export { ApicMap, type ApicLogicalMode } from './apic-map.js';

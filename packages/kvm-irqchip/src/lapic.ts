@@ -27,6 +27,8 @@ export interface LapicOwner {
   deliverPosted(vector: number): void;
   /** The VM's APIC bus. */
   readonly bus: LapicBus;
+  /** apic_update_lvtt: the guest changed LVTT's timer mode (the timer is cancelled). */
+  lvttModeChanged?(): void;
 }
 
 /** VM-wide services the LAPIC uses (implemented by KvmVm). */
@@ -268,15 +270,23 @@ export class KvmLapic {
   }
 
   // ---- acceptance -----------------------------------------------------------------
+  /** kvm_apic_local_deliver: an LVT entry's interrupt to this LAPIC when it is hardware-enabled and the entry unmasked. */
+  localDeliver(lvt: number, caller: string): number {
+    const reg = this.getReg(lvt);
+    if (!this.hwEnabled || (reg & LVT_MASKED) !== 0) return 0;
+    if (this.owner.bus.tracing) this.owner.bus.traceLapic('kvm_apic_local_deliver', caller, { vcpu: this.owner.vcpuId, lvt });
+    return this.acceptIrq((reg >> 8) & 7, reg & 0xff, true, (reg & 0x8000) !== 0, undefined, 'kvm_apic_local_deliver');
+  }
+
   /** kvm_apic_set_irq → __apic_accept_irq: 1 accepted, 0 discarded. */
   setIrq(irq: LapicIrq, destMap?: DestMap, caller = 'kvm_irq_delivery_to_apic_fast'): number {
     if (this.owner.bus.tracing) this.owner.bus.traceLapic('kvm_apic_set_irq', caller, { vcpu: this.owner.vcpuId, vector: irq.vector });
     return this.acceptIrq(irq.deliveryMode, irq.vector, irq.level, irq.levelTriggered, destMap);
   }
 
-  acceptIrq(deliveryMode: number, vector: number, level: boolean, levelTriggered: boolean, destMap?: DestMap): number {
+  acceptIrq(deliveryMode: number, vector: number, level: boolean, levelTriggered: boolean, destMap?: DestMap, caller = 'kvm_apic_set_irq'): number {
     const owner = this.owner;
-    if (owner.bus.tracing) owner.bus.traceLapic('__apic_accept_irq', 'kvm_apic_set_irq', { vcpu: owner.vcpuId, dm: deliveryMode, vector, level: levelTriggered });
+    if (owner.bus.tracing) owner.bus.traceLapic('__apic_accept_irq', caller, { vcpu: owner.vcpuId, dm: deliveryMode, vector, level: levelTriggered });
     switch (deliveryMode) {
       case DM.LOWEST:
       case DM.FIXED: {
@@ -441,7 +451,9 @@ export class KvmLapic {
         const modeMask = c.tscDeadline ? 0x60000 : c.x2apic ? 0x20000 : 0;
         let v = val;
         if (!this.swEnabled) v |= LVT_MASKED;
+        const oldMode = this.getReg(reg) & 0x60000;
         this.setReg(reg, v & ((LVT_WRITE_MASK[reg]! & ~0x60000) | modeMask));
+        if ((this.getReg(reg) & 0x60000) !== oldMode) this.owner.lvttModeChanged?.();
         break;
       }
       case APIC.TMICT:

@@ -5,6 +5,7 @@ import { APIC, APICBASE_BSP, MSR_IA32_APICBASE } from './lapic-registers.js';
 import type { VcpuHost } from './vcpu-host.js';
 import { VcpuCpuClock } from './vcpu-cpu-clock.js';
 import { VmxExitCounts, type ExitReason } from './vmx-exit-counts.js';
+import { KvmLapicTimer, MSR_IA32_TSC_DEADLINE } from './lapic-timer.js';
 
 /** `vcpu->mode` */
 export type VcpuMode = 'outside-guest' | 'in-guest' | 'exiting-guest';
@@ -174,7 +175,73 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     this.mpState = host.irqchipInKernel && vcpuId !== 0 ? MP_STATE.UNINITIALIZED : MP_STATE.RUNNABLE;
     this.userspaceIrqchip = !host.irqchipInKernel;
     this.lapic = new KvmLapic(this);
+    const vcpu = this;
+    this.timer = new KvmLapicTimer({
+      vcpuId,
+      lapic: this.lapic,
+      scheduler: host.scheduler,
+      hardirq: host.scheduler.actor({ name: `swapper/${hostCpu}`, kind: 'host-cpu', cpu: hostCpu }),
+      get apicvActive() {
+        return host.apicvActive;
+      },
+      get tracing() {
+        return host.tracing;
+      },
+      trace: (fn, caller, args) => host.trace(fn, caller, args),
+      kick: () => vcpu.kick(),
+      expired: (vector, time) => vcpu.onTimerExpired?.(vector, time),
+    });
   }
+
+  /** The LAPIC timer (TSC-deadline mode; see KvmLapicTimer). */
+  readonly timer: KvmLapicTimer;
+  /** Called when the LAPIC timer expires (a machine starts its latency clock for the vector here). */
+  onTimerExpired: ((vector: number, time: number) => void) | undefined;
+  /** The preemption timer armed at the last entry (a newer arming or any exit retires it). */
+  private hvGen = 0;
+  /** The preemption timer expired while the entry was still on its way in: the CPU exits right after it. */
+  private hvDueAtEntry = false;
+  /** vcpu_block switched the timer to the hrtimer for this block. */
+  private timerSwapped = false;
+
+  /** apic_update_lvtt (LapicOwner). */
+  lvttModeChanged(): void {
+    this.timer.lvttModeChanged();
+  }
+
+  /** Arms the VMX preemption timer for this entry (vmx_update_hv_timer): it makes the vCPU exit at the deadline. */
+  private armHvTimer(entryNs: number): void {
+    const gen = ++this.hvGen;
+    this.hvDueAtEntry = false;
+    const d = this.timer.hvExpiry;
+    if (d < 0) return;
+    const s = this.host.scheduler;
+    if (d <= s.now + entryNs) {
+      this.hvDueAtEntry = true;
+      return;
+    }
+    s.at(d, this.actor, this.hvFire, gen);
+  }
+
+  private readonly hvFire = (gen: number): void => {
+    if (gen !== this.hvGen || !this.running || this.mode !== 'in-guest') return;
+    if (this.entering) {
+      this.hvDueAtEntry = true;
+      return;
+    }
+    this.preemptionTimerExit();
+  };
+
+  /** EXIT_REASON_PREEMPTION_TIMER, handled in the fastpath (kvm_lapic_expired_hv_timer). */
+  private preemptionTimerExit(): void {
+    this.hvDueAtEntry = false;
+    this.preemptStep();
+    this.vmExit('PREEMPTION_TIMER', 'handle_fastpath_preemption_timer', NO_ARGS, 0, this.onPreemptionTimer);
+  }
+  private readonly onPreemptionTimer = (): undefined => {
+    this.timer.expiredHv();
+    return undefined;
+  };
 
   /** kvm_vcpu_is_reset_bsp: the vCPU that resets as the BSP (bsp_vcpu_id, 0). */
   get isBsp(): boolean {
@@ -265,6 +332,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     }
     if (h.tracing) h.trace('kvm_arch_vcpu_unblocking', 'kvm_vcpu_block', { vcpu: this.vcpuId });
     h.schedHooks?.vcpuLoad(this, this.hostCpu);
+    if (this.timerSwapped) {
+      this.timerSwapped = false;
+      this.timer.switchToHv();
+    }
     this.enterGuest();
   }
 
@@ -306,6 +377,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
+    this.hvGen++;
     this.exitCounts.count('EXTERNAL_INTERRUPT');
     this.charge(h.costs.ns.vmExit + h.costs.ns.contextSwitch);
     if (h.tracing) h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason: 'EXTERNAL_INTERRUPT' }, h.costs.ns.vmExit);
@@ -454,6 +526,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** KVM_SET_MSRS for the MSRs interrupt delivery cares about; returns the number written (0 or 1). */
   setMsr(index: number, value: bigint): number {
     if (index === MSR_IA32_APICBASE) return this.lapic.setBase(Number(value), true) === 0 ? 1 : 0;
+    if (index === MSR_IA32_TSC_DEADLINE) {
+      this.timer.setTscDeadline(Number(value), 'kvm_set_msr_common', !this.blocked);
+      return 1;
+    }
     if (index >= 0x800 && index <= 0x8ff) return this.lapic.msrWrite(index, value) === 0 ? 1 : 0;
     return 0;
   }
@@ -556,6 +632,11 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       }
       vector = this.userspaceEntryEvent();
     } else {
+      // vcpu_run: an expiry the exit or the hrtimer left pending is injected before the entry.
+      if (this.timer.hasPending()) {
+        if (tr) h.trace('kvm_inject_pending_timer_irqs', 'vcpu_run', { vcpu: this.vcpuId });
+        this.timer.injectIfPending();
+      }
       h.scanIoapicOnEntry(this);
       if (this.reinjectVector >= 0) {
         // kvm_check_and_inject_events: the cancelled entry's interrupt first, as it was; a
@@ -583,6 +664,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     if (tr) h.trace('vmx_vcpu_run', 'vcpu_enter_guest', { vcpu: this.vcpuId }, entry);
     this.entering = true;
     this.entryVector = vector;
+    if (!this.userspaceIrqchip) this.armHvTimer(entry);
     this.thenAfter(entry, STEP_ENTERED);
   }
 
@@ -615,6 +697,11 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       const v = this.deferredExitVector;
       this.deferredExitVector = -1;
       this.externalInterruptExit(v);
+      return;
+    }
+    if (this.hvDueAtEntry) {
+      // A preemption timer that reached zero exits before the guest's first instruction.
+      this.preemptionTimerExit();
       return;
     }
     this.guestStep();
@@ -841,6 +928,15 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         h.schedHooks?.vcpuPut(this, 'exit');
         return;
       case 'msr-write':
+        if (op.index === MSR_IA32_TSC_DEADLINE && !this.userspaceIrqchip) {
+          // Handled in the fastpath, before interrupts are re-enabled: the deadline is stored and
+          // the preemption timer armed for the re-entry.
+          this.vmExit('MSR_WRITE', 'handle_fastpath_set_msr_irqoff', { msr: op.index }, ns.apicAccessEmulation, () => {
+            this.timer.setTscDeadline(Number(op.value), 'handle_fastpath_set_tscdeadline', true);
+            return undefined;
+          });
+          return;
+        }
         this.vmExit('MSR_WRITE', 'handle_wrmsr', { msr: op.index }, ns.apicAccessEmulation, () => (this.setMsr(op.index, op.value), undefined));
         return;
       case 'mmio-write':
@@ -1043,6 +1139,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
+    this.hvGen++; // the preemption timer counts only in guest mode
     this.exitCounts.count(reason);
     const exitNs = h.costs.ns.vmExit;
     this.charge(exitNs + handlingNs);
@@ -1050,7 +1147,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason }, exitNs);
       // An external interrupt is handled before interrupts are re-enabled, by vcpu_enter_guest's
       // handle_exit_irqoff (vmx_handle_exit_irqoff), not by vmx_handle_exit's table.
-      h.trace(handler, reason === 'EXTERNAL_INTERRUPT' ? 'vmx_handle_exit_irqoff' : 'vmx_handle_exit', { vcpu: this.vcpuId, ...args }, handlingNs);
+      const caller = reason === 'EXTERNAL_INTERRUPT' ? 'vmx_handle_exit_irqoff' : handler.startsWith('handle_fastpath') ? 'vmx_exit_handlers_fastpath' : 'vmx_handle_exit';
+      h.trace(handler, caller, { vcpu: this.vcpuId, ...args }, handlingNs);
     }
     this.exitHandler = fn;
     this.exitHandlingNs = handlingNs;
@@ -1090,6 +1188,17 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       this.enterGuest();
       return;
     }
+    // vcpu_block: the preemption timer runs only in guest mode, so the hrtimer takes over.
+    const hv = this.timer.hvTimerInUse;
+    if (hv) {
+      this.timer.switchToSw();
+      if (this.hasPendingWork()) {
+        this.timer.switchToHv();
+        this.enterGuest();
+        return;
+      }
+    }
+    this.timerSwapped = hv;
     this.mpState = MP_STATE.HALTED;
     this.blocked = true;
     if (h.tracing) h.trace('kvm_vcpu_block', 'kvm_vcpu_halt', { vcpu: this.vcpuId });
@@ -1103,6 +1212,6 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   }
 
   private hasPendingWork(): boolean {
-    return (this.ifFlag && this.hasPendingInterrupt()) || this.nmiQueued + this.nmiPending > 0 || this.lapic.pendingEvents !== 0 || this.pvUnhalted;
+    return (this.ifFlag && this.hasPendingInterrupt()) || this.nmiQueued + this.nmiPending > 0 || this.lapic.pendingEvents !== 0 || this.pvUnhalted || this.timer.hasPending();
   }
 }

@@ -9,9 +9,10 @@ export type ExitReason =
   | 'APIC_ACCESS'
   | 'EOI_INDUCED'
   | 'EPT_MISCONFIG'
-  | 'EPT_VIOLATION';
+  | 'EPT_VIOLATION'
+  | 'PREEMPTION_TIMER';
 
-const EXIT_REASONS: readonly ExitReason[] = ['EXTERNAL_INTERRUPT', 'PENDING_INTERRUPT', 'NMI_WINDOW', 'IO_INSTRUCTION', 'HLT', 'MSR_WRITE', 'APIC_ACCESS', 'EOI_INDUCED', 'EPT_MISCONFIG', 'EPT_VIOLATION'];
+const EXIT_REASONS: readonly ExitReason[] = ['EXTERNAL_INTERRUPT', 'PENDING_INTERRUPT', 'NMI_WINDOW', 'IO_INSTRUCTION', 'HLT', 'MSR_WRITE', 'APIC_ACCESS', 'EOI_INDUCED', 'EPT_MISCONFIG', 'EPT_VIOLATION', 'PREEMPTION_TIMER'];
 
 /** The reason's slot in EXIT_REASONS (a switch on interned strings: no keyed property lookup on the exit path). */
 function exitReasonIndex(r: ExitReason): number {
@@ -36,6 +37,8 @@ function exitReasonIndex(r: ExitReason): number {
       return 8;
     case 'EPT_VIOLATION':
       return 9;
+    case 'PREEMPTION_TIMER':
+      return 10;
     default: {
       const unknown: never = r; // a reason added to ExitReason needs its slot here
       return unknown;

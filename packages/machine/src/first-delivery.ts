@@ -1,7 +1,7 @@
 import type { Actor, TraceEvent } from '@virq/core';
 
 /** Functions that mark a device starting a delivery toward the guest. */
-const DELIVERY_START = new Set(['pit_irq_timer', 'apic_send_ipi', 'vgic_v3_dispatch_sgi', 'vhost_vring_call_split', 'vhost_signal', 'virtio_notify', 'vfio_msihandler', 'hw:vtd_post_interrupt', 'serial_update_irq', 'pl011_receive', 'pl011_write', 'vgic_its_inject_cached_translation', 'vgic_its_trigger_msi', 'kvm_vgic_inject_irq', 'hw:its_translate', 'hw:amdvi_ga_interrupt']);
+const DELIVERY_START = new Set(['pit_irq_timer', 'apic_send_ipi', 'vgic_v3_dispatch_sgi', 'vhost_vring_call_split', 'vhost_signal', 'virtio_notify', 'vfio_msihandler', 'hw:vtd_post_interrupt', 'serial_update_irq', 'pl011_receive', 'pl011_write', 'kvm_lapic_expired_hv_timer', 'apic_timer_fn', 'vgic_its_inject_cached_translation', 'vgic_its_trigger_msi', 'kvm_vgic_inject_irq', 'hw:its_translate', 'hw:amdvi_ga_interrupt']);
 /** The guest handler's EOI ends a delivery (x86 LAPIC EOI, virtualised or trapped; GIC ICV_EOIR1). */
 const DELIVERY_END = new Set(['native_apic_mem_eoi', 'gic_eoi_irq']);
 /** The guest taking an interrupt: x86's entry names the vector, the GIC's ICV_IAR1 read the INTID. */

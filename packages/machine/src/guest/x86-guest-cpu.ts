@@ -81,6 +81,10 @@ export class X86GuestCpu implements GuestModel {
     // A vector nobody registered still enters through common_interrupt (which finds no
     // descriptor and reports it); it is counted as spurious.
     const name = this.irqs.fnOf(vcpuId, vector) ?? 'common_interrupt';
+    // Linux's system-vector handlers (DEFINE_IDTENTRY_SYSVEC: the APIC timer, call-function IPIs)
+    // acknowledge first (apic_eoi), then do their work; device interrupts EOI when done.
+    const sysvec = name.startsWith('sysvec_');
+    const work: GuestOp = sysvec ? { op: 'compute', ns: this.handlerNs } : { op: 'compute', ns: this.handlerNs, fn: name };
     const run = (): readonly GuestOp[] => {
       const body: GuestOp[] = [];
       let known = false;
@@ -91,9 +95,10 @@ export class X86GuestCpu implements GuestModel {
       // A handler that starts by reading its device (vp_interrupt's ISR read) takes that exit
       // first; the rest of its accesses follow its work.
       const first = body[0];
-      if (first !== undefined && (first.op === 'mmio-read' || first.op === 'pio-read') && first.applied === true) return [first, { op: 'compute', ns: this.handlerNs, fn: name }, ...body.slice(1)];
-      return [{ op: 'compute', ns: this.handlerNs, fn: name }, ...body];
+      if (first !== undefined && (first.op === 'mmio-read' || first.op === 'pio-read') && first.applied === true) return [first, work, ...body.slice(1)];
+      return [work, ...body];
     };
+    if (sysvec) return [{ op: 'compute', ns: 0, fn: name }, { op: 'eoi' }, { op: 'call', run }];
     return [{ op: 'call', run }, { op: 'eoi' }];
   }
 }

@@ -1,7 +1,7 @@
 import { GuestMemory, KvmRoutingTable, Tokens, type Actor, type MsiSink, type SimContext, type TraceEvent, type VmInterruptApi } from '@virq/core';
 import type { DependencyContainer } from 'tsyringe';
 import { QemuVfioPci, registerIrqBypass, type IrqBypassHost, type VfioPciCore } from '@virq/irqbypass';
-import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, KVM_MIN_TIMER_PERIOD_US, KVM_PIT_FREQ, KvmPit, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, registerQemuUserspaceIrqchip, type QemuPcIrqchip, type KvmVcpu, type KvmVm, type UserspaceExit } from '@virq/kvm-irqchip';
+import { APIC, HpetLegacy, IOAPIC_DEFAULT_BASE_ADDRESS, KVM_MIN_TIMER_PERIOD_US, KVM_PIT_FREQ, KvmPit, MSR_IA32_TSC_DEADLINE, PcGsi, QemuIrq, QemuPit, registerKvmIrqchip, registerQemuUserspaceIrqchip, type QemuPcIrqchip, type KvmVcpu, type KvmVm, type UserspaceExit } from '@virq/kvm-irqchip';
 import { Msix, MsixTable, PciBus, PciCommand, PciDevice, PciReg, pciBdf } from '@virq/pci';
 import { GuestPageAllocator, GuestVirtioBlk, GuestVirtioNet, GuestVirtioPci, VirtioBlkDevice, VirtioFeature, VirtioNet, VirtioNetFeature, VirtioPciProxy, assignBars, bit, type VirtioDevice } from '@virq/virtio-pci';
 import type { Serial16550 } from '../devices/serial-16550.js';
@@ -22,6 +22,10 @@ import { BLK_DISK_BYTES, BLK_IO_LATENCY_NS, startBlkClosedLoop } from '../blk-wo
 
 const MMIO_BASE = 0xfe00_0000;
 const PIO_BASE = 0xc000;
+/** LOCAL_TIMER_VECTOR (arch/x86/include/asm/irq_vectors.h). */
+const LOCAL_TIMER_VECTOR = 0xec;
+/** LVTT timer mode TSC-deadline (bits 18:17 = 2). */
+const LVTT_TSCDEADLINE = 2 << 17;
 const SERIAL_PORTS = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
 
 
@@ -95,7 +99,8 @@ export class X86Machine implements ComposedMachine {
     }
     const userspace = t.irqchip.kind === 'userspace-x86';
     const hostOf = new Map(t.vcpus.map((v, i) => [i, v.hostCpu]));
-    this.vm = registerKvmIrqchip(this.container, ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1, irqchip: !userspace });
+    // Guest CPUID with TSC-deadline (the LAPIC timer mode Linux's lapic-deadline clockevent uses).
+    this.vm = registerKvmIrqchip(this.container, ctx, { nvcpus: t.vcpus.length, hostCpuOf: (n) => hostOf.get(n) ?? n + 1, irqchip: !userspace, cpuid: { tscDeadline: true } });
     if (userspace) {
       // kernel-irqchip=off: QEMU's own controllers; a device's MSI write lands in its "apic-msi" region.
       this.qemuIrqchip = registerQemuUserspaceIrqchip(this.container, ctx, this.vm);
@@ -431,7 +436,8 @@ export class X86Machine implements ComposedMachine {
    */
   private startPit(hz: number, durationNs: number): void {
     if (!this.timers.has('pit')) {
-      this.notes.push('workload.timerHz: the topology has no pit device; no timer ticks');
+      if (this.qemuIrqchip !== undefined) this.notes.push('workload.timerHz: no pit device, and the LAPIC timer of userspace-x86 (QEMU\'s APIC timer) is not modelled; no timer ticks');
+      else this.startLapicTimers(hz, durationNs);
       return;
     }
     const t = this.ctx.trace.channel('qemu-irq');
@@ -469,6 +475,33 @@ export class X86Machine implements ComposedMachine {
     for (const v of this.vm.vcpus()) {
       v.setGuest(this.cpus[v.vcpuId]!);
       v.run();
+    }
+  }
+
+  /**
+   * Without a `pit` device the tick is every vCPU's own LAPIC timer in TSC-deadline mode, as a
+   * Linux guest runs it (the lapic-deadline clockevent, one-shot): the vector is 0xec
+   * (LOCAL_TIMER_VECTOR); sysvec_apic_timer_interrupt EOIs first, then hrtimer_interrupt programs
+   * the next deadline (lapic_next_deadline: WRMSR IA32_TSC_DEADLINE, an MSR_WRITE exit KVM
+   * handles in its fastpath). KVM runs the deadline on the VMX preemption timer while the vCPU
+   * is in guest mode (a PREEMPTION_TIMER exit at expiry) and on an hrtimer while it is blocked
+   * (@virq/kvm-irqchip, KvmLapicTimer). The first deadlines are programmed at boot.
+   */
+  private startLapicTimers(hz: number, durationNs: number): void {
+    const period = Math.max(1, Math.round(1e9 / hz));
+    for (const v of this.vm.vcpus()) {
+      const id = v.vcpuId;
+      const cpu = this.cpus[id]!;
+      v.onTimerExpired = (vector, time) => this.irqs.raised(id, vector, time);
+      this.irqs.bind(id, LOCAL_TIMER_VECTOR, `lapic-timer${id}`, () => {
+        const now = this.ctx.scheduler.now;
+        cpu.capture?.push({ op: 'compute', ns: 0, fn: 'hrtimer_interrupt' });
+        // The next tick, while the workload lasts (afterwards the tick stops: NO_HZ idle).
+        if (now + period < durationNs) cpu.capture?.push({ op: 'msr-write', index: MSR_IA32_TSC_DEADLINE, value: BigInt(now + period) });
+      }, 'sysvec_apic_timer_interrupt');
+      v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+      // Staggered by vCPU, as independent clockevents are.
+      v.setMsr(MSR_IA32_TSC_DEADLINE, BigInt(Math.round(period * (1 + id / Math.max(1, this.vm.vcpus().length)))));
     }
   }
 
