@@ -18,8 +18,8 @@ export interface LapicTimerOwner {
   readonly apicvActive: boolean;
   readonly tracing: boolean;
   trace(fn: string, caller: string, args: Record<string, number | boolean>): void;
-  /** kvm_vcpu_kick (wakes a blocked vCPU). */
-  kick(): void;
+  /** kvm_vcpu_kick (wakes a blocked vCPU), from `caller`. */
+  kick(caller: string): void;
   /** The timer expired at `time` (where the machine starts its latency clock for the vector). */
   expired?(vector: number, time: number): void;
 }
@@ -73,6 +73,11 @@ export class KvmLapicTimer {
     this.restart(inRunLoop);
   }
 
+  /** SPIV software-disable: an expiry not yet injected is dropped (the timer itself runs on, masked). */
+  clearPending(): void {
+    this.pending = 0;
+  }
+
   /** apic_update_lvtt: a change of timer mode cancels the timer. */
   lvttModeChanged(): void {
     this.cancelSw();
@@ -90,8 +95,9 @@ export class KvmLapicTimer {
 
   /** start_hv_timer (vmx_set_hv_timer): armed for the next entry; a deadline already passed expires now. */
   private startHv(): void {
+    // start_hv_timer needs a deadline; without one restart_apic_timer falls back to start_sw_timer.
     if (this.tscdeadline === 0) {
-      this.hvTimerInUse = false;
+      this.startSw();
       return;
     }
     this.hvTimerInUse = true;
@@ -161,7 +167,9 @@ export class KvmLapicTimer {
     const o = this.o;
     if (o.tracing) o.trace('apic_timer_expired', caller, { vcpu: o.vcpuId, deadline: this.tscdeadline });
     this.expiredTscdeadline = this.tscdeadline;
-    o.expired?.(o.lapic.getReg(APIC.LVTT) & 0xff, o.scheduler.now);
+    // A device event for the machine's latency clock only if it can reach the guest (kvm_apic_local_deliver's test).
+    const lvtt = o.lapic.getReg(APIC.LVTT);
+    if (o.lapic.hwEnabled && (lvtt & LVT_MASKED) === 0) o.expired?.(lvtt & 0xff, o.scheduler.now);
     if (!fromTimerFn && o.apicvActive) {
       this.injectPending('apic_timer_expired');
       return;
@@ -169,7 +177,7 @@ export class KvmLapicTimer {
     // kvm_use_posted_timer_interrupt is false (no HLT/MWAIT passthrough): pending, KVM_REQ_UNBLOCK,
     // and from the hrtimer a kick.
     this.pending = 1;
-    if (fromTimerFn) o.kick();
+    if (fromTimerFn) o.kick('apic_timer_expired');
   }
 
   /** kvm_apic_inject_pending_timer_irqs: the LVTT vector through kvm_apic_local_deliver; the deadline is spent. */

@@ -29,6 +29,8 @@ export interface LapicOwner {
   readonly bus: LapicBus;
   /** apic_update_lvtt: the guest changed LVTT's timer mode (the timer is cancelled). */
   lvttModeChanged?(): void;
+  /** The APIC was software-disabled: an expiry not yet injected is dropped (lapic_timer.pending = 0). */
+  timerPendingCleared?(): void;
 }
 
 /** VM-wide services the LAPIC uses (implemented by KvmVm). */
@@ -418,6 +420,7 @@ export class KvmLapic {
         this.setSpiv(val & mask);
         if (!(val & SPIV_APIC_ENABLED)) {
           for (const off of LVT_OFFSETS) this.setReg(off, this.getReg(off) | LVT_MASKED);
+          this.owner.timerPendingCleared?.();
         }
         break;
       }
@@ -568,6 +571,8 @@ export class KvmLapic {
   // ---- reset / base / state ---------------------------------------------------------
   /** kvm_lapic_reset (init_event = false at creation, true for INIT). */
   reset(initEvent: boolean): void {
+    // kvm_lapic_reset stops the timer (hrtimer_cancel; LVTT back to masked one-shot → apic_update_lvtt).
+    this.owner.lvttModeChanged?.();
     if (!initEvent) {
       this.setBaseRaw((APIC_DEFAULT_PHYS_BASE | APICBASE_ENABLE | (this.owner.isBsp ? APICBASE_BSP : 0)) >>> 0);
       this.setReg(APIC.ID, (this.owner.vcpuId & 0xff) << 24);

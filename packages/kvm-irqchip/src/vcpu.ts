@@ -188,7 +188,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         return host.tracing;
       },
       trace: (fn, caller, args) => host.trace(fn, caller, args),
-      kick: () => vcpu.kick(),
+      kick: (caller) => vcpu.kick(caller),
       expired: (vector, time) => vcpu.onTimerExpired?.(vector, time),
     });
   }
@@ -197,8 +197,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   readonly timer: KvmLapicTimer;
   /** Called when the LAPIC timer expires (a machine starts its latency clock for the vector here). */
   onTimerExpired: ((vector: number, time: number) => void) | undefined;
-  /** The preemption timer armed at the last entry (a newer arming or any exit retires it). */
-  private hvGen = 0;
+  /** The deadline a preemption-timer check is scheduled for (-1: none). */
+  private hvScheduledFor = -1;
   /** The preemption timer expired while the entry was still on its way in: the CPU exits right after it. */
   private hvDueAtEntry = false;
   /** vcpu_block switched the timer to the hrtimer for this block. */
@@ -208,10 +208,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   lvttModeChanged(): void {
     this.timer.lvttModeChanged();
   }
+  /** SPIV software-disable (LapicOwner). */
+  timerPendingCleared(): void {
+    this.timer.clearPending();
+  }
 
   /** Arms the VMX preemption timer for this entry (vmx_update_hv_timer): it makes the vCPU exit at the deadline. */
   private armHvTimer(entryNs: number): void {
-    const gen = ++this.hvGen;
     this.hvDueAtEntry = false;
     const d = this.timer.hvExpiry;
     if (d < 0) return;
@@ -220,17 +223,30 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       this.hvDueAtEntry = true;
       return;
     }
-    s.at(d, this.actor, this.hvFire, gen);
+    // One check per deadline: whatever entry is current when it comes, the timer reached zero in it.
+    if (this.hvScheduledFor === d) return;
+    this.hvScheduledFor = d;
+    s.at(d, this.actor, this.hvFire, d);
   }
 
-  private readonly hvFire = (gen: number): void => {
-    if (gen !== this.hvGen || !this.running || this.mode !== 'in-guest') return;
+  /** The preemption timer reaches zero: an exit if the vCPU is (still) running guest code with it armed. */
+  private readonly hvFire = (d: number): void => {
+    if (this.hvScheduledFor === d) this.hvScheduledFor = -1;
+    // 'exiting-guest': a kick's IPI is on its way, but the guest runs until something makes it exit.
+    if (!this.running || this.mode === 'outside-guest' || this.timer.hvExpiry !== d) return;
     if (this.entering) {
       this.hvDueAtEntry = true;
       return;
     }
     this.preemptionTimerExit();
   };
+
+  /** vcpu_run: kvm_cpu_has_pending_timer → kvm_inject_pending_timer_irqs. */
+  private injectPendingTimer(): void {
+    if (!this.timer.hasPending()) return;
+    if (this.host.tracing) this.host.trace('kvm_inject_pending_timer_irqs', 'vcpu_run', { vcpu: this.vcpuId });
+    this.timer.injectIfPending();
+  }
 
   /** EXIT_REASON_PREEMPTION_TIMER, handled in the fastpath (kvm_lapic_expired_hv_timer). */
   private preemptionTimerExit(): void {
@@ -285,10 +301,10 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   }
 
   /** kvm_vcpu_kick: wake a blocked vCPU, or IPI its host CPU when it runs in guest mode. */
-  kick(): void {
+  kick(caller = '__apic_accept_irq'): void {
     this.kicks++;
     const h = this.host;
-    if (h.tracing) h.trace('kvm_vcpu_kick', '__apic_accept_irq', { vcpu: this.vcpuId, mode: this.mode, blocked: this.blocked });
+    if (h.tracing) h.trace('kvm_vcpu_kick', caller, { vcpu: this.vcpuId, mode: this.mode, blocked: this.blocked });
     if (this.wakeUp()) return;
     if (this.mode === 'in-guest' && h.scheduler.current !== this.actor) {
       if (this.entering && this.deferredPreempt === undefined) {
@@ -336,6 +352,13 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       this.timerSwapped = false;
       this.timer.switchToHv();
     }
+    // kvm_vcpu_check_block let a pending timer end the block; vcpu_run injects it, and a guest
+    // that cannot take it (IF=0) blocks again.
+    this.injectPendingTimer();
+    if (!this.hasPendingWork()) {
+      this.halt();
+      return;
+    }
     this.enterGuest();
   }
 
@@ -377,7 +400,6 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
-    this.hvGen++;
     this.exitCounts.count('EXTERNAL_INTERRUPT');
     this.charge(h.costs.ns.vmExit + h.costs.ns.contextSwitch);
     if (h.tracing) h.trace('kvm_exit', 'vmx_handle_exit', { vcpu: this.vcpuId, reason: 'EXTERNAL_INTERRUPT' }, h.costs.ns.vmExit);
@@ -527,7 +549,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   setMsr(index: number, value: bigint): number {
     if (index === MSR_IA32_APICBASE) return this.lapic.setBase(Number(value), true) === 0 ? 1 : 0;
     if (index === MSR_IA32_TSC_DEADLINE) {
-      this.timer.setTscDeadline(Number(value), 'kvm_set_msr_common', !this.blocked);
+      // kvm_set_lapic_tscdeadline_msr does nothing without an in-kernel LAPIC.
+      if (!this.userspaceIrqchip) this.timer.setTscDeadline(Number(value), 'kvm_set_msr_common', !this.blocked);
       return 1;
     }
     if (index >= 0x800 && index <= 0x8ff) return this.lapic.msrWrite(index, value) === 0 ? 1 : 0;
@@ -633,10 +656,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       vector = this.userspaceEntryEvent();
     } else {
       // vcpu_run: an expiry the exit or the hrtimer left pending is injected before the entry.
-      if (this.timer.hasPending()) {
-        if (tr) h.trace('kvm_inject_pending_timer_irqs', 'vcpu_run', { vcpu: this.vcpuId });
-        this.timer.injectIfPending();
-      }
+      this.injectPendingTimer();
       h.scanIoapicOnEntry(this);
       if (this.reinjectVector >= 0) {
         // kvm_check_and_inject_events: the cancelled entry's interrupt first, as it was; a
@@ -1139,7 +1159,6 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     this.preemptStep();
     this.mode = 'outside-guest';
-    this.hvGen++; // the preemption timer counts only in guest mode
     this.exitCounts.count(reason);
     const exitNs = h.costs.ns.vmExit;
     this.charge(exitNs + handlingNs);
@@ -1184,6 +1203,8 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   /** kvm_vcpu_halt → kvm_vcpu_block unless an event is pending. */
   private halt(): void {
     const h = this.host;
+    // vcpu_run injects an expiry already pending before it blocks (kvm_inject_pending_timer_irqs).
+    this.injectPendingTimer();
     if (this.hasPendingWork()) {
       this.enterGuest();
       return;
@@ -1192,6 +1213,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const hv = this.timer.hvTimerInUse;
     if (hv) {
       this.timer.switchToSw();
+      this.injectPendingTimer();
       if (this.hasPendingWork()) {
         this.timer.switchToHv();
         this.enterGuest();
@@ -1212,6 +1234,6 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
   }
 
   private hasPendingWork(): boolean {
-    return (this.ifFlag && this.hasPendingInterrupt()) || this.nmiQueued + this.nmiPending > 0 || this.lapic.pendingEvents !== 0 || this.pvUnhalted || this.timer.hasPending();
+    return (this.ifFlag && this.hasPendingInterrupt()) || this.nmiQueued + this.nmiPending > 0 || this.lapic.pendingEvents !== 0 || this.pvUnhalted;
   }
 }

@@ -124,4 +124,78 @@ describe('LAPIC timer, TSC-deadline mode (KVM lapic.c)', () => {
     v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR);
     expect(v.timer.tscdeadline).toBe(0);
   });
+
+  it('a kick in flight does not stop the preemption timer: it exits at the deadline, and the IPI finds the vCPU out of the guest', () => {
+    const ctx = createSimContext();
+    const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } });
+    vm.setApicv(true);
+    const { ticked, vcpu } = tickingGuest(ctx, vm, true, 1);
+    const cpu = ctx.scheduler.actor({ name: 'other', kind: 'host-cpu', cpu: 0 });
+    ctx.scheduler.at(PERIOD - 100, cpu, () => vcpu.kick());
+    ctx.scheduler.runUntil(PERIOD * 2);
+    expect(ticked.length).toBe(1);
+    expect(vcpu.exits.get('PREEMPTION_TIMER')).toBe(1);
+    expect(ticked[0]! - PERIOD).toBeLessThan(2_000);
+  });
+
+  it('INIT (kvm_lapic_reset) cancels the timer; a software-disabled APIC drops a pending expiry', () => {
+    const ctx = createSimContext();
+    const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } });
+    vm.setApicv(false);
+    const v = vm.vcpu(0)!;
+    v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    v.setMsr(MSR_IA32_TSC_DEADLINE, 50_000n);
+    expect(v.timer.hvTimerInUse).toBe(true);
+    v.lapic.reset(true);
+    expect(v.timer.tscdeadline).toBe(0);
+    expect(v.timer.hvTimerInUse).toBe(false);
+    v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    ctx.scheduler.runUntil(10);
+    v.setMsr(MSR_IA32_TSC_DEADLINE, 5n); // already passed: pending (no APICv)
+    expect(v.timer.pending).toBe(1);
+    v.lapic.regWrite(APIC.SPIV, 0x0ff); // software-disable
+    expect(v.timer.pending).toBe(0);
+  });
+
+  it('HLT with IF=0 stays halted with a pending tick (the tick goes to IRR, the guest cannot take it)', () => {
+    const ctx = createSimContext();
+    const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } });
+    vm.setApicv(false);
+    const v = vm.vcpu(0)!;
+    v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    let steps = 0;
+    const taken: number[] = [];
+    v.setGuest({
+      next: (): GuestOp => (++steps === 1 ? { op: 'cli' } : steps === 2 ? { op: 'msr-write', index: MSR_IA32_TSC_DEADLINE, value: BigInt(PERIOD) } : { op: 'hlt' }),
+      interrupt: (_c, vector) => (taken.push(vector), [{ op: 'eoi' }]),
+    });
+    v.run();
+    ctx.scheduler.runUntil(PERIOD * 3);
+    expect(taken).toEqual([]);
+    expect(v.blocked).toBe(true);
+    expect(v.timer.stats.sw).toBe(1);
+    expect(v.lapic.findHighestIrr()).toBe(LOCAL_TIMER_VECTOR);
+  });
+
+  it('without an in-kernel LAPIC (userspace irqchip) the MSR arms nothing; a masked LVTT starts no latency clock', () => {
+    const ctx = createSimContext();
+    const u = new KvmVm(ctx, { nvcpus: 1, irqchip: false, cpuid: { tscDeadline: true } }).vcpu(0)!;
+    u.setMsr(MSR_IA32_TSC_DEADLINE, 1_000n);
+    expect(u.timer.tscdeadline).toBe(0);
+    const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } });
+    const v = vm.vcpu(0)!;
+    v.lapic.regWrite(APIC.SPIV, 0x1ff);
+    v.lapic.regWrite(APIC.LVTT, 0x10000 | LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    const raised: number[] = [];
+    v.onTimerExpired = (vec) => void raised.push(vec);
+    v.setMsr(MSR_IA32_TSC_DEADLINE, 0n);
+    v.setMsr(MSR_IA32_TSC_DEADLINE, 1n);
+    ctx.scheduler.runUntil(10);
+    v.setMsr(MSR_IA32_TSC_DEADLINE, 2n);
+    expect(raised).toEqual([]);
+  });
 });
+

@@ -489,19 +489,23 @@ export class X86Machine implements ComposedMachine {
    */
   private startLapicTimers(hz: number, durationNs: number): void {
     const period = Math.max(1, Math.round(1e9 / hz));
+    const n = this.vm.vcpus().length;
     for (const v of this.vm.vcpus()) {
       const id = v.vcpuId;
       const cpu = this.cpus[id]!;
+      // Staggered by vCPU, as independent clockevents are; then on the tick's own grid
+      // (tick_sched_timer's hrtimer_forward: late handling does not push later ticks back).
+      let next = Math.round(period * (1 + id / Math.max(1, n)));
       v.onTimerExpired = (vector, time) => this.irqs.raised(id, vector, time);
       this.irqs.bind(id, LOCAL_TIMER_VECTOR, `lapic-timer${id}`, () => {
         const now = this.ctx.scheduler.now;
         cpu.capture?.push({ op: 'compute', ns: 0, fn: 'hrtimer_interrupt' });
+        while (next <= now) next += period;
         // The next tick, while the workload lasts (afterwards the tick stops: NO_HZ idle).
-        if (now + period < durationNs) cpu.capture?.push({ op: 'msr-write', index: MSR_IA32_TSC_DEADLINE, value: BigInt(now + period) });
+        if (next < durationNs) cpu.capture?.push({ op: 'msr-write', index: MSR_IA32_TSC_DEADLINE, value: BigInt(next) });
       }, 'sysvec_apic_timer_interrupt');
       v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
-      // Staggered by vCPU, as independent clockevents are.
-      v.setMsr(MSR_IA32_TSC_DEADLINE, BigInt(Math.round(period * (1 + id / Math.max(1, this.vm.vcpus().length)))));
+      v.setMsr(MSR_IA32_TSC_DEADLINE, BigInt(next));
     }
   }
 
