@@ -205,8 +205,8 @@ export class KvmLapic {
     if (v === -1) this.irrPending = false;
     return v;
   }
-  /** apic_update_ppr; returns whether PPR went down. */
-  updatePpr(): boolean {
+  /** apic_update_ppr; returns whether PPR went down. `request`: KVM's (not the CPU's virtual PPR update). */
+  updatePpr(request = true): boolean {
     const old = this.getReg(APIC.PROCPRI);
     const tpr = this.getReg(APIC.TASKPRI);
     const isr = this.findHighestIsr();
@@ -214,7 +214,7 @@ export class KvmLapic {
     const ppr = (tpr & 0xf0) >= (isrv & 0xf0) ? tpr & 0xff : isrv & 0xf0;
     if (old !== ppr) this.setReg(APIC.PROCPRI, ppr);
     const lowered = ppr < old;
-    if (lowered && this.hasInterruptForPpr(ppr) !== -1) this.owner.requestEvent();
+    if (request && lowered && this.hasInterruptForPpr(ppr) !== -1) this.owner.requestEvent();
     return lowered;
   }
   private hasInterruptForPpr(ppr: number): number {
@@ -359,6 +359,19 @@ export class KvmLapic {
   }
 
   /** apic_set_eoi: retire the highest in-service vector. Returns it, or -1. */
+  /**
+   * EOI virtualization (APICv, a vector outside the EOI-exit bitmap): the CPU clears the vISR
+   * bit and re-evaluates the virtual PPR itself — no exit, so no KVM code runs (no apic_set_eoi,
+   * no KVM_REQ_EVENT). Returns the vector, or -1.
+   */
+  virtualEoi(): number {
+    const vector = this.findHighestIsr();
+    if (vector === -1) return -1;
+    this.clearIsr(vector);
+    this.updatePpr(false);
+    return vector;
+  }
+
   setEoi(): number {
     const vector = this.findHighestIsr();
     if (this.owner.bus.tracing) this.owner.bus.traceLapic('apic_set_eoi', 'kvm_lapic_reg_write', { vcpu: this.owner.vcpuId, vector });

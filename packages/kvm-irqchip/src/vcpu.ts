@@ -643,6 +643,17 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     const h = this.host;
     if (!this.running) return;
     const tr = h.tracing;
+    const fastpath = this.fastpathExit;
+    this.fastpathExit = false;
+    if (fastpath && this.requests === 0 && !this.irqWindowRequested && this.reinjectVector < 0 && !this.timer.hasPending()) {
+      // EXIT_FASTPATH_REENTER_GUEST: vcpu_enter_guest's own loop goes straight back in —
+      // sync_pir_to_irr, then vmx_vcpu_run — with no request or event-injection work (a pending
+      // request would have made kvm_vcpu_exit_request end the loop: the path below).
+      h.scanIoapicOnEntry(this); // (a pending KVM_REQ_SCAN_IOAPIC ends the loop in KVM: done here instead)
+      h.pirSync?.(this.vcpuId, 'vcpu_enter_guest');
+      this.enterVmx(-1);
+      return;
+    }
     if (tr) h.trace('vcpu_enter_guest', 'vcpu_run', { vcpu: this.vcpuId });
     let vector = -1;
     if (this.userspaceIrqchip) {
@@ -678,15 +689,23 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
       }
     }
     h.pirSync?.(this.vcpuId, 'vcpu_enter_guest');
+    this.enterVmx(vector);
+  }
+
+  /** vmx_vcpu_run: VM entry (injecting `vector`, -1: none), the preemption timer armed for it. */
+  private enterVmx(vector: number): void {
+    const h = this.host;
     const entry = h.costs.ns.vmEntry;
     this.charge(entry);
     this.mode = 'in-guest';
-    if (tr) h.trace('vmx_vcpu_run', 'vcpu_enter_guest', { vcpu: this.vcpuId }, entry);
+    if (h.tracing) h.trace('vmx_vcpu_run', 'vcpu_enter_guest', { vcpu: this.vcpuId }, entry);
     this.entering = true;
     this.entryVector = vector;
     if (!this.userspaceIrqchip) this.armHvTimer(entry);
     this.thenAfter(entry, STEP_ENTERED);
   }
+  /** The exit being handled was handled in the fastpath (vmx_exit_handlers_fastpath). */
+  private fastpathExit = false;
 
   /** VM entry done: the injected event (or a vIRR vector) is taken, then the guest runs. */
   private entered(): void {
@@ -929,7 +948,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
         } else if (h.apicvActive && !h.ioapicHandlesEoi(this)) {
           this.charge(ns.guestEoiNoExit);
           if (h.tracing) h.trace('native_apic_mem_eoi', 'apic_eoi', { vcpu: this.vcpuId, virtualized: true }, ns.guestEoiNoExit, this.guestTask());
-          this.lapic.setEoi();
+          this.lapic.virtualEoi();
           this.stepEvent = this.thenAfter(ns.guestEoiNoExit, STEP_GUEST);
         } else if (h.apicvActive) {
           this.vmExit('EOI_INDUCED', 'handle_apic_eoi_induced', NO_ARGS, ns.apicAccessEmulation, this.eoiInduced);
@@ -1171,6 +1190,7 @@ export class KvmVcpu implements LapicOwner, VcpuInterruptTarget {
     }
     this.exitHandler = fn;
     this.exitHandlingNs = handlingNs;
+    this.fastpathExit = handler.startsWith('handle_fastpath');
     this.thenAfter(exitNs, STEP_EXIT_HANDLER);
   }
 

@@ -144,12 +144,14 @@ export class X86Machine implements ComposedMachine {
     // With the userspace irqchip QEMU's dispatch finds the APIC, IOAPIC and 8259 regions first.
     this.vm.onUserspaceExit = this.qemuIrqchip?.exitHandler(devices) ?? devices;
     const usesVfio = t.devices.some((d) => d.kind === 'vfio');
-    if (usesVfio) {
+    // VMX posted-interrupt processing serves KVM's own APICv deliveries (irqfd MSIs, IPIs, the
+    // LAPIC timer: vmx_deliver_posted_interrupt) with or without assigned devices.
+    if (usesVfio || (!userspace && t.irqchip.apicv)) {
       this.bypass = registerIrqBypass(this.container, ctx, {
         kvm: this.vm,
         hostCpus: Math.max(16, ...t.vcpus.map((v) => v.hostCpu + 1)),
         vendor: t.irqchip.avic ? 'avic' : 'vmx',
-        devicePosting: t.irqchip.posted && !userspace,
+        devicePosting: usesVfio && t.irqchip.posted && !userspace,
       });
       if (userspace) this.notes.push('assigned-device interrupts: host IRQ → vfio_msihandler → eventfd → QEMU main loop vfio_msi_interrupt → msix_notify → apic_send_msi (no irqfd, no posting)');
       else if (!t.irqchip.posted) this.notes.push('irqchip.posted off: assigned-device interrupts take host IRQ → vfio_msihandler → irqfd → injection');
