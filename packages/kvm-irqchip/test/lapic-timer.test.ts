@@ -5,6 +5,16 @@ const LOCAL_TIMER_VECTOR = 0xec;
 const LVTT_TSCDEADLINE = 2 << 17;
 const PERIOD = 100_000; // a 10 kHz tick
 
+/** A vCPU with its APIC software-enabled and LVTT in TSC-deadline mode on `vector` (`lvtt` extra bits, e.g. masked). */
+function deadlineVcpu(ctx: ReturnType<typeof createSimContext>, opts: { apicv?: boolean; tscDeadline?: boolean; lvtt?: number } = {}) {
+  const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: opts.tscDeadline ?? true } });
+  vm.setApicv(opts.apicv ?? false);
+  const v = vm.vcpu(0)!;
+  v.lapic.regWrite(APIC.SPIV, 0x1ff);
+  v.lapic.regWrite(APIC.LVTT, (opts.lvtt ?? 0) | LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+  return { vm, v };
+}
+
 /**
  * Linux's lapic-deadline clockevent: the tick handler (sysvec_apic_timer_interrupt) EOIs first,
  * then programs the next deadline (lapic_next_deadline: WRMSR IA32_TSC_DEADLINE). Between ticks
@@ -102,11 +112,7 @@ describe('LAPIC timer, TSC-deadline mode (KVM lapic.c)', () => {
 
   it('a deadline already passed expires at once (start_hv_timer); a masked LVTT delivers nothing; a mode change cancels the timer', () => {
     const ctx = createSimContext();
-    const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } });
-    vm.setApicv(false);
-    const v = vm.vcpu(0)!;
-    v.lapic.regWrite(APIC.SPIV, 0x1ff);
-    v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    const { v } = deadlineVcpu(ctx);
     ctx.scheduler.runUntil(1_000);
     expect(v.setMsr(MSR_IA32_TSC_DEADLINE, 500n)).toBe(1);
     expect(v.timer.stats.immediate).toBe(1);
@@ -114,15 +120,11 @@ describe('LAPIC timer, TSC-deadline mode (KVM lapic.c)', () => {
     v.timer.injectIfPending();
     expect(v.lapic.findHighestIrr()).toBe(LOCAL_TIMER_VECTOR);
     // Masked: the expiry is noted but nothing reaches IRR.
-    const w = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } }).vcpu(0)!;
-    w.lapic.regWrite(APIC.SPIV, 0x1ff);
-    w.lapic.regWrite(APIC.LVTT, 0x10000 | LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    const w = deadlineVcpu(ctx, { lvtt: 0x10000 }).v;
     w.setMsr(MSR_IA32_TSC_DEADLINE, 10n);
     expect(w.timer.hasPending()).toBe(false);
     // Without TSC-deadline mode (no CPUID bit, or one-shot mode) the MSR is ignored.
-    const x = new KvmVm(ctx, { nvcpus: 1 }).vcpu(0)!;
-    x.lapic.regWrite(APIC.SPIV, 0x1ff);
-    x.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    const x = deadlineVcpu(ctx, { tscDeadline: false }).v;
     x.setMsr(MSR_IA32_TSC_DEADLINE, 5_000_000n);
     expect(x.timer.tscdeadline).toBe(0);
     // Leaving TSC-deadline mode cancels an armed deadline.
@@ -147,11 +149,7 @@ describe('LAPIC timer, TSC-deadline mode (KVM lapic.c)', () => {
 
   it('INIT (kvm_lapic_reset) cancels the timer; a software-disabled APIC drops a pending expiry', () => {
     const ctx = createSimContext();
-    const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } });
-    vm.setApicv(false);
-    const v = vm.vcpu(0)!;
-    v.lapic.regWrite(APIC.SPIV, 0x1ff);
-    v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    const { v } = deadlineVcpu(ctx);
     v.setMsr(MSR_IA32_TSC_DEADLINE, 50_000n);
     expect(v.timer.hvTimerInUse).toBe(true);
     v.lapic.reset(true);
@@ -168,11 +166,7 @@ describe('LAPIC timer, TSC-deadline mode (KVM lapic.c)', () => {
 
   it('HLT with IF=0 stays halted with a pending tick (the tick goes to IRR, the guest cannot take it)', () => {
     const ctx = createSimContext();
-    const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } });
-    vm.setApicv(false);
-    const v = vm.vcpu(0)!;
-    v.lapic.regWrite(APIC.SPIV, 0x1ff);
-    v.lapic.regWrite(APIC.LVTT, LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    const { v } = deadlineVcpu(ctx);
     let steps = 0;
     const taken: number[] = [];
     v.setGuest({
@@ -192,10 +186,7 @@ describe('LAPIC timer, TSC-deadline mode (KVM lapic.c)', () => {
     const u = new KvmVm(ctx, { nvcpus: 1, irqchip: false, cpuid: { tscDeadline: true } }).vcpu(0)!;
     u.setMsr(MSR_IA32_TSC_DEADLINE, 1_000n);
     expect(u.timer.tscdeadline).toBe(0);
-    const vm = new KvmVm(ctx, { nvcpus: 1, cpuid: { tscDeadline: true } });
-    const v = vm.vcpu(0)!;
-    v.lapic.regWrite(APIC.SPIV, 0x1ff);
-    v.lapic.regWrite(APIC.LVTT, 0x10000 | LOCAL_TIMER_VECTOR | LVTT_TSCDEADLINE);
+    const { v } = deadlineVcpu(ctx, { apicv: true, lvtt: 0x10000 });
     const raised: number[] = [];
     v.onTimerExpired = (vec) => void raised.push(vec);
     v.setMsr(MSR_IA32_TSC_DEADLINE, 0n);
